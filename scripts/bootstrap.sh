@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Idempotent set-up of .venv on a fresh Debian machine: Python venv, pinned requirements (torch from the local
+# wheel files), this package in editable mode, and the ROS 2 interface packages built into the venv.
+# A stamp (hash of every input) makes a second run a no-op.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+VENV="${VENV:-$ROOT/.venv}"
+PYTHON_BIN="${PYTHON_BIN:-$(command -v python3.11 || command -v python3)}"
+
+inputs=(requirements-torch.txt requirements.txt setup.py package.xml scripts/bootstrap.sh scripts/build_interfaces.sh)
+while IFS= read -r f; do inputs+=("$f"); done < <(find msg -type f 2>/dev/null | sort)
+stamp_hash=$(cat "${inputs[@]}" 2>/dev/null | sha256sum | cut -c1-16)
+STAMP="$VENV/.omg_seg_bootstrap-$stamp_hash"
+if [ -f "$STAMP" ]; then
+  exit 0
+fi
+
+echo "[bootstrap] setting up $VENV (this takes a few minutes the first time)"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON_BIN" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
+"${PIP[@]}" -r requirements-torch.txt
+"${PIP[@]}" -r requirements.txt
+"${PIP[@]}" --no-deps --no-build-isolation -e .
+if [ -f scripts/build_interfaces.sh ]; then
+  VENV="$VENV" bash scripts/build_interfaces.sh
+fi
+rm -f "$VENV"/.omg_seg_bootstrap-*
+touch "$STAMP"
+echo "[bootstrap] done"
