@@ -14,6 +14,7 @@ trainer and the predictor use the very same function.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from typing import Optional, Sequence
@@ -21,6 +22,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .base import TextEncoder
 
 MINILM_DIM = 384
 RAW_DIM = 2 * MINILM_DIM
@@ -104,31 +107,41 @@ def raw_features(phrases: Sequence[str]) -> torch.Tensor:
     return torch.cat([sent, word_mean], dim=1)
 
 
-class SentenceTextEncoder(nn.Module):
+class SentenceTextEncoder(TextEncoder, nn.Module):
     """TextEncoder for `text_encoder="minilm_l6"`: `encode(phrases) -> [N, embed_dim]` L2-normalised.
 
     `projection` is normally the model's own `text_projection` submodule (so its weights live in the checkpoint);
     when None a fresh, untrained one is created (useful only for training from scratch).
+    `encode` (the TextEncoder interface) runs without gradients; `encode_train` is the differentiable path the
+    trainer uses, so training and inference compute the very same function.
     """
 
-    name = "minilm_l6"
-
     def __init__(self, embed_dim: int = 256, projection: Optional[TextProjection] = None) -> None:
-        super().__init__()
+        nn.Module.__init__(self)
         self.projection = projection if projection is not None else TextProjection(embed_dim)
         self.embed_dim = int(self.projection.linear.out_features)
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """Cache key: changes whenever the projection weights change (vocabulary caches must not go stale)."""
+        h = hashlib.sha1()
+        for t in self.projection.state_dict().values():
+            h.update(t.detach().float().cpu().numpy().tobytes())
+        return f"minilm_l6-{h.hexdigest()[:12]}"
 
     def raw(self, phrases: Sequence[str]) -> torch.Tensor:
         return raw_features(list(phrases))
 
-    def encode(self, phrases: Sequence[str]) -> torch.Tensor:
+    def encode_train(self, phrases: Sequence[str]) -> torch.Tensor:
         """phrases: N strings -> [N, E] float32 on the projection's device (grad flows into the projection)."""
-        dev = self.projection.linear.weight.device
-        dtype = self.projection.linear.weight.dtype
-        return self.projection(self.raw(phrases).to(dev, dtype)).float()
+        w = self.projection.linear.weight
+        return self.projection(self.raw(phrases).to(w.device, w.dtype)).float()
+
+    def _encode(self, phrases: list[str]) -> torch.Tensor:
+        return self.encode_train(phrases)
 
     def forward(self, phrases: Sequence[str]) -> torch.Tensor:
-        return self.encode(phrases)
+        return self.encode_train(phrases)
 
 
 __all__ = ["SentenceTextEncoder", "TextProjection", "raw_features", "words", "MINILM_DIM", "RAW_DIM"]
