@@ -10,7 +10,9 @@ PYTHON_BIN="${PYTHON_BIN:-$(command -v python3.11 || command -v python3)}"
 
 inputs=(requirements-torch.txt requirements.txt setup.py package.xml scripts/bootstrap.sh scripts/build_interfaces.sh)
 while IFS= read -r f; do inputs+=("$f"); done < <(find msg -type f 2>/dev/null | sort)
-stamp_hash=$(cat "${inputs[@]}" 2>/dev/null | sha256sum | cut -c1-16)
+existing=()
+for f in "${inputs[@]}"; do [ -f "$f" ] && existing+=("$f"); done
+stamp_hash=$( { "$PYTHON_BIN" --version; cat "${existing[@]}"; } | sha256sum | cut -c1-16)
 STAMP="$VENV/.omg_seg_bootstrap-$stamp_hash"
 if [ -f "$STAMP" ]; then
   exit 0
