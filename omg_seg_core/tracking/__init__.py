@@ -1,1 +1,5 @@
+"""Online tracking (ROS-free): `Tracker` fills `Segments.track_ids`; `TargetManager` keeps persistent targets."""
+from .config import TrackerConfig
+from .tracker import CONFIRMED, TENTATIVE, Track, Tracker
 
+__all__ = ["TrackerConfig", "Tracker", "Track", "TENTATIVE", "CONFIRMED"]
