@@ -70,7 +70,9 @@ class Segments:
         self.query_index = (np.full(n, -1, np.int64) if self.query_index is None
                             else np.asarray(self.query_index, np.int64).reshape(n))
         if self.embeddings is not None:
-            self.embeddings = np.asarray(self.embeddings, np.float32).reshape(n, -1)
+            emb = np.asarray(self.embeddings, np.float32)
+            # reshape(0, -1) is ambiguous for numpy, so empty results keep their given width.
+            self.embeddings = emb.reshape(n, -1) if n else emb.reshape(0, emb.shape[-1] if emb.ndim > 1 else 0)
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])
