@@ -1,0 +1,105 @@
+"""Multi-scale deformable attention (Deformable DETR) written with `F.grid_sample`.
+
+Numerically this is mmcv's `multi_scale_deformable_attn_pytorch` (bilinear, zero padding, align_corners=False),
+which the official OMG-Seg code runs on CPU; it exports to ONNX (GridSample, opset >= 16) and runs on GPU.
+Sampling locations are computed in float32 and the sampled values in float32 too, so an fp16 model keeps
+sub-pixel sampling precision (fp16 has only ~1e-3 resolution on [0, 1] coordinates).
+
+Parameter names follow mmcv's `MultiScaleDeformableAttention` (sampling_offsets, attention_weights,
+value_proj, output_proj) so official state_dict keys load unchanged.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def ms_deform_attn_core(value: torch.Tensor, spatial_shapes: Sequence[tuple[int, int]],
+                        sampling_locations: torch.Tensor, attention_weights: torch.Tensor) -> torch.Tensor:
+    """Sample and weight values at fractional locations.
+
+    value: [B, N_v, heads, Dh] (levels concatenated, row-major h x w per level)
+    spatial_shapes: (h_l, w_l) per level, Python ints (constants in an exported graph)
+    sampling_locations: float32 [B, N_q, heads, L, P, 2], (x, y) normalised to [0, 1] per level
+    attention_weights: [B, N_q, heads, L, P] (softmaxed over L*P)
+    returns [B, N_q, heads*Dh] in value's dtype.
+    """
+    bs, _, num_heads, head_dim = value.shape
+    _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
+    out_dtype = value.dtype
+    value = value.float()
+    split = [int(h) * int(w) for h, w in spatial_shapes]
+    value_list = value.split(split, dim=1)
+    sampling_grids = 2 * sampling_locations.float() - 1
+    sampled = []
+    for level, (h, w) in enumerate(spatial_shapes):
+        # [B, h*w, heads, Dh] -> [B*heads, Dh, h, w]
+        value_l = value_list[level].flatten(2).transpose(1, 2).reshape(bs * num_heads, head_dim, int(h), int(w))
+        # [B, Nq, heads, P, 2] -> [B*heads, Nq, P, 2]
+        grid_l = sampling_grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
+        sampled.append(F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False))
+    attn = attention_weights.float().transpose(1, 2).reshape(bs * num_heads, 1, num_queries, num_levels * num_points)
+    out = (torch.stack(sampled, dim=-2).flatten(-2) * attn).sum(-1).view(bs, num_heads * head_dim, num_queries)
+    return out.transpose(1, 2).contiguous().to(out_dtype)
+
+
+class MSDeformAttn(nn.Module):
+    """mmcv MultiScaleDeformableAttention (batch_first, no dropout at inference): returns identity + attention.
+
+    forward(query [B, Nq, D], value [B, Nv, D], query_pos [B, Nq, D], reference_points float32 [B, Nq, L, 2]
+    (x, y) in [0, 1], spatial_shapes [(h, w)] * L) -> [B, Nq, D]. The residual is the query WITHOUT its position.
+    """
+
+    def __init__(self, embed_dims: int = 256, num_heads: int = 8, num_levels: int = 3, num_points: int = 4) -> None:
+        super().__init__()
+        if embed_dims % num_heads:
+            raise ValueError(f"embed_dims {embed_dims} not divisible by num_heads {num_heads}")
+        self.embed_dims, self.num_heads, self.num_levels, self.num_points = embed_dims, num_heads, num_levels, num_points
+        self.sampling_offsets = nn.Linear(embed_dims, num_heads * num_levels * num_points * 2)
+        self.attention_weights = nn.Linear(embed_dims, num_heads * num_levels * num_points)
+        self.value_proj = nn.Linear(embed_dims, embed_dims)
+        self.output_proj = nn.Linear(embed_dims, embed_dims)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """mmcv's init: offsets start on a ring of directions (grid init), uniform attention, xavier projections."""
+        nn.init.zeros_(self.sampling_offsets.weight)
+        thetas = torch.arange(self.num_heads, dtype=torch.float32) * (2.0 * math.pi / self.num_heads)
+        grid = torch.stack([thetas.cos(), thetas.sin()], -1)
+        grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(self.num_heads, 1, 1, 2)
+        grid = grid.repeat(1, self.num_levels, self.num_points, 1)
+        for i in range(self.num_points):
+            grid[:, :, i, :] *= i + 1
+        self.sampling_offsets.bias.copy_(grid.view(-1))
+        nn.init.zeros_(self.attention_weights.weight)
+        nn.init.zeros_(self.attention_weights.bias)
+        nn.init.xavier_uniform_(self.value_proj.weight)
+        nn.init.zeros_(self.value_proj.bias)
+        nn.init.xavier_uniform_(self.output_proj.weight)
+        nn.init.zeros_(self.output_proj.bias)
+
+    def forward(self, query: torch.Tensor, value: torch.Tensor, query_pos: torch.Tensor,
+                reference_points: torch.Tensor, spatial_shapes: Sequence[tuple[int, int]]) -> torch.Tensor:
+        identity = query
+        q = query + query_pos
+        bs, num_query, _ = q.shape
+        num_value = value.shape[1]
+        v = self.value_proj(value).view(bs, num_value, self.num_heads, -1)
+        offsets = self.sampling_offsets(q).view(bs, num_query, self.num_heads, self.num_levels, self.num_points, 2)
+        weights = self.attention_weights(q).view(bs, num_query, self.num_heads, self.num_levels * self.num_points)
+        weights = weights.softmax(-1).view(bs, num_query, self.num_heads, self.num_levels, self.num_points)
+        # offsets are in pixels of each level: divide by (w, h) of that level (float32, exact small integers)
+        normalizer = torch.tensor([[float(w), float(h)] for h, w in spatial_shapes], dtype=torch.float32,
+                                  device=q.device)
+        locations = (reference_points.float()[:, :, None, :, None, :]
+                     + offsets.float() / normalizer[None, None, None, :, None, :])
+        out = ms_deform_attn_core(v, spatial_shapes, locations, weights)
+        return identity + self.output_proj(out)
+
+
+__all__ = ["MSDeformAttn", "ms_deform_attn_core"]
