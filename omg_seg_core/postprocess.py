@@ -1,0 +1,273 @@
+"""Post-processing: decoder outputs -> `Segments` at the original resolution.
+
+Panoptic and instance fusion reproduce the official `OMGFusionHead` (lxtGH/OMG-Seg) exactly, quirks included
+(see docs in each function); semantic is Mask2Former's `semantic_inference` (the official code has none).
+
+Inputs (one image, last decoder layer): cls_logits [Q, C+1] (last column = "no object"), mask_logits
+[Q, h4, w4] at stride 4 of the PADDED input. Masks follow the official resize chain: bilinear
+(align_corners=False) to the padded size, crop to the resized image, bilinear to the original size. Each query's
+chain is independent of the others, so only the queries a task keeps are upsampled: results are identical to
+upsampling all Q first (300 full-size masks at 1024^2 would cost ~1.3 GB).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import TaskThresholds
+from .preprocess import ImageMeta
+from .structures import Segments
+
+#: Pixels of the original image processed per chunk of upsampled masks (bounds peak memory, ~64 MB fp32).
+_CHUNK_PIXELS = 16_000_000
+
+
+def upsample_mask_logits(mask_logits: torch.Tensor, meta: ImageMeta) -> torch.Tensor:
+    """[N, h4, w4] logits (any float dtype) -> float32 [N, H0, W0] logits at the original resolution."""
+    if mask_logits.ndim != 3:
+        raise ValueError(f"mask_logits must be [N, h, w], got shape {tuple(mask_logits.shape)}")
+    h, w = meta.img_shape
+    if mask_logits.shape[0] == 0:
+        return mask_logits.new_zeros((0, *meta.ori_shape), dtype=torch.float32)
+    # [N, 1, h, w] (queries on the batch axis): the CPU kernel then gives the same bits for any N; with queries
+    # on the channel axis the vectorised path rounds differently for some channel counts (seen for N = 3).
+    x = F.interpolate(mask_logits.float()[:, None], size=meta.pad_shape, mode="bilinear", align_corners=False)
+    x = x[:, 0, :h, :w]
+    return F.interpolate(x[:, None], size=meta.ori_shape, mode="bilinear", align_corners=False)[:, 0]
+
+
+def _chunks(n: int, meta: ImageMeta) -> list[slice]:
+    per = max(1, _CHUNK_PIXELS // max(1, meta.ori_shape[0] * meta.ori_shape[1]))
+    return [slice(i, min(n, i + per)) for i in range(0, n, per)]
+
+
+def _logit(p: float) -> float:
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"mask_threshold must be in (0, 1), got {p}")
+    return math.log(p / (1.0 - p))  # exactly 0.0 for 0.5, so `logit > 0` reproduces the official binarisation
+
+
+def _check(cls_logits: torch.Tensor, mask_logits: torch.Tensor, class_names: Sequence[str]) -> int:
+    if cls_logits.ndim != 2 or mask_logits.ndim != 3 or cls_logits.shape[0] != mask_logits.shape[0]:
+        raise ValueError(f"expected cls_logits [Q, C+1] and mask_logits [Q, h, w], got {tuple(cls_logits.shape)} "
+                         f"and {tuple(mask_logits.shape)}")
+    c = cls_logits.shape[1] - 1
+    if len(class_names) != c:
+        raise ValueError(f"cls_logits has {c} classes but {len(class_names)} class names were given")
+    return c
+
+
+def _rows(x: Optional[torch.Tensor], idx: Sequence[int]) -> Optional[np.ndarray]:
+    if x is None:
+        return None
+    return x[torch.as_tensor(list(idx), dtype=torch.long, device=x.device)].float().cpu().numpy()
+
+
+def panoptic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, meta: ImageMeta, num_things: int,
+                         class_names: Sequence[str], thresholds: TaskThresholds = TaskThresholds(),
+                         query_feat: Optional[torch.Tensor] = None) -> Segments:
+    """Official `OMGFusionHead.panoptic_postprocess` -> Segments (one per panoptic id, in id order of creation).
+
+    Quirk 1: a segment is kept when (argmax area) / (sigmoid >= thr area) >= iou_thr, the argmax area measured
+    BEFORE `filter_low_score` removes pixels with sigmoid < thr (so the ratio can exceed 1).
+    Quirk 2: stuff segments of the same class merge into one id (= class id); thing ids are cls + k * 1000 with k
+    counting accepted thing queries (a thing whose final mask ends up empty still uses its k).
+    `extra["panoptic_ids"]` holds these official ids (int64 [N]); score = class probability (max over merged
+    stuff queries); query_index / embeddings come from the first query of the segment.
+    """
+    c = _check(cls_logits, mask_logits, class_names)
+    h0, w0 = meta.ori_shape
+    scores, labels = F.softmax(cls_logits.float(), dim=-1).max(-1)
+    keep = labels.ne(c) & (scores > thresholds.object_mask_thr)
+    kept = torch.nonzero(keep).flatten()
+    empty = Segments.empty(meta.ori_shape, "panoptic", None if query_feat is None else query_feat.shape[-1])
+    empty.extra["panoptic_ids"] = np.zeros(0, np.int64)
+    if kept.numel() == 0:
+        return empty
+    cur_scores, cur_classes = scores[kept], labels[kept]
+    cur_masks = upsample_mask_logits(mask_logits[kept], meta).sigmoid_()
+    cur_mask_ids = (cur_scores.view(-1, 1, 1) * cur_masks).argmax(0)
+    mask_areas = torch.bincount(cur_mask_ids.flatten(), minlength=kept.numel()).tolist()
+    fg = cur_masks >= thresholds.mask_threshold
+    original_areas = fg.flatten(1).sum(1).tolist()
+
+    panoptic_seg = torch.full((h0, w0), c, dtype=torch.int32, device=cur_masks.device)
+    order: list[int] = []                 # panoptic ids in order of first write
+    first_query: dict[int, int] = {}
+    class_of: dict[int, int] = {}
+    best_score: dict[int, float] = {}
+    instance_id = 1
+    for k in range(kept.numel()):
+        pred_class = int(cur_classes[k])
+        if not (mask_areas[k] > 0 and original_areas[k] > 0):
+            continue
+        if mask_areas[k] / original_areas[k] < thresholds.iou_thr:
+            continue
+        mask = cur_mask_ids == k
+        if thresholds.filter_low_score:
+            mask &= fg[k]
+        if pred_class < num_things:
+            pid = pred_class + instance_id * 1000
+            instance_id += 1
+        else:
+            pid = pred_class
+        panoptic_seg[mask] = pid
+        if pid not in first_query:
+            order.append(pid)
+            first_query[pid] = int(kept[k])
+            class_of[pid] = pred_class
+        best_score[pid] = max(best_score.get(pid, 0.0), float(cur_scores[k]))
+
+    masks = [(panoptic_seg == pid) for pid in order]
+    present = [i for i, m in enumerate(masks) if bool(m.any())]
+    if not present:
+        return empty
+    ids = [order[i] for i in present]
+    cls = [class_of[pid] for pid in ids]
+    qidx = [first_query[pid] for pid in ids]
+    seg = Segments(
+        masks=torch.stack([masks[i] for i in present]).cpu().numpy(),
+        scores=np.array([best_score[pid] for pid in ids], np.float32),
+        class_ids=np.array(cls, np.int64), class_names=[class_names[i] for i in cls],
+        is_thing=np.array([i < num_things for i in cls]), query_index=np.array(qidx, np.int64),
+        embeddings=_rows(query_feat, qidx), task="panoptic",
+    )
+    seg.extra["panoptic_ids"] = np.array(ids, np.int64)
+    return seg
+
+
+def instance_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, meta: ImageMeta, num_things: int,
+                         class_names: Sequence[str], thresholds: TaskThresholds = TaskThresholds(),
+                         query_feat: Optional[torch.Tensor] = None) -> Segments:
+    """Official `OMGFusionHead.instance_postprocess` -> Segments sorted by score (descending, stable).
+
+    top-`max_per_image` (unsorted top-k as official) over Q x C class probabilities (no-object excluded), keep
+    thing classes; mask = logit > logit(mask_threshold) (official: > 0); score = class prob * mean sigmoid inside
+    the mask. A query may appear with several classes. Results below `instance_score_thr` are dropped (the default
+    0.0 keeps the official output, including masks that end up empty after cropping: score 0, box zeros).
+    """
+    c = _check(cls_logits, mask_logits, class_names)
+    q = cls_logits.shape[0]
+    emb_dim = None if query_feat is None else query_feat.shape[-1]
+    if q == 0 or c == 0:
+        return Segments.empty(meta.ori_shape, "instances", emb_dim)
+    scores = F.softmax(cls_logits.float(), dim=-1)[:, :-1]
+    labels = torch.arange(c, device=scores.device).unsqueeze(0).repeat(q, 1).flatten(0, 1)
+    k = min(int(thresholds.max_per_image), q * c)
+    scores_per_image, top_indices = scores.flatten(0, 1).topk(k, sorted=False)
+    labels_per_image = labels[top_indices]
+    query_indices = torch.div(top_indices, c, rounding_mode="floor")
+    is_thing = labels_per_image < num_things
+    scores_per_image, labels_per_image = scores_per_image[is_thing], labels_per_image[is_thing]
+    query_indices = query_indices[is_thing]
+    if query_indices.numel() == 0:
+        return Segments.empty(meta.ori_shape, "instances", emb_dim)
+
+    # per unique query: binary mask and mean sigmoid inside it (identical to the official per-(query, class) rows)
+    uq, inv = torch.unique(query_indices, return_inverse=True)
+    thr = _logit(thresholds.mask_threshold)
+    binary = torch.empty((uq.numel(), *meta.ori_shape), dtype=torch.bool)
+    mask_scores = torch.empty(uq.numel())
+    for sl in _chunks(uq.numel(), meta):
+        up = upsample_mask_logits(mask_logits[uq[sl]], meta)
+        b = (up > thr).float()
+        mask_scores[sl] = ((up.sigmoid() * b).flatten(1).sum(1) / (b.flatten(1).sum(1) + 1e-6)).cpu()
+        binary[sl] = b.bool().cpu()
+    det_scores = scores_per_image.cpu() * mask_scores[inv.cpu()]
+
+    order = torch.sort(det_scores, descending=True, stable=True).indices
+    order = order[det_scores[order] >= thresholds.instance_score_thr]
+    rows = inv.cpu()[order]
+    qidx = query_indices.cpu()[order].tolist()
+    cls = labels_per_image.cpu()[order].tolist()
+    return Segments(
+        masks=binary[rows].numpy(), scores=det_scores[order].numpy(), class_ids=np.array(cls, np.int64),
+        class_names=[class_names[i] for i in cls], is_thing=np.ones(len(cls), bool),
+        query_index=np.array(qidx, np.int64), embeddings=_rows(query_feat, qidx), task="instances",
+    )
+
+
+def semantic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, meta: ImageMeta, num_things: int,
+                         class_names: Sequence[str], thresholds: TaskThresholds = TaskThresholds()) -> Segments:
+    """Mask2Former `semantic_inference`: per pixel argmax_c sum_q softmax(cls)[q, c] * sigmoid(mask_q) (no-object
+    column dropped), at the original resolution; one segment per present class (class-id order).
+
+    score = mean over the segment's pixels of the winning class's share sum_q p[q,c] m_q / sum_c' (...).
+    Every pixel gets a class (as in Mask2Former). Memory: C x H0 x W0 float32 accumulator.
+    `thresholds` is accepted for a uniform signature; Mask2Former's semantic inference has no threshold.
+    """
+    c = _check(cls_logits, mask_logits, class_names)
+    if c == 0 or cls_logits.shape[0] == 0:
+        return Segments.empty(meta.ori_shape, "semantic")
+    probs = F.softmax(cls_logits.float(), dim=-1)[:, :-1]
+    acc = torch.zeros((c, *meta.ori_shape), dtype=torch.float32, device=mask_logits.device)
+    for sl in _chunks(mask_logits.shape[0], meta):
+        m = upsample_mask_logits(mask_logits[sl], meta).sigmoid_()
+        acc += torch.einsum("qc,qhw->chw", probs[sl], m)
+    best, label = acc.max(0)
+    share = best / acc.sum(0).clamp_min(1e-12)
+    present = torch.unique(label).tolist()
+    masks = torch.stack([label == k for k in present])
+    scores = [float(share[masks[i]].mean()) for i in range(len(present))]
+    return Segments(
+        masks=masks.cpu().numpy(), scores=np.array(scores, np.float32), class_ids=np.array(present, np.int64),
+        class_names=[class_names[k] for k in present], is_thing=np.array([k < num_things for k in present]),
+        task="semantic",
+    )
+
+
+def prompt_postprocess(mask_logits: torch.Tensor, iou_logits: torch.Tensor, meta: ImageMeta,
+                       thresholds: TaskThresholds = TaskThresholds(), cls_logits: Optional[torch.Tensor] = None,
+                       class_names: Sequence[str] = (), num_things: int = 0,
+                       query_feat: Optional[torch.Tensor] = None,
+                       negative_mask_logits: Optional[torch.Tensor] = None) -> Segments:
+    """One Segment per prompt, in prompt order (official: mask = sigmoid(upsampled logit) > 0.5).
+
+    score = sigmoid(objectness logit). When cls_logits [P, C+1] are given, class_ids/names are the most likely
+    vocabulary class (no-object excluded) and extra["class_scores"] its softmax probability.
+    Negative clicks: negative_mask_logits [N, h4, w4] are the masks the model predicts for the negative points
+    (run as prompts themselves); a pixel is removed from every positive mask where the strongest negative mask
+    is foreground (sigmoid > mask_threshold) AND its logit exceeds the positive mask's logit there, i.e. the
+    pixel is better explained by the object under the negative click.
+    """
+    p = mask_logits.shape[0]
+    emb_dim = None if query_feat is None else query_feat.shape[-1]
+    if p == 0:
+        return Segments.empty(meta.ori_shape, "prompt", emb_dim)
+    up = upsample_mask_logits(mask_logits, meta)
+    masks = up.sigmoid() > thresholds.mask_threshold
+    if negative_mask_logits is not None and negative_mask_logits.shape[0] > 0:
+        neg = upsample_mask_logits(negative_mask_logits, meta).max(0).values
+        masks &= ~((neg.sigmoid() > thresholds.mask_threshold)[None] & (neg[None] > up))
+    scores = torch.sigmoid(iou_logits.float().reshape(p)).cpu().numpy()
+    class_ids, names, is_thing = np.full(p, -1, np.int64), [""] * p, np.zeros(p, bool)
+    extra = {}
+    if cls_logits is not None and cls_logits.shape[-1] > 1:
+        probs = F.softmax(cls_logits.float(), dim=-1)[:, :-1]
+        cs, ci = probs.max(-1)
+        class_ids = ci.cpu().numpy().astype(np.int64)
+        names = [class_names[i] for i in class_ids] if class_names else [str(i) for i in class_ids]
+        is_thing = class_ids < num_things
+        extra["class_scores"] = cs.cpu().numpy().astype(np.float32)
+    seg = Segments(masks=masks.cpu().numpy(), scores=scores, class_ids=class_ids, class_names=names,
+                   is_thing=is_thing, embeddings=None if query_feat is None else query_feat.float().cpu().numpy(),
+                   task="prompt")
+    seg.extra.update(extra)
+    return seg
+
+
+def masks_for_queries(mask_logits: torch.Tensor, queries: Sequence[int], meta: ImageMeta,
+                      thresholds: TaskThresholds = TaskThresholds()) -> np.ndarray:
+    """bool [len(queries), H0, W0]: sigmoid(upsampled logit) > mask_threshold for the chosen queries only."""
+    if len(queries) == 0:
+        return np.zeros((0, *meta.ori_shape), bool)
+    idx = torch.as_tensor(list(queries), dtype=torch.long, device=mask_logits.device)
+    return (upsample_mask_logits(mask_logits[idx], meta).sigmoid() > thresholds.mask_threshold).cpu().numpy()
+
+
+__all__ = ["upsample_mask_logits", "panoptic_postprocess", "instance_postprocess", "semantic_postprocess",
+           "prompt_postprocess", "masks_for_queries"]
