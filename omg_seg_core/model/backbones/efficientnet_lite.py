@@ -14,10 +14,12 @@ H and W multiples of 32.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Union
 
 import torch
 from torch import nn
+
+from .base import Backbone
 
 CHANNELS = (24, 40, 112, 320)
 
@@ -60,7 +62,7 @@ def map_packaged_weights(src: dict[str, torch.Tensor], dst: dict[str, torch.Tens
     return out
 
 
-class EfficientNetLite0Backbone(nn.Module):
+class EfficientNetLite0Backbone(Backbone):
     """`forward(img [B, 3, H, W]) -> [f4, f8, f16, f32]` with `channels = (24, 40, 112, 320)`.
 
     `pretrained=True` loads the packaged ImageNet weights; a trained omg-seg checkpoint overwrites them anyway,
@@ -107,12 +109,16 @@ class EfficientNetLite0Backbone(nn.Module):
     def forward(self, img: torch.Tensor) -> list[torch.Tensor]:
         return list(self.body(img))
 
-    # The Backbone interface's optional CLIP region head: this backbone has none (not aligned with text).
-    region_embed: Optional[nn.Module] = None
 
-
-def build_efficientnet_lite0(pretrained: bool = True, frozen_stages: int = -1) -> EfficientNetLite0Backbone:
-    return EfficientNetLite0Backbone(pretrained=pretrained, frozen_stages=frozen_stages)
+def build_efficientnet_lite0(pretrained: Union[bool, str] = True, frozen_stages: int = -1) -> EfficientNetLite0Backbone:
+    """Registry factory (`model/backbones/base.py`). `pretrained` True = packaged ImageNet weights; a string is
+    accepted for interface symmetry with ConvNeXt-L but must be a path to this package-format state_dict."""
+    if isinstance(pretrained, str):
+        bb = EfficientNetLite0Backbone(pretrained=False, frozen_stages=frozen_stages)
+        sd = torch.load(pretrained, map_location="cpu", weights_only=True)
+        bb.body.load_state_dict(map_packaged_weights(sd, bb.body.state_dict()), strict=True)
+        return bb
+    return EfficientNetLite0Backbone(pretrained=bool(pretrained), frozen_stages=frozen_stages)
 
 
 __all__ = ["EfficientNetLite0Backbone", "build_efficientnet_lite0", "map_packaged_weights", "CHANNELS"]
