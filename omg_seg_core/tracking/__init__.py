@@ -1,5 +1,7 @@
 """Online tracking (ROS-free): `Tracker` fills `Segments.track_ids`; `TargetManager` keeps persistent targets."""
 from .config import TrackerConfig
+from .targets import LOST, OCCLUDED, TRACKING, Target, TargetManager
 from .tracker import CONFIRMED, TENTATIVE, Track, Tracker
 
-__all__ = ["TrackerConfig", "Tracker", "Track", "TENTATIVE", "CONFIRMED"]
+__all__ = ["TrackerConfig", "Tracker", "Track", "TENTATIVE", "CONFIRMED", "TargetManager", "Target",
+           "TRACKING", "OCCLUDED", "LOST"]
