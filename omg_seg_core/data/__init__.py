@@ -1,1 +1,1 @@
-
+"""Datasets: the synthetic scene generator (`synth`) and the COCO-panoptic reader/writer (`coco_panoptic`)."""
