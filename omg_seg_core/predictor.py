@@ -1,0 +1,362 @@
+"""`OMGSegPredictor`: one model, every task, SamPredictor style.
+
+    p = OMGSegPredictor("tiny")                  # or "convl" + weights, a checkpoint path, or a built OMGSeg
+    p.set_image(rgb_uint8)                       # pre-processing + image graph, features cached
+    p.panoptic(); p.instances(); p.semantic()    # cheap: post-processing of the cached predictions
+    p.prompt(points=[[x, y]], point_labels=[1], boxes=[[x1, y1, x2, y2]])   # prompt graph on cached features
+    p.text("segment the red box")                # text tower + scoring of the cached queries
+
+All coordinates are ORIGINAL-image pixels (x right, y down; boxes xyxy), all results are `Segments` at the
+original resolution. Thresholds come from `TaskThresholds` (`set_thresholds`). Per-stage timings of the last
+calls are in `last_timings` (milliseconds).
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import ModelConfig, TaskThresholds, default_vocabulary_path
+from .model.heads import classify
+from .postprocess import (instance_postprocess, masks_for_queries, panoptic_postprocess, prompt_postprocess,
+                          semantic_postprocess)
+from .preprocess import ImageMeta, original_to_resized_xy, preprocess, validate_image
+from .runtime.backend import Backend, ImageFeatures
+from .structures import Segments
+from .text import TextEncoder, make_text_encoder
+from .text.query import extract_phrase, phrase_scores
+from .text.vocabulary import Vocabulary, class_embeddings, embed_synonyms, load_vocabulary
+
+#: Half size of the box a point prompt becomes (official: (x-3, y-3, x+3, y+3) in resized-image pixels).
+POINT_BOX_HALF = 3.0
+
+
+def make_backend(kind: Union[str, Backend], model: Optional[nn.Module], device: str = "cpu",
+                 dtype: Union[str, torch.dtype] = "float32", **kw: Any) -> Backend:
+    """The one hook that turns a backend name into a `Backend`: "torch" here; other names ("onnxruntime",
+    "tensorrt") are delegated to `omg_seg_core.runtime.select.make_backend`. A Backend instance passes through."""
+    if not isinstance(kind, str):
+        return kind
+    if kind == "torch":
+        from .runtime.torch_backend import TorchBackend
+
+        if model is None:
+            raise ValueError("backend 'torch' needs a model")
+        return TorchBackend(model, device=device, dtype=dtype, compile=bool(kw.get("compile", False)))
+    try:
+        from .runtime import select
+    except ImportError as e:
+        raise ValueError(f"unknown backend {kind!r} (only 'torch' is available in this installation)") from e
+    return select.make_backend(kind, model=model, device=device, dtype=dtype, **kw)
+
+
+class OMGSegPredictor:
+    """See module docstring. Construction arguments:
+
+    model: model name/alias ("omg_seg_tiny", "tiny", "omg_seg_convl", "convl"), a ModelConfig, a checkpoint path
+        (our format), or an already built `OMGSeg` module.
+    checkpoint / backbone_weights: weights for a named model (official `omg_seg_convl.pth` + the open_clip
+        ConvNeXt-L file, which also holds the CLIP text tower).
+    backend: "torch" (default), another name known to runtime/select.py, or a Backend instance.
+    long_side: keep-ratio resize of the long image side (default: the model config's).
+    vocabulary: YAML path / name in config/vocabularies / {"things", "stuff"} / Vocabulary; default: the
+        checkpoint's own vocabulary, else config/vocabularies/coco_panoptic.yaml.
+    text_encoder: a TextEncoder to use instead of the one the config names.
+    """
+
+    def __init__(self, model: Union[str, os.PathLike, ModelConfig, nn.Module] = "omg_seg_tiny",
+                 checkpoint: Optional[Union[str, os.PathLike]] = None,
+                 backbone_weights: Optional[Union[str, os.PathLike]] = None,
+                 backend: Union[str, Backend] = "torch", device: str = "cpu",
+                 dtype: Union[str, torch.dtype] = "float32", long_side: Optional[int] = None,
+                 thresholds: Optional[TaskThresholds] = None,
+                 vocabulary: Union[str, os.PathLike, dict, Vocabulary, None] = None,
+                 text_encoder: Optional[TextEncoder] = None, compile: bool = False, **backend_kw: Any) -> None:
+        meta: dict[str, Any] = {}
+        if isinstance(model, nn.Module):
+            self.model = model.eval()
+        else:
+            from .model.checkpoint import load_model
+
+            self.model, meta = load_model(model, weights=checkpoint, backbone_weights=backbone_weights)
+        self.cfg: ModelConfig = self.model.cfg
+        self.meta = meta
+        self.long_side = int(long_side if long_side is not None else self.cfg.long_side)
+        if self.long_side < 32:
+            raise ValueError(f"long_side must be >= 32, got {long_side}")
+        self.thresholds = thresholds if thresholds is not None else TaskThresholds()
+        self.backend = make_backend(backend, self.model, device=device, dtype=dtype, compile=compile, **backend_kw)
+        self.device = torch.device(getattr(self.backend, "device", device))
+        self.text_encoder = text_encoder if text_encoder is not None else make_text_encoder(
+            self.cfg.text_encoder, model=self.model, weights=meta.get("text_weights"))
+        if self.text_encoder.embed_dim != self.cfg.class_embed_dim:
+            raise ValueError(f"text encoder {self.text_encoder.name!r} gives {self.text_encoder.embed_dim}-d "
+                             f"embeddings but the model's class head expects {self.cfg.class_embed_dim}")
+        self.last_timings: dict[str, float] = {}
+        self._features: Optional[ImageFeatures] = None
+        self._meta: Optional[ImageMeta] = None
+        self._cls_logits: Optional[torch.Tensor] = None
+        self._phrase_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        if vocabulary is None:
+            vocabulary = meta.get("vocabulary") or default_vocabulary_path()
+        self.set_vocabulary(vocabulary)
+
+    # ---- configuration -------------------------------------------------------------------------------------
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return self._vocab
+
+    @property
+    def class_names(self) -> list[str]:
+        """Display names (first synonym) of the active vocabulary, class id order."""
+        return self._names
+
+    def set_vocabulary(self, things: Union[Sequence[str], str, os.PathLike, dict, Vocabulary],
+                       stuff: Sequence[str] = ()) -> Vocabulary:
+        """Switch the class list: names (things, stuff), a YAML path / vocabulary name, a dict, or a Vocabulary.
+        Text embeddings come from the on-disk cache or are computed once. Returns the new Vocabulary."""
+        t0 = time.perf_counter()
+        if isinstance(things, (str, os.PathLike, dict, Vocabulary)):
+            if stuff:
+                raise ValueError("set_vocabulary: give stuff names only together with a list of thing names")
+            vocab = load_vocabulary(things)
+        else:
+            vocab = Vocabulary(tuple(things), tuple(stuff))
+        emb = class_embeddings(self.text_encoder, vocab)
+        self._vocab, self._names = vocab, vocab.display_names
+        self._text_embed = emb.to(self.device)
+        self._cls_logits = None
+        self.last_timings["set_vocabulary"] = (time.perf_counter() - t0) * 1e3
+        return vocab
+
+    def set_thresholds(self, **kw: Any) -> TaskThresholds:
+        """Update post-processing thresholds by name (unknown names -> ValueError)."""
+        self.thresholds = self.thresholds.updated(**kw)
+        return self.thresholds
+
+    # ---- image ---------------------------------------------------------------------------------------------
+    @property
+    def has_image(self) -> bool:
+        return self._features is not None
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the current original image."""
+        return self._require()[1].ori_shape
+
+    @property
+    def features(self) -> ImageFeatures:
+        return self._require()[0]
+
+    def set_image(self, image: np.ndarray) -> None:
+        """RGB uint8 [H, W, 3] -> run pre-processing and the image graph; cache the features."""
+        validate_image(image)  # a rejected image keeps the previous one cached
+        self.last_timings = {}
+        self._features = self._meta = self._cls_logits = None
+        with self._timed("preprocess"):
+            x, meta = preprocess(image, self.long_side, self.cfg.pad_size_divisor, self.device,
+                                 getattr(self.backend, "dtype", torch.float32))
+        with self._timed("image_graph"):
+            feats = self.backend.run_image(x)
+            _sync(self.device)
+        self._features, self._meta = feats, meta
+        self.last_timings["set_image"] = self.last_timings["preprocess"] + self.last_timings["image_graph"]
+
+    def release(self) -> None:
+        """Free the cached features and the backend's device memory."""
+        self._features = self._meta = self._cls_logits = None
+        self.backend.release()
+
+    # ---- closed-vocabulary tasks ---------------------------------------------------------------------------
+    def panoptic(self) -> Segments:
+        """Official OMG-Seg panoptic fusion -> Segments (extra['panoptic_ids'] = official ids)."""
+        feats, meta = self._require()
+        cls = self._class_logits()
+        with self._timed("postprocess"):
+            return panoptic_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names,
+                                        self.thresholds, query_feat=feats.query_feat[0])
+
+    def instances(self) -> Segments:
+        """Official instance results (top-k over queries x thing classes), best score first."""
+        feats, meta = self._require()
+        cls = self._class_logits()
+        with self._timed("postprocess"):
+            return instance_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names,
+                                        self.thresholds, query_feat=feats.query_feat[0])
+
+    def semantic(self) -> Segments:
+        """Mask2Former semantic inference -> one segment per present class (`Segments.semantic_map()`)."""
+        feats, meta = self._require()
+        cls = self._class_logits()
+        with self._timed("postprocess"):
+            return semantic_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names,
+                                        self.thresholds)
+
+    # ---- prompts -------------------------------------------------------------------------------------------
+    def prompt(self, points: Optional[Any] = None, point_labels: Optional[Any] = None,
+               boxes: Optional[Any] = None) -> Segments:
+        """One mask + score per positive prompt, in order: positive points, then boxes.
+
+        points [P, 2] xy and boxes [B, 4] xyxy in original-image pixels; point_labels [P]: 1 = positive,
+        0 = negative (default all positive). Each positive point becomes the box (x-3, y-3, x+3, y+3) in
+        resized-image pixels (official), each box one prompt. Negative points are run as prompts too and
+        remove from every positive mask the pixels their mask explains better (see postprocess.prompt_postprocess).
+        score = sigmoid(objectness logit); class = most likely vocabulary class; extra['prompt_kind'].
+        """
+        feats, meta = self._require()
+        pts, labels, bxs = _validate_prompts(points, point_labels, boxes, meta.ori_shape)
+        pos_pts, neg_pts = pts[labels == 1], pts[labels == 0]
+        if len(pos_pts) + len(bxs) == 0:
+            raise ValueError(f"prompt() needs at least one positive point or a box (got {len(neg_pts)} negative "
+                             "point(s) only)" if len(neg_pts) else "prompt() needs points or boxes, got none")
+        with self._timed("prompt_graph"):
+            r_boxes = np.concatenate([_point_boxes(original_to_resized_xy(pos_pts, meta)),
+                                      original_to_resized_xy(bxs, meta),
+                                      _point_boxes(original_to_resized_xy(neg_pts, meta))]).astype(np.float32)
+            out = self.backend.run_prompt(feats, torch.from_numpy(r_boxes), meta.img_shape)
+            _sync(self.device)
+        n_pos = len(pos_pts) + len(bxs)
+        with self._timed("postprocess"):
+            cls = classify(out.class_embed[0, :n_pos].float(), self._text_embed, self.cfg.logit_scale)
+            seg = prompt_postprocess(
+                out.mask_logits[0, :n_pos], out.iou_logits[0, :n_pos], meta, self.thresholds, cls_logits=cls,
+                class_names=self._names, num_things=self._vocab.num_things, query_feat=out.query_feat[0, :n_pos],
+                negative_mask_logits=out.mask_logits[0, n_pos:] if len(neg_pts) else None)
+        seg.extra["prompt_kind"] = ["point"] * len(pos_pts) + ["box"] * len(bxs)
+        return seg
+
+    # ---- text ----------------------------------------------------------------------------------------------
+    def text(self, query: str, max_results: Optional[int] = None) -> Segments:
+        """Masks for a free-text request, best first (see text/query.py for the scoring).
+
+        query: e.g. "segment the red box" (command words are stripped); max_results: default
+        thresholds.text_max_results. Results below thresholds.text_score_thr and empty masks are dropped.
+        class_ids are -1 (the phrase is not a vocabulary class), class_names the phrase.
+        """
+        feats, meta = self._require()
+        phrase = extract_phrase(query)
+        n = self.thresholds.text_max_results if max_results is None else max_results
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"max_results must be a positive integer, got {max_results!r}")
+        with self._timed("text_encode"):
+            p_emb = self._phrase_embedding(phrase)
+        with self._timed("text_score"):
+            dup = next((i for i, syns in enumerate(self._vocab.synonyms()) if phrase in syns), None)
+            region = None
+            if self.cfg.has_clip_head and feats.clip_feat is not None:
+                region = self._region_embed(feats)
+            scores = phrase_scores(feats.class_embed[0], self._text_embed, p_emb, self.cfg.logit_scale, dup,
+                                   region, self.cfg.ensemble_alpha_seen, self.cfg.ensemble_alpha_unseen).cpu()
+        with self._timed("postprocess"):
+            order = torch.sort(scores, descending=True, stable=True).indices
+            order = order[scores[order] >= self.thresholds.text_score_thr][: n + 4].tolist()
+            masks = masks_for_queries(feats.mask_logits[0], order, meta, self.thresholds)
+            keep = [i for i in range(len(order)) if masks[i].any()][:n]
+            qidx = [order[i] for i in keep]
+            seg = Segments(masks=masks[keep], scores=scores[qidx].numpy(), class_ids=np.full(len(keep), -1),
+                           class_names=[phrase] * len(keep), is_thing=np.ones(len(keep), bool),
+                           query_index=np.array(qidx, np.int64),
+                           embeddings=feats.query_feat[0, qidx].float().cpu().numpy() if qidx else
+                           np.zeros((0, feats.query_feat.shape[-1]), np.float32), task="text")
+        seg.extra.update(query=query, phrase=phrase)
+        return seg
+
+    # ---- internals -----------------------------------------------------------------------------------------
+    def _require(self) -> tuple[ImageFeatures, ImageMeta]:
+        if self._features is None or self._meta is None:
+            raise RuntimeError("no image: call set_image(rgb_uint8) before a task")
+        return self._features, self._meta
+
+    def _class_logits(self) -> torch.Tensor:
+        """[Q, C+1] for the cached image and the active vocabulary (computed once per image / vocabulary)."""
+        if self._cls_logits is None:
+            with self._timed("classify"):
+                self._cls_logits = classify(self._features.class_embed[0].float(), self._text_embed,
+                                            self.cfg.logit_scale)
+        return self._cls_logits
+
+    def _phrase_embedding(self, phrase: str) -> torch.Tensor:
+        """[E] template-averaged embedding of one phrase (kept as ONE synonym: no splitting on ',' or '/')."""
+        if phrase not in self._phrase_cache:
+            self._phrase_cache[phrase] = embed_synonyms(self.text_encoder, [[phrase]])[0, 0].to(self.device)
+            while len(self._phrase_cache) > 64:
+                self._phrase_cache.popitem(last=False)
+        return self._phrase_cache[phrase]
+
+    def _region_embed(self, feats: ImageFeatures) -> Optional[torch.Tensor]:
+        fn = getattr(self.backend, "region_embed", None)
+        if fn is not None:
+            return fn(feats, feats.mask_logits[0])
+        with torch.inference_mode():
+            return self.model.region_embed(feats, feats.mask_logits[0])
+
+    @contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.last_timings[stage] = (time.perf_counter() - t0) * 1e3
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _point_boxes(xy: np.ndarray) -> np.ndarray:
+    """[P, 2] -> [P, 4] boxes (x-3, y-3, x+3, y+3) (official point pseudo-box)."""
+    xy = np.asarray(xy, np.float32).reshape(-1, 2)
+    return np.concatenate([xy - POINT_BOX_HALF, xy + POINT_BOX_HALF], axis=1)
+
+
+def _as_array(x: Any, name: str, cols: int) -> np.ndarray:
+    if x is None:
+        return np.zeros((0, cols), np.float32)
+    try:
+        a = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be numeric [N, {cols}], got {x!r:.100}") from e
+    if a.size == 0:
+        return np.zeros((0, cols), np.float32)
+    if a.ndim == 1 and a.shape[0] == cols:
+        a = a[None]
+    if a.ndim != 2 or a.shape[1] != cols:
+        raise ValueError(f"{name} must have shape [N, {cols}], got {a.shape}")
+    bad = ~np.isfinite(a).all(1)
+    if bad.any():
+        raise ValueError(f"{name} contain non-finite values: {a[bad].tolist()}")
+    return a
+
+
+def _validate_prompts(points: Any, point_labels: Any, boxes: Any, ori_shape: tuple[int, int]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    h, w = ori_shape
+    pts = _as_array(points, "points", 2)
+    if point_labels is None:
+        labels = np.ones(len(pts), np.int64)
+    else:
+        lab = np.asarray(point_labels).reshape(-1)
+        if lab.shape[0] != len(pts):
+            raise ValueError(f"point_labels has {lab.shape[0]} entries for {len(pts)} points")
+        if not np.isin(lab, (0, 1)).all():
+            raise ValueError(f"point_labels must be 1 (positive) or 0 (negative), got {lab[~np.isin(lab, (0, 1))].tolist()}")
+        labels = lab.astype(np.int64)
+    outside = (pts[:, 0] < 0) | (pts[:, 0] > w) | (pts[:, 1] < 0) | (pts[:, 1] > h)
+    if outside.any():
+        raise ValueError(f"points outside the {w}x{h} image: {pts[outside].tolist()}")
+    bxs = _as_array(boxes, "boxes", 4)
+    bad = ((bxs[:, 0] < 0) | (bxs[:, 1] < 0) | (bxs[:, 2] > w) | (bxs[:, 3] > h)
+           | (bxs[:, 2] <= bxs[:, 0]) | (bxs[:, 3] <= bxs[:, 1]))
+    if bad.any():
+        raise ValueError(f"boxes must be xyxy with x1 < x2, y1 < y2 inside the {w}x{h} image, got {bxs[bad].tolist()}")
+    return pts, labels, bxs
+
+
+__all__ = ["OMGSegPredictor", "make_backend"]
