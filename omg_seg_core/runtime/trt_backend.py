@@ -1,0 +1,398 @@
+"""TensorRT backend: engines built from the exported ONNX graphs with the TensorRT Python API, cached on disk.
+
+Precision per TensorRT major version (TensorRT 11 removed the FP16/INT8 builder flags):
+- TensorRT 10.x: the fp32 ONNX graph, `BuilderFlag.FP16` for "fp16" (TensorRT picks fp16 kernels per layer);
+- TensorRT 11+: strongly typed networks, so "fp16" needs the fp16 ONNX graph (`omg-seg-export --fp16`), whose
+  types TensorRT keeps as written (LayerNorm / Softmax / GridSample sampling left in fp32 by the exporter).
+
+Engine cache (`cache_dir()/trt/trt-<version>_sm<cc>/`): one `<graph>-<onnx sha256[:16]>-<shape>-<precision>.engine`
+per key plus a JSON sidecar (full key + sha256 of the engine bytes) and one `timing.cache` per TensorRT version and
+GPU. An engine whose sidecar is missing or does not match (truncated / corrupt file, other key) is deleted and
+rebuilt; an engine that TensorRT refuses to deserialise (other TensorRT version, other GPU) is rebuilt once — a
+second failure raises instead of looping. `tensorrt` and CUDA are imported lazily: everything above the
+`TrtBackend` class runs (and is tested) on machines without them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..config import cache_dir
+from .backend import ImageFeatures, PromptOutputs
+from .onnx_io import (HEAD_INPUTS, IMAGE_INPUT, OnnxBundle, features_from_outputs, prompt_feeds,
+                      prompt_outputs_from, split_prompts)
+
+LOG = logging.getLogger(__name__)
+PRECISIONS = ("fp16", "fp32")
+Progress = Callable[[str], None]
+
+
+class TrtUnavailableError(RuntimeError):
+    """TensorRT or a CUDA GPU is missing: the caller may fall back to another backend."""
+
+
+class EngineBuildError(RuntimeError):
+    """The ONNX graph could not be parsed or built into an engine (message carries the parser errors)."""
+
+
+def import_tensorrt() -> Any:
+    """Import `tensorrt` or raise TrtUnavailableError with the reason."""
+    try:
+        import tensorrt as trt  # noqa: PLC0415 (optional dependency)
+    except Exception as e:  # ImportError, or a broken install raising OSError on its shared libraries
+        raise TrtUnavailableError(f"tensorrt not importable ({type(e).__name__}: {e})") from e
+    return trt
+
+
+def trt_major(version: str) -> int:
+    """'10.3.0.30' -> 10. Raises ValueError on an unparsable version string."""
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError as e:
+        raise ValueError(f"cannot parse TensorRT version {version!r}") from e
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file (the ONNX graph; its external weights file is hashed by the exporter's metadata)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """Everything an engine depends on. Any change gives another file name, so stale engines are never loaded."""
+
+    graph: str                          # "image" | "prompt"
+    trt_version: str                    # tensorrt.__version__
+    compute_capability: tuple[int, int]
+    onnx_sha256: str
+    input_shape: tuple[int, ...]        # static shape of the first input, e.g. (1, 3, 480, 640)
+    precision: str                      # "fp16" | "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if len(self.onnx_sha256) < 16:
+            raise ValueError(f"onnx_sha256 looks truncated: {self.onnx_sha256!r}")
+
+    @property
+    def dir_name(self) -> str:
+        major, minor = self.compute_capability
+        return f"trt-{self.trt_version}_sm{major}{minor}"
+
+    @property
+    def stem(self) -> str:
+        shape = "x".join(str(int(s)) for s in self.input_shape)
+        return f"{self.graph}-{self.onnx_sha256[:16]}-{shape}-{self.precision}"
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["compute_capability"] = list(self.compute_capability)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+
+class EngineCache:
+    """Engine + sidecar + timing-cache files under one root. Writes are atomic (temp file + rename), so an
+    interrupted build leaves no half-written engine behind and re-running is safe."""
+
+    def __init__(self, root: Optional[Path] = None) -> None:
+        self.root = Path(root) if root is not None else cache_dir() / "trt"
+
+    def engine_path(self, key: EngineKey) -> Path:
+        return self.root / key.dir_name / f"{key.stem}.engine"
+
+    def meta_path(self, key: EngineKey) -> Path:
+        return self.root / key.dir_name / f"{key.stem}.json"
+
+    def timing_cache_path(self, key: EngineKey) -> Path:
+        return self.root / key.dir_name / "timing.cache"
+
+    @staticmethod
+    def _atomic_write(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def write(self, key: EngineKey, engine: bytes) -> Path:
+        path = self.engine_path(key)
+        self._atomic_write(path, engine)
+        meta = {"key": key.to_json(), "sha256": hashlib.sha256(engine).hexdigest(), "size": len(engine),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self._atomic_write(self.meta_path(key), json.dumps(meta, indent=1).encode())
+        return path
+
+    def read(self, key: EngineKey) -> Optional[bytes]:
+        """Engine bytes, or None when absent. A corrupt entry (sidecar missing/unreadable, other key, size or hash
+        mismatch) is deleted with a warning and reported as absent, so the caller rebuilds it."""
+        path, meta_path = self.engine_path(key), self.meta_path(key)
+        if not path.exists():
+            return None
+        reason = None
+        try:
+            meta = json.loads(meta_path.read_text())
+            data = path.read_bytes()
+            if meta.get("key") != key.to_json():
+                reason = "its sidecar describes another key"
+            elif meta.get("size") != len(data) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
+                reason = f"size/sha256 mismatch ({len(data)} B on disk, {meta.get('size')} B recorded)"
+        except (OSError, ValueError, AttributeError) as e:
+            reason = f"sidecar {meta_path.name} unreadable ({type(e).__name__}: {e})"
+        if reason is not None:
+            LOG.warning("TensorRT engine cache %s is corrupt (%s): deleting it, it will be rebuilt", path, reason)
+            self.invalidate(key)
+            return None
+        return data
+
+    def invalidate(self, key: EngineKey) -> None:
+        for p in (self.engine_path(key), self.meta_path(key)):
+            p.unlink(missing_ok=True)
+
+    def read_timing_cache(self, key: EngineKey) -> bytes:
+        p = self.timing_cache_path(key)
+        return p.read_bytes() if p.exists() else b""
+
+    def write_timing_cache(self, key: EngineKey, data: bytes) -> None:
+        if data:
+            self._atomic_write(self.timing_cache_path(key), data)
+
+
+class _ElapsedPrinter:
+    """Prints 'building <what>: 42 s' every `period` seconds while a build runs (TensorRT's own progress monitor
+    reports phases, but some phases take minutes without a step)."""
+
+    def __init__(self, what: str, progress: Progress, period: float = 15.0) -> None:
+        self.what, self.progress, self.period = what, progress, period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.t0 = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self.progress(f"building {self.what}: {time.monotonic() - self.t0:.0f} s elapsed")
+
+    def __enter__(self) -> "_ElapsedPrinter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _progress_monitor(trt: Any, progress: Progress) -> Any:
+    """A trt.IProgressMonitor printing top-level phases (TensorRT >= 10 has it; None otherwise)."""
+    base = getattr(trt, "IProgressMonitor", None)
+    if base is None:
+        return None
+
+    class Monitor(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.t0 = time.monotonic()
+
+        def phase_start(self, phase_name: str, parent_phase: Optional[str], num_steps: int) -> None:
+            if parent_phase is None:
+                progress(f"  [{time.monotonic() - self.t0:6.1f} s] {phase_name} ({num_steps} steps)")
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            pass
+
+    return Monitor()
+
+
+def build_engine(onnx_path: Path, precision: str, timing_cache: bytes = b"", workspace_gb: float = 4.0,
+                 progress: Progress = print) -> tuple[bytes, bytes]:
+    """Parse `onnx_path` and build a serialised engine. Returns (engine bytes, updated timing cache bytes).
+
+    TensorRT 10: weakly typed network, `BuilderFlag.FP16` for fp16. TensorRT 11+: strongly typed network (the
+    ONNX graph's types are the precision; pass the fp16 graph for fp16)."""
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    major = trt_major(trt.__version__)
+    flags = 0
+    strongly = major >= 11
+    if strongly and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):  # from file: resolves external weight files next to it
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise EngineBuildError(f"TensorRT {trt.__version__} could not parse {onnx_path}:\n  " + "\n  ".join(errors))
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    if precision == "fp16" and not strongly:
+        config.set_flag(trt.BuilderFlag.FP16)
+    try:
+        cache = config.create_timing_cache(timing_cache)
+    except Exception:  # a corrupt timing cache only costs build time: start a fresh one
+        LOG.warning("TensorRT timing cache unreadable: starting a new one")
+        cache = config.create_timing_cache(b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    monitor = _progress_monitor(trt, progress)
+    if monitor is not None:
+        config.progress_monitor = monitor
+    what = f"{Path(onnx_path).name} ({precision}, TensorRT {trt.__version__})"
+    progress(f"building TensorRT engine for {what}; this takes minutes the first time")
+    with _ElapsedPrinter(what, progress) as timer:
+        serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineBuildError(f"TensorRT failed to build an engine for {onnx_path} (see the TensorRT log above)")
+    progress(f"built {what} in {time.monotonic() - timer.t0:.1f} s")
+    return bytes(serialized), bytes(config.get_timing_cache().serialize())
+
+
+def load_or_build(onnx_path: Path, key: EngineKey, cache: EngineCache, deserialize: Callable[[bytes], Any],
+                  build: Callable[[], tuple[bytes, bytes]], progress: Progress = print) -> Any:
+    """Return deserialize(engine bytes) from the cache, building (and caching) the engine when absent, corrupt
+    or refused by `deserialize` (returns None / raises). Rebuilds at most once: a freshly built engine that
+    still does not deserialise raises EngineBuildError (no crash loop). TensorRT-independent for testing."""
+    data = cache.read(key)
+    if data is not None:
+        try:
+            engine = deserialize(data)
+        except Exception as e:  # noqa: BLE001 (TensorRT raises various types on foreign engines)
+            LOG.warning("deserialising %s failed (%s)", cache.engine_path(key), e)
+            engine = None
+        if engine is not None:
+            return engine
+        progress(f"cached engine {cache.engine_path(key).name} does not load here (other TensorRT/GPU or "
+                 f"corrupt): rebuilding")
+        cache.invalidate(key)
+    engine_bytes, timing = build()
+    cache.write(key, engine_bytes)
+    cache.write_timing_cache(key, timing)
+    engine = deserialize(engine_bytes)
+    if engine is None:
+        cache.invalidate(key)
+        raise EngineBuildError(f"engine freshly built from {onnx_path} does not deserialise; not retrying")
+    return engine
+
+
+def _torch_dtype(trt: Any, dt: Any) -> torch.dtype:
+    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32, trt.bool: torch.bool}
+    if hasattr(trt, "int64"):
+        table[trt.int64] = torch.int64
+    return table[dt]
+
+
+class _TrtGraph:
+    """One engine + execution context; inputs/outputs are CUDA torch tensors (no pycuda needed)."""
+
+    def __init__(self, trt: Any, engine: Any, device: torch.device) -> None:
+        self.engine, self.device = engine, device
+        self.context = engine.create_execution_context()
+        self.inputs: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+        self.outputs: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            spec = (tuple(engine.get_tensor_shape(name)), _torch_dtype(trt, engine.get_tensor_dtype(name)))
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            (self.inputs if is_input else self.outputs)[name] = spec
+
+    def __call__(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        keep = []  # references keep the converted inputs alive until the stream is synchronised
+        for name, (shape, dtype) in self.inputs.items():
+            t = feeds[name].to(self.device, dtype).contiguous()
+            if tuple(t.shape) != shape:
+                raise ValueError(f"TensorRT input {name}: shape {tuple(t.shape)}, engine expects {shape}")
+            keep.append(t)
+            self.context.set_tensor_address(name, t.data_ptr())
+        # fresh outputs each call: the image graph's outputs are cached by the predictor and must not be reused
+        outs = {n: torch.empty(s, dtype=d, device=self.device) for n, (s, d) in self.outputs.items()}
+        for name, t in outs.items():
+            self.context.set_tensor_address(name, t.data_ptr())
+        stream = torch.cuda.current_stream(self.device)
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        stream.synchronize()
+        return {n: t.float() if t.is_floating_point() else t for n, t in outs.items()}
+
+
+class TrtBackend:
+    """Backend on TensorRT engines built from an `OnnxBundle` (static input size, max prompts per call).
+
+    Raises TrtUnavailableError when tensorrt or a CUDA GPU is missing (the selector falls back)."""
+
+    name = "tensorrt"
+
+    def __init__(self, bundle: OnnxBundle, precision: str = "fp16", device: str = "cuda:0",
+                 cache: Optional[EngineCache] = None, workspace_gb: float = 4.0, build_only: bool = False,
+                 progress: Progress = print) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        trt = import_tensorrt()
+        if not torch.cuda.is_available():
+            raise TrtUnavailableError("no CUDA GPU (torch.cuda.is_available() is False)")
+        self.device = device
+        self._dev = torch.device(device)
+        self.bundle, self.precision = bundle, precision
+        self.input_size = bundle.input_size
+        self.max_prompts = bundle.max_prompts
+        self.cache = cache or EngineCache()
+        cc = torch.cuda.get_device_capability(self._dev)
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        strongly = trt_major(trt.__version__) >= 11
+        self._graphs: dict[str, Optional[_TrtGraph]] = {}
+        for graph in ("image", "prompt"):
+            onnx_path = bundle.path(graph, fp16=(precision == "fp16" and strongly))
+            shape = bundle.input_shape(graph)
+            key = EngineKey(graph, trt.__version__, (int(cc[0]), int(cc[1])), file_sha256(onnx_path), shape, precision)
+            timing = self.cache.read_timing_cache(key)
+
+            def build(p: Path = onnx_path, t: bytes = timing) -> tuple[bytes, bytes]:
+                return build_engine(p, precision, t, workspace_gb, progress)
+
+            engine = load_or_build(onnx_path, key, self.cache, runtime.deserialize_cuda_engine, build, progress)
+            progress(f"TensorRT {graph} engine ready: {self.cache.engine_path(key)}")
+            self._graphs[graph] = None if build_only else _TrtGraph(trt, engine, self._dev)
+
+    def _graph(self, name: str) -> _TrtGraph:
+        g = self._graphs.get(name)
+        if g is None:
+            raise RuntimeError("TrtBackend was created with build_only=True or released: it cannot run")
+        return g
+
+    @torch.inference_mode()
+    def run_image(self, image: torch.Tensor) -> ImageFeatures:
+        if self.bundle.variant == "head":
+            raise RuntimeError("this bundle holds the head-only graph (features in): use run_features")
+        return features_from_outputs(self._graph("image")({IMAGE_INPUT: self.bundle.pad_image(image)}))
+
+    @torch.inference_mode()
+    def run_features(self, feats: list[torch.Tensor]) -> ImageFeatures:
+        """Head-only bundles: the four backbone maps [f4, f8, f16, f32] at the static size -> ImageFeatures."""
+        return features_from_outputs(self._graph("image")(dict(zip(HEAD_INPUTS, feats))))
+
+    @torch.inference_mode()
+    def run_prompt(self, features: ImageFeatures, boxes: torch.Tensor, image_size: tuple[int, int]) -> PromptOutputs:
+        chunks = []
+        for box_chunk, valid, n in split_prompts(boxes, self.max_prompts):
+            chunks.append((self._graph("prompt")(prompt_feeds(features, box_chunk, valid, image_size)), n))
+        return prompt_outputs_from(chunks, features)
+
+    def release(self) -> None:
+        self._graphs = {k: None for k in self._graphs}
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+__all__ = ["TrtBackend", "TrtUnavailableError", "EngineBuildError", "EngineKey", "EngineCache", "build_engine",
+           "load_or_build", "import_tensorrt", "trt_major", "file_sha256", "PRECISIONS"]
