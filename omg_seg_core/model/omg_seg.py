@@ -22,6 +22,14 @@ from .pixel_decoder import MSDeformAttnPixelDecoder
 from .prompt_encoder import ImageSize
 
 
+def build_pixel_decoder(cfg: ModelConfig) -> MSDeformAttnPixelDecoder:
+    """The pixel decoder of `cfg` alone (tests and tools that start from backbone features)."""
+    return MSDeformAttnPixelDecoder(
+        cfg.backbone_channels, dim=cfg.embed_dim, num_layers=cfg.num_encoder_layers, heads=cfg.num_heads,
+        points=cfg.encoder_num_points, ffn_dim=cfg.encoder_ffn_dim, num_levels=cfg.num_feature_levels,
+        gn_groups=cfg.gn_groups)
+
+
 class OMGSeg(nn.Module):
     """`.backbone`, `.pixel_decoder`, `.head` (decoder + heads + prompt queries), `.cfg`."""
 
@@ -29,10 +37,7 @@ class OMGSeg(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = backbone
-        self.pixel_decoder = MSDeformAttnPixelDecoder(
-            cfg.backbone_channels, dim=cfg.embed_dim, num_layers=cfg.num_encoder_layers, heads=cfg.num_heads,
-            points=cfg.encoder_num_points, ffn_dim=cfg.encoder_ffn_dim, num_levels=cfg.num_feature_levels,
-            gn_groups=cfg.gn_groups)
+        self.pixel_decoder = build_pixel_decoder(cfg)
         self.head = OMGSegHead(cfg)
 
     # ---- pieces ----------------------------------------------------------------------------------------------
@@ -114,4 +119,4 @@ def head_state_dict(model: OMGSeg) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
 
 
-__all__ = ["OMGSeg", "build_model", "head_state_dict"]
+__all__ = ["OMGSeg", "build_model", "build_pixel_decoder", "head_state_dict"]
