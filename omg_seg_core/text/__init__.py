@@ -20,8 +20,8 @@ def make_text_encoder(kind: str, model: Any = None, weights: Any = None, device:
         from .sentence_text import SentenceTextEncoder
 
         proj = getattr(model, "text_projection", None) if model is not None else None
-        enc = SentenceTextEncoder(projection=proj)
-        return enc
+        cfg = getattr(model, "cfg", None)
+        return SentenceTextEncoder(embed_dim=cfg.class_embed_dim if cfg is not None else 256, projection=proj)
     raise ValueError(f"unknown text encoder {kind!r}; known: 'clip_convnext_large_d_320', 'minilm_l6'")
 
 

@@ -139,3 +139,14 @@ def test_thresholds_come_from_config(golden):
     assert len(few) <= 10
     hi = instance_postprocess(cls, mask, meta, 6, names, TaskThresholds(instance_score_thr=0.5))
     assert len(hi) > 0 and np.all(hi.scores >= 0.5)
+
+
+def test_running_argmax_keeps_first_maximum():
+    from omg_seg_core.postprocess import _argmax0
+
+    torch.manual_seed(0)
+    x = torch.rand(7, 30, 40)
+    x[4] = x[2]          # exact ties: the earlier index must win, as torch.argmax
+    x[6, :5] = 1.0
+    x[5, :5] = 1.0
+    assert torch.equal(_argmax0(x), x.argmax(0))
