@@ -35,6 +35,24 @@ class GroundTruth:
         return int(self.semantic.shape[0]), int(self.semantic.shape[1])
 
 
+@dataclass
+class SourceFrame:
+    """One frame from an evaluation source (bag or dataset), in source order.
+
+    rgb None = not evaluable (see `skips`) or not decoded because a resumed run already did it; gt None = no
+    ground truth (latency only); recorded = predictions read from the source instead of running the model
+    (class ids already mapped to the evaluation list); skips = (reason, example) for the report's counts;
+    sequence changes mark video boundaries (tracker reset)."""
+
+    index: int
+    stamp: int
+    rgb: Optional[np.ndarray] = None
+    gt: Optional[GroundTruth] = None
+    recorded: Optional[Segments] = None
+    skips: list[tuple[str, str]] = field(default_factory=list)
+    sequence: int = 0
+
+
 def gt_from_segments(segments: Segments) -> GroundTruth:
     """Ground truth given as Segments (e.g. a SegmentArray): thing instance id = track id, else 1-based index."""
     return GroundTruth(segments.semantic_map(), segments.instance_id_map(use_track_ids=True, things_only=True))
@@ -165,4 +183,4 @@ class Evaluation:
         heapq.heapify(self.worst)
 
 
-__all__ = ["GroundTruth", "Evaluation", "gt_from_segments", "segments_from_gt", "prompt_target_mask"]
+__all__ = ["GroundTruth", "SourceFrame", "Evaluation", "gt_from_segments", "segments_from_gt", "prompt_target_mask"]

@@ -362,6 +362,8 @@ def discover_topics(reader: Any, image_topic: Optional[str] = None, gt_ns: Optio
     listing = ", ".join(f"{t} [{m}]" for t, m in sorted(topics.items()))
     if image_topic is None:
         cands = [t for t, m in topics.items() if m in IMAGE_TYPES and "/gt/" not in t and "/output/" not in t]
+        # image_transport pairs (X and X/compressed) are one camera: prefer the lossless raw stream
+        cands = [t for t in cands if not (t.endswith("/compressed") and t[: -len("/compressed")] in cands)]
         if len(cands) != 1:
             raise BagError(f"{'no' if not cands else 'several'} image topics found ({cands}); pass --image-topic. "
                            f"Topics: {listing}")

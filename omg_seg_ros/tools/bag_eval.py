@@ -1,0 +1,448 @@
+"""`omg-seg-eval`: evaluate the OMG-Seg model (or a recorded node run) on a ROS 2 bag or a COCO-panoptic folder.
+No ROS install needed (rosbags). Full guide: docs/evaluation.md.
+
+    omg-seg-eval BAG --out eval_out [--params config/perception.yaml] [--model tiny --weights W.pth]
+                 [--video] [--result-bag eval_out/result_bag] [--stamp-tolerance-ms 5]
+    omg-seg-eval path/to/panoptic_val.json --out eval_out          # COCO-panoptic dataset folder
+    omg-seg-eval BAG --predictions-topic /omg_seg/output/segments --vocabulary robot_workspace  # recorded run
+
+Writes OUT/report.json, OUT/report.md, plots, and OUT/state.pkl (the resume point: a re-run with the same inputs
+continues after the last checkpoint, or only rewrites the report when the run had finished; --restart starts over).
+Exit status: 0 = evaluated, 2 = nothing could be evaluated (bad input; the message and report say why).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pickle
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from omg_seg_core.eval.classmap import ClassMap
+from omg_seg_core.eval.report import overlay_thumbnail, write_report
+from omg_seg_core.eval.coco_source import coco_frames
+from omg_seg_core.eval.resume import Run, load_state, save_state
+from omg_seg_core.eval.runner import Evaluation, GroundTruth, SourceFrame, gt_from_segments, segments_from_gt
+from omg_seg_core.structures import SEMANTIC_IGNORE, Segments
+from omg_seg_ros.tools import bagio
+
+
+# ---------------------------------------------------------------------------------------------- bag source
+def _remap(segs: Segments, classmap: Any) -> tuple[Segments, int]:
+    """Class ids of Segments -> evaluation indices by class name; segments of unknown classes are dropped."""
+    idx = [classmap.index(n, add=False) if n else None for n in segs.class_names]
+    keep = np.array([i is not None for i in idx], bool)
+    out = segs.select(keep)
+    out.class_ids = np.array([i for i in idx if i is not None], np.int64)
+    out.is_thing = np.array([classmap.is_thing[i] for i in out.class_ids], bool)
+    return out, int((~keep).sum())
+
+
+def decode_frame(bf: bagio.BagFrame, topics: bagio.FrameTopics, classmap: Any, luts: dict) -> Any:
+    """BagFrame -> omg_seg_core.eval.runner.SourceFrame (rgb, GroundTruth mapped to evaluation classes,
+    recorded prediction), with a (reason, example) entry for everything that could not be used."""
+    where = f"frame {bf.index} stamp {bf.stamp}"
+    out = SourceFrame(bf.index, bf.stamp)
+    try:
+        rgb = bagio.image_to_rgb(bf.msgs["image"])
+    except bagio.DecodeError as e:
+        out.skips.append((f"image not decodable: {e.reason} (frame skipped)", f"{where}: {e}"))
+        return out
+    h, w = rgb.shape[:2]
+    gt = None
+    try:
+        if "semantic" in bf.msgs:
+            key = tuple(sorted(bf.class_names.items())) if bf.class_names else None
+            if key not in luts:
+                luts[key] = classmap.lut(bf.class_names)
+            raw = bagio.label_to_array(bf.msgs["semantic"])
+            inst = bagio.label_to_array(bf.msgs["instances"]) if "instances" in bf.msgs else None
+            for what, a in (("semantic", raw), ("instance_ids", inst)):
+                if a is not None and a.shape != (h, w):
+                    raise bagio.DecodeError("ground truth size differs from the image",
+                                      f"{what} {a.shape[1]}x{a.shape[0]} vs image {w}x{h}")
+            sem = luts[key][raw]
+            lost = int(((sem == 65535) & (raw != 65535)).sum())
+            if lost:
+                out.skips.append(("ground-truth pixels with a class id outside the label map (read as void)",
+                                  f"{where}: {lost} px"))
+            gt = GroundTruth(sem, inst)
+            if "instances" in topics.gt and inst is None:
+                out.skips.append(("instance ids missing at this stamp: panoptic/AP/tracking skipped, mIoU kept",
+                                  where))
+        elif "segments" in bf.msgs:
+            segs = bagio.segment_array_to_segments(bf.msgs["segments"])
+            if segs.image_size != (h, w):
+                raise bagio.DecodeError("ground truth size differs from the image",
+                                  f"segments {segs.image_size[1]}x{segs.image_size[0]} vs image {w}x{h}")
+            segs, dropped = _remap(segs, classmap)
+            if dropped:
+                out.skips.append(("ground-truth segments of a class not in the class list (as void)",
+                                  f"{where}: {dropped}"))
+            gt = gt_from_segments(segs)
+    except bagio.DecodeError as e:
+        out.skips.append((f"ground truth not usable: {e.reason} (frame evaluated for latency only)", f"{where}: {e}"))
+        gt = None
+    if gt is None and topics.gt.keys() - {"prediction", "prompts"} and not out.skips:
+        out.skips.append(("no ground truth with a matching stamp (frame evaluated for latency only)", where))
+    if gt is not None and "prompts" in bf.msgs:
+        try:
+            gt.prompts = [(p.kind, p.box, p.target) for p in bagio.prompts_from_msg(bf.msgs["prompts"])]
+        except bagio.DecodeError as e:
+            out.skips.append((f"prompts not usable: {e.reason}", f"{where}: {e}"))
+    if "prediction" in topics.gt:
+        if "prediction" not in bf.msgs:
+            out.skips.append(("no recorded prediction at this stamp (frame skipped)", where))
+            return out
+        try:
+            rec = bagio.segment_array_to_segments(bf.msgs["prediction"])
+        except bagio.DecodeError as e:
+            out.skips.append((f"recorded prediction not usable: {e.reason} (frame skipped)", f"{where}: {e}"))
+            return out
+        if rec.image_size != (h, w):
+            out.skips.append(("recorded prediction size differs from the image (frame skipped)", where))
+            return out
+        out.recorded, dropped = _remap(rec, classmap)
+        if dropped:
+            out.skips.append(("predicted segments of a class not in the vocabulary (dropped)", f"{where}: {dropped}"))
+    out.rgb, out.gt = rgb, gt
+    return out
+
+
+def bag_frames(reader: Any, a: Any, stream_skips: Counter, errors: list[str]) -> tuple[Any, int, dict]:
+    """(source(classmap, start) -> Iterator[SourceFrame], image message count, meta) for `omg-seg-eval`."""
+    topics = bagio.discover_topics(reader, a.image_topic, a.gt_ns)
+    conns = {c.topic: c for c in reader.connections}
+    if a.predictions_topic:
+        if a.predictions_topic not in conns:
+            raise bagio.BagError(f"predictions topic {a.predictions_topic} not in the bag (topics: {sorted(conns)})")
+        if conns[a.predictions_topic].msgtype != "omg_seg_msgs/msg/SegmentArray":
+            raise bagio.BagError(f"{a.predictions_topic} is a {conns[a.predictions_topic].msgtype}, not a SegmentArray")
+        topics.gt["prediction"] = a.predictions_topic
+    total = int(getattr(conns[topics.image], "msgcount", 0))
+    tol = int(a.stamp_tolerance_ms * 1e6)
+
+    def source(classmap: Any, start: int) -> Iterator[Any]:
+        luts: dict = {}
+        for bf in bagio.iter_frames(reader, topics, stream_skips, tol, a.window, errors):
+            yield SourceFrame(bf.index, bf.stamp) if bf.index < start else decode_frame(bf, topics, classmap, luts)
+
+    meta = {"image_topic": topics.image, "gt_topics": dict(topics.gt), "label_info_topic": topics.label_info,
+            "image_messages_in_bag": total}
+    if not topics.gt:
+        meta["note"] = "no ground-truth topics found: latency only"
+    return source, total, meta
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="omg-seg-eval", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("input", type=Path, help="bag folder / .mcap / .db3, or a COCO-panoptic annotations .json")
+    ap.add_argument("--out", type=Path, default=Path("eval_out"))
+    m = ap.add_argument_group("model (as in the node's YAML; flags override --params)")
+    m.add_argument("--params", type=Path, help="node parameter YAML (ros__parameters of the first node)")
+    m.add_argument("--model"), m.add_argument("--weights"), m.add_argument("--backend"), m.add_argument("--device")
+    m.add_argument("--vocabulary", help="vocabulary YAML or name (default: the checkpoint's)")
+    m.add_argument("--allow-random-weights", action="store_true",
+                   help="run an UNTRAINED model when no checkpoint exists (plumbing tests; numbers meaningless)")
+    m.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="any node parameter, e.g. --set object_mask_thr=0.3 --set tracking.enabled=false")
+    b = ap.add_argument_group("bag topics")
+    b.add_argument("--image-topic"), b.add_argument("--gt-ns", help="ground-truth namespace (<ns>/gt/...)")
+    b.add_argument("--predictions-topic", help="evaluate recorded omg_seg_msgs/SegmentArray instead of the model")
+    b.add_argument("--stamp-tolerance-ms", type=float, default=0.0, help="GT/image stamp join tolerance")
+    b.add_argument("--window", type=int, default=16, help="stamps held while joining topics (memory bound)")
+    r = ap.add_argument_group("run")
+    r.add_argument("--video", action="store_true", help="track across frames in bag order; IDF1/HOTA/VPQ")
+    r.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = all)")
+    r.add_argument("--no-prompts", action="store_true", help="ignore recorded prompts")
+    r.add_argument("--result-bag", type=Path, help="write the node's output topics here (replayable in RViz)")
+    r.add_argument("--result-format", choices=["mcap", "sqlite3"], default="mcap")
+    r.add_argument("--restart", action="store_true", help="ignore OUT/state.pkl and start from the first frame")
+    r.add_argument("--checkpoint-every", type=int, default=25, help="frames between resume checkpoints")
+    r.add_argument("--worst-k", type=int, default=6, help="frames on the contact sheet")
+    return ap.parse_args(argv)
+
+
+def node_values(a: argparse.Namespace) -> dict[str, Any]:
+    """Node parameter values: --params YAML (flattened with dots), then the explicit flags."""
+    values: dict[str, Any] = {}
+    if a.params:
+        import yaml
+
+        doc = yaml.safe_load(a.params.read_text()) or {}
+        node = next((v for v in doc.values() if isinstance(v, dict) and "ros__parameters" in v), None)
+        params = node["ros__parameters"] if node else doc
+
+        def flat(d: dict, prefix: str = "") -> None:
+            for k, v in d.items():
+                flat(v, f"{prefix}{k}.") if isinstance(v, dict) else values.__setitem__(prefix + k, v)
+        flat(params)
+    for key, val in (("model", a.model), ("weights", a.weights), ("backend", a.backend), ("device", a.device),
+                     ("vocabulary_file", a.vocabulary)):
+        if val:
+            values[key] = val
+    if a.allow_random_weights:
+        values["allow_random_weights"] = True
+    for kv in a.set:
+        if "=" not in kv:
+            raise SystemExit(f"error: --set expects NAME=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        import yaml
+
+        values[k] = yaml.safe_load(v)
+    values["tracking.enabled"] = bool(a.video) and values.get("tracking.enabled", True)
+    return values
+
+
+def fingerprint(a: argparse.Namespace, values: dict) -> str:
+    """Identity of a run for resuming: the input files (size + mtime) and every option that changes results."""
+    files = sorted(p for p in ([a.input] if a.input.is_file() else a.input.rglob("*")) if p.is_file())
+    stat = [(str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)) for p in files[:1000]]
+    opts = {k: getattr(a, k) for k in ("image_topic", "gt_ns", "predictions_topic", "stamp_tolerance_ms", "video",
+                                        "no_prompts")}
+    blob = json.dumps([stat, opts, values], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class Context:
+    """Per-run objects that are rebuilt on every start: predictor, class map, result bag writer."""
+
+    def __init__(self, a: argparse.Namespace, values: dict) -> None:
+        self.a, self.values = a, values
+        self.predictor = None
+        self.tracker_factory = None
+        if a.predictions_topic is None:
+            from omg_seg_ros.loader import ModelLoadError, build_pipeline
+
+            try:
+                pipe = build_pipeline(values, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+            except ModelLoadError as e:
+                raise SystemExit(f"error: {e}") from None
+            self.predictor = pipe.predictor
+            self.tracker_factory = (lambda: pipe.tracker) if pipe.tracker is not None else None
+            vocab = self.predictor.vocabulary
+        else:
+            from omg_seg_core.text.vocabulary import load_vocabulary
+
+            if not values.get("vocabulary_file"):
+                raise SystemExit("error: --predictions-topic needs --vocabulary (the node's class list)")
+            vocab = load_vocabulary(values["vocabulary_file"])
+        self.classmap = ClassMap(list(vocab.names), vocab.num_things)
+        self.writer: Optional[bagio.BagWriter] = None
+
+
+def model_outputs(ctx: Context, run: Run, f: SourceFrame) -> tuple[dict, dict[str, float]]:
+    """Predictions for one frame: {'panoptic', 'instances', 'semantic', 'prompt_masks'} + timings (ms)."""
+    p, t = ctx.predictor, {}
+    out: dict[str, Any] = {}
+    if f.recorded is not None:
+        out = {"panoptic": f.recorded, "instances": f.recorded, "semantic": f.recorded}
+    else:
+        t0 = time.perf_counter()
+        p.set_image(f.rgb)
+        t.update(preprocess=p.last_timings["preprocess"], image_graph=p.last_timings["image_graph"])
+        for task in ("panoptic", "instances", "semantic"):
+            t1 = time.perf_counter()
+            out[task] = getattr(p, task)()
+            t[task] = (time.perf_counter() - t1) * 1e3
+        if f.gt is not None and f.gt.prompts and not ctx.a.no_prompts:
+            pts = np.array([b[:2] for k, b, _ in f.gt.prompts if k == "point"], np.float32).reshape(-1, 2)
+            bxs = np.array([b for k, b, _ in f.gt.prompts if k == "box"], np.float32).reshape(-1, 4)
+            t1 = time.perf_counter()
+            seg = p.prompt(points=pts if len(pts) else None, boxes=bxs if len(bxs) else None)
+            t["prompt"] = (time.perf_counter() - t1) * 1e3
+            # predictor order: points first, then boxes -> back to the recorded order
+            order, ip, ib = [], 0, len(pts)
+            for k, _, _ in f.gt.prompts:
+                order.append(ip if k == "point" else ib)
+                ip, ib = ip + (k == "point"), ib + (k == "box")
+            out["prompt_masks"] = seg.masks[order]
+        t["total"] = (time.perf_counter() - t0) * 1e3
+    if run.tracker is not None:
+        t1 = time.perf_counter()
+        out["panoptic"] = run.tracker.update(out["panoptic"], frame_index=f.index, stamp=f.stamp / 1e9)
+        t["tracker"] = (time.perf_counter() - t1) * 1e3
+    return out, t
+
+
+def write_result(ctx: Context, f: SourceFrame, pan: Segments, sem: Segments, names: list[str]) -> None:
+    """The node's output topics for one frame (see omg_seg_ros params: ~/output/*), plus the input image."""
+    w, ns = ctx.writer, "/omg_seg/output"
+    if f.index == 0 or not getattr(ctx, "_label_info_written", False):
+        w.write(f"{ns}/label_info", bagio.label_info_msg(names, f.stamp), f.stamp, latched=True)
+        ctx._label_info_written = True
+    w.write(ctx.image_topic, bagio.image_msg(f.rgb, f.stamp), f.stamp)
+    w.write(f"{ns}/overlay", bagio.image_msg(overlay_thumbnail(f.rgb, pan, max(f.rgb.shape[:2])), f.stamp), f.stamp)
+    w.write(f"{ns}/segments", bagio.segment_array_msg(pan, f.stamp), f.stamp)
+    w.write(f"{ns}/detections", bagio.detections_msg(pan.select(pan.is_thing), f.stamp), f.stamp)
+    w.write(f"{ns}/semantic", bagio.label_msg(sem.semantic_map(), f.stamp), f.stamp)
+    w.write(f"{ns}/instance_ids", bagio.label_msg(pan.instance_id_map(), f.stamp), f.stamp)
+
+
+def process(ctx: Context, run: Run, f: SourceFrame) -> None:
+    ev = run.ev
+    if f.rgb is None:
+        return
+    out, timings = model_outputs(ctx, run, f)
+    gt = f.gt
+    has_instances = gt is not None and gt.instance_ids is not None
+    ev.add_frame({"index": f.index, "stamp": f.stamp}, f.rgb, gt,
+                 panoptic=out["panoptic"] if has_instances else None,
+                 instances=out["instances"] if has_instances else None,
+                 semantic=out["semantic"], prompt_masks=out.get("prompt_masks"), timings=timings)
+    if run.video is not None and has_instances:
+        g = segments_from_gt(gt, ev.class_names, ev.is_thing)
+        g = g.select(~g.is_thing | (g.track_ids > 0))  # crowd regions have no identity to track
+        run.video.add_frame(g, out["panoptic"])
+    if ctx.writer is not None:
+        write_result(ctx, f, out["panoptic"], out["semantic"], ev.class_names)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from tqdm import tqdm
+
+    a = parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    values = node_values(a)
+    fp = fingerprint(a, values)
+    state_path = a.out / "state.pkl"
+    run = None if (a.restart or a.result_bag) else load_state(state_path, fp)
+    resumed = run is not None and run.frames_done > 0
+    run = run or Run(fp)
+    meta: dict[str, Any] = {"input": str(a.input), "mode": "video" if a.video else "frames",
+                            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    if resumed:
+        meta["resumed_at_frame"] = run.frames_done
+        print(f"resuming after {run.frames_done} frames ({state_path}); --restart starts over", file=sys.stderr)
+    is_coco = a.input.suffix == ".json"
+    errors: list[str] = []
+    stream_skips: Counter = Counter()
+    reader = None
+    try:
+        if is_coco:
+            source, total, topics_meta = coco_frames(a.input, stream_skips)
+        else:
+            reader = bagio.open_reader(a.input)
+            source, total, topics_meta = bag_frames(reader, a, stream_skips, errors)
+    except (bagio.BagError, FileNotFoundError, ValueError) as e:
+        return fail(a.out, meta, str(e))
+    meta.update(topics_meta)
+    ctx = Context(a, values)
+    meta.update(model=values.get("model", "omg_seg_tiny"), weights=values.get("weights") or "(shipped default)",
+                vocabulary=values.get("vocabulary_file") or "(checkpoint's)",
+                backend=values.get("backend", "torch"), device=values.get("device", "cpu"))
+    if a.predictions_topic:
+        meta["model"] = f"recorded predictions on {a.predictions_topic}"
+    ctx.image_topic = meta.get("image_topic", "/camera/image_raw")
+    if a.result_bag:
+        import shutil
+
+        if a.result_bag.exists() and (a.result_bag / "metadata.yaml").exists():
+            shutil.rmtree(a.result_bag)  # our own earlier output: a re-run replaces it
+        ctx.writer = bagio.BagWriter(a.result_bag, a.result_format).__enter__()
+        meta["result_bag"] = str(a.result_bag)
+    if run.classes is not None:
+        ctx.classmap.restore(*run.classes)
+    limit = a.max_frames or None
+    bar = tqdm(total=min(total, limit) if (total and limit) else (total or limit), unit="frame", desc="omg-seg-eval")
+    try:
+        for f in source(ctx.classmap, run.frames_done):
+            if limit is not None and f.index >= limit:
+                break
+            if run.ev is None:  # first frame: the class list is final once the GT class map is known
+                ctx.classmap.frozen = True
+                run.classes = (list(ctx.classmap.names), list(ctx.classmap.is_thing))
+                run.unknown = list(ctx.classmap.unknown)
+                run.ev = Evaluation(ctx.classmap.names, ctx.classmap.is_thing, worst_k=a.worst_k)
+                if a.video:
+                    from omg_seg_core.eval.tracking import VideoEvaluator
+
+                    run.video = VideoEvaluator(ctx.classmap.names, ctx.classmap.is_thing)
+                    run.video.start_sequence()
+                    if ctx.tracker_factory is not None:
+                        run.tracker = ctx.tracker_factory()
+            bar.update(1)
+            if run.video is not None and f.sequence != run.sequence:  # dataset video boundary
+                run.sequence = f.sequence
+                run.video.start_sequence()
+                if run.tracker is not None:
+                    run.tracker.reset("new sequence")
+            for reason, example in f.skips:
+                run.ev.skip(reason)
+                run.examples.setdefault(reason, example)
+            if f.index >= run.frames_done:
+                process(ctx, run, f)
+                run.frames_done = f.index + 1
+                if run.frames_done % a.checkpoint_every == 0 and ctx.writer is None:
+                    save_state(state_path, run)
+    except KeyboardInterrupt:
+        save_state(state_path, run)
+        print(f"\ninterrupted after {run.frames_done} frames; re-run the same command to resume", file=sys.stderr)
+        return 130
+    finally:
+        bar.close()
+        if ctx.writer is not None:
+            ctx.writer.__exit__(None, None, None)
+        if reader is not None:
+            reader.close()
+    if run.ev is None:
+        return fail(a.out, meta, "no frame could be read", stream_skips, errors)
+    run.complete = not errors and limit is None
+    save_state(state_path, run)
+    return finish(a, run, meta, stream_skips, errors)
+
+
+def finish(a: argparse.Namespace, run: Run, meta: dict, stream_skips: Counter, errors: list[str]) -> int:
+    res = run.ev.results()
+    res["skipped"] = {**res["skipped"], **dict(stream_skips)}
+    if run.video is not None:
+        try:
+            res["tracking"] = run.video.evaluate()
+        except (RuntimeError, ValueError) as e:
+            res["tracking"] = {"error": str(e)}
+    meta["errors"] = errors or "none"
+    meta["skip_examples"] = run.examples
+    meta["classes_unknown_to_model"] = run.unknown or "none"
+    paths = write_report(a.out, res, meta, run.ev.latency.samples, run.ev.worst_frames(), run.ev.frames)
+    summary(res, errors, paths)
+    return 0 if res["frames_evaluated"] else 2
+
+
+def summary(res: dict, errors: list[str], paths: dict) -> None:
+    pan, sem = res.get("panoptic"), res.get("semantic")
+    msg = [f"evaluated {res['frames_evaluated']} frames ({res['frames_with_ground_truth']} with ground truth)"]
+    if pan:
+        msg.append(f"PQ {100 * (pan['all']['pq'] or 0):.1f} (things {100 * np.nan_to_num(pan['things']['pq']):.1f}, "
+                   f"stuff {100 * np.nan_to_num(pan['stuff']['pq']):.1f})")
+    if sem:
+        msg.append(f"mIoU {100 * np.nan_to_num(sem['miou']):.1f}")
+    print("; ".join(msg), file=sys.stderr)
+    for why, n in sorted(res["skipped"].items(), key=lambda kv: -kv[1]):
+        print(f"  skipped {n} x {why}", file=sys.stderr)
+    for e in errors:
+        print(f"  error: {e}", file=sys.stderr)
+    print(f"report: {paths['md']}", file=sys.stderr)
+
+
+def fail(out: Path, meta: dict, why: str, stream_skips: Optional[Counter] = None,
+         errors: Optional[list[str]] = None) -> int:
+    """Nothing evaluable: say why on stderr and in a report that states that nothing was evaluated."""
+    print(f"error: {why}", file=sys.stderr)
+    for reason, n in (stream_skips or {}).items():
+        print(f"  skipped {n} x {reason}", file=sys.stderr)
+    res = {"frames_evaluated": 0, "frames_with_ground_truth": 0, "skipped": dict(stream_skips or {}),
+           "latency_ms": {}}
+    write_report(out, res, {**meta, "error": why, "errors": errors or "none"}, {}, [], [])
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
