@@ -1,0 +1,134 @@
+"""Build the node's `Pipeline` (predictor + tracker + targets) from its parameter values (ROS-free).
+
+The node refuses to start without weights: a missing checkpoint is an error that names the file and the
+parameter to set. Only `allow_random_weights: true` runs an untrained model (for plumbing tests), and says so.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from omg_seg_core.config import PACKAGE_ROOT, TaskThresholds, default_checkpoint_path, get_model_config
+
+from .pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be loaded with the given parameters (message says which one to fix)."""
+
+
+def resolve_path(path: str) -> Path:
+    """Expand ~ and $VARS; relative paths are tried against the working directory, then the package root."""
+    p = Path(os.path.expandvars(os.path.expanduser(path)))
+    if not p.is_absolute() and not p.exists() and (PACKAGE_ROOT / p).exists():
+        p = PACKAGE_ROOT / p
+    return p
+
+
+def thresholds_from(values: dict[str, Any]) -> TaskThresholds:
+    """TaskThresholds from parameter values with the same names (missing names keep their defaults)."""
+    from dataclasses import fields
+
+    return TaskThresholds(**{f.name: values[f.name] for f in fields(TaskThresholds) if f.name in values})
+
+
+def tracker_config_from(values: dict[str, Any]):
+    """TrackerConfig from `tracking.<field>` parameter values."""
+    from omg_seg_core.tracking import TrackerConfig
+
+    kw = {k[len("tracking."):]: v for k, v in values.items() if k.startswith("tracking.") and k != "tracking.enabled"}
+    known = {f for f in TrackerConfig.__dataclass_fields__}
+    return TrackerConfig(**{k: v for k, v in kw.items() if k in known})
+
+
+def build_pipeline(values: dict[str, Any], warn: Callable[[str], None] = log.warning) -> Pipeline:
+    """Load the model named by the parameters and wrap it with tracking. Raises ModelLoadError."""
+    from omg_seg_core.predictor import OMGSegPredictor
+
+    name = values.get("model", "omg_seg_tiny")
+    try:
+        cfg = get_model_config(name)
+    except KeyError as e:
+        raise ModelLoadError(f"parameter model: {e.args[0]}") from None
+    weights: Optional[str] = values.get("weights") or None
+    backbone_weights: Optional[str] = values.get("backbone_weights") or None
+    model: Any = cfg.name
+    if weights is not None:
+        wp = resolve_path(weights)
+        if not wp.is_file():
+            raise ModelLoadError(f"parameter weights: checkpoint '{weights}' not found")
+        weights = str(wp)
+    elif default_checkpoint_path(cfg.name) is None:
+        if not values.get("allow_random_weights", False):
+            raise ModelLoadError(
+                f"no weights for model '{cfg.name}': models/{cfg.name}.pth is not present and parameter 'weights' "
+                "is empty. Set weights:=<checkpoint>, or allow_random_weights:=true to run an UNTRAINED model "
+                "(plumbing tests only; its outputs are meaningless)")
+        from omg_seg_core.model.omg_seg import build_model
+
+        warn(f"allow_random_weights: running an UNTRAINED {cfg.name} (random head weights); outputs are meaningless")
+        model = build_model(cfg, pretrained_backbone=False)
+    if backbone_weights is not None:
+        bp = resolve_path(backbone_weights)
+        if not bp.is_file():
+            raise ModelLoadError(f"parameter backbone_weights: file '{backbone_weights}' not found")
+        backbone_weights = str(bp)
+    vocab_file = values.get("vocabulary_file") or None
+    if vocab_file is not None and not str(vocab_file).endswith((".yaml", ".yml")):
+        vocab = vocab_file  # a vocabulary name under config/vocabularies
+    elif vocab_file is not None:
+        vp = resolve_path(vocab_file)
+        if not vp.is_file():
+            raise ModelLoadError(f"parameter vocabulary_file: '{vocab_file}' not found")
+        vocab = str(vp)
+    else:
+        vocab = None
+    long_side = int(values.get("input_long_side", 0)) or None
+    try:
+        predictor = OMGSegPredictor(
+            model, checkpoint=weights if isinstance(model, str) else None, backbone_weights=backbone_weights,
+            backend=_backend_name(values.get("backend", "torch")), device=values.get("device", "cpu"),
+            dtype=values.get("dtype", "float32"), long_side=long_side, thresholds=thresholds_from(values),
+            vocabulary=vocab)
+    except (FileNotFoundError, ValueError, TypeError, KeyError, ImportError) as e:
+        raise ModelLoadError(f"cannot load model '{cfg.name}' (backend {values.get('backend')}, device "
+                             f"{values.get('device')}): {e}") from e
+    tracker = targets = None
+    if values.get("tracking.enabled", True):
+        try:
+            from omg_seg_core.tracking import TargetManager, Tracker
+        except ImportError as e:  # tracking is optional: without it ids are per-frame indices
+            warn(f"tracking unavailable ({e}); instance ids are per-frame indices")
+        else:
+            tcfg = tracker_config_from(values)
+            tracker, targets = Tracker(tcfg), TargetManager(tcfg)
+    return Pipeline(predictor, task=values.get("task", "panoptic"), tracker=tracker, targets=targets)
+
+
+def _backend_name(name: str) -> str:
+    return {"ort": "onnxruntime", "trt": "tensorrt"}.get(name, name)
+
+
+def release_device_memory(pipeline: Optional[Pipeline]) -> None:
+    """Free the predictor's device memory (node deactivate on a GPU); the pipeline is unusable afterwards."""
+    if pipeline is None:
+        return
+    with pipeline.lock:
+        try:
+            pipeline.predictor.release()
+        finally:
+            try:
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            except ImportError:
+                pass
+
+
+__all__ = ["ModelLoadError", "build_pipeline", "release_device_memory", "thresholds_from", "tracker_config_from",
+           "resolve_path"]

@@ -1,0 +1,323 @@
+"""The `omg_seg` lifecycle node: parameters, input subscription, worker thread, publishers, diagnostics.
+
+Lifecycle: configure loads the model (pipeline.py / loader.py), activate creates publishers + the input
+subscription and starts the worker, deactivate stops them (and frees GPU memory on CUDA devices), cleanup
+drops the model. `autostart` (default true) runs configure + activate at start-up.
+
+Threads: the executor delivers images to `_on_image`, which only stores the message in a one-slot mailbox;
+a single worker thread decodes and processes the latest frame and publishes the outputs; services
+(services.py) run in their own callback group of a MultiThreadedExecutor and share the predictor lock.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, Optional
+
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from . import messages, params
+from .conversions import ImageError, compressed_to_rgb, image_to_rgb
+from .loader import ModelLoadError, build_pipeline, release_device_memory, thresholds_from, tracker_config_from
+from .outputs import Outputs
+from .pipeline import Frame, FrameMailbox, Pipeline, Stats, stamp_to_seconds
+from .services import Services
+
+NODE_NAME = "omg_seg"
+
+
+class OmgSegNode(LifecycleNode):
+    """See module docstring. Topics and services are relative to the node (`~/...`)."""
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._defaults: dict[str, Any] = {}
+        for name, default, desc in params.all_params():
+            self._defaults[name] = default
+            self.declare_parameter(name, default, ParameterDescriptor(description=desc))
+        self.pipeline: Optional[Pipeline] = None
+        self.mailbox = FrameMailbox()
+        self.stats = Stats()
+        self.outputs = Outputs(self)
+        self.last_header: Optional[Header] = None
+        self.bad_frames = 0
+        self.active = False
+        self._released = False
+        self._sub = None
+        self._worker: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._diag_timer = None
+        self._last_frame_time: Optional[float] = None
+        self._recent_errors: list[str] = []
+        self.input_group = MutuallyExclusiveCallbackGroup()
+        self.service_group = MutuallyExclusiveCallbackGroup()
+        self.service_handlers = Services(self)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if self.p("autostart"):
+            if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                self.trigger_activate()
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def p(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def values(self) -> dict[str, Any]:
+        return {name: self.p(name) for name in self._defaults}
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        t0 = time.monotonic()
+        try:
+            self.pipeline = build_pipeline(self.values(), warn=self.get_logger().warning)
+        except ModelLoadError as e:
+            self.get_logger().error(f"configure failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        except Exception as e:  # an unexpected loader error must still be visible (rclpy would swallow it)
+            self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
+            return TransitionCallbackReturn.FAILURE
+        self._released = False
+        self.get_logger().info(
+            f"configured: model {self.pipeline.predictor.cfg.name}, backend {self.p('backend')}, device "
+            f"{self.p('device')}, {len(self.pipeline.class_names())} classes, task {self.p('task')} "
+            f"({time.monotonic() - t0:.1f} s)")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        if self._released:  # GPU memory was freed on deactivate: reload
+            rc = self.on_configure(state)
+            if rc != TransitionCallbackReturn.SUCCESS:
+                return rc
+        self.outputs.create()
+        self.outputs.publish_label_info(self.pipeline.class_names(), self.last_header)
+        self.mailbox.reopen()
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._worker_loop, name="omg_seg_worker", daemon=True)
+        self._worker.start()
+        self._subscribe()
+        self._diag_timer = self.create_timer(float(self.p("diagnostics_period")), self._publish_diagnostics,
+                                             callback_group=self.input_group)
+        self.active = True
+        self.get_logger().info(f"active: listening on {self._sub.topic_name} ({self.p('qos.reliability')})")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_io()
+        if self.pipeline is not None and str(self.p("device")).startswith("cuda"):
+            release_device_memory(self.pipeline)
+            self._released = True
+        self.get_logger().info("inactive")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._stop_io()
+        self.pipeline = None
+        self.get_logger().info("cleaned up (model unloaded)")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._stop_io()
+        self.pipeline = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self._stop_io()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_io(self) -> None:
+        """Stop input, worker, timer and publishers (idempotent)."""
+        self.active = False
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        self._stop.set()
+        self.mailbox.close()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
+            self._worker = None
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        self.outputs.destroy()
+
+    def shutdown(self) -> None:
+        """Stop the worker before the executor and context go away (exiting with it running aborts)."""
+        self._stop_io()
+
+    # ------------------------------------------------------------------------------------------ input
+    def _subscribe(self) -> None:
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        qos = params.input_qos(self.p("qos.reliability"), int(self.p("qos.depth")))
+        if self.p("input.compressed"):
+            self._sub = self.create_subscription(CompressedImage, "~/input/image/compressed", self._on_image, qos,
+                                                 callback_group=self.input_group)
+        else:
+            self._sub = self.create_subscription(Image, "~/input/image", self._on_image, qos,
+                                                 callback_group=self.input_group)
+
+    def _on_image(self, msg) -> None:
+        # Only store: decoding and inference happen on the worker so the executor never falls behind.
+        self.mailbox.put(Frame(msg=msg, header=msg.header, stamp_s=stamp_to_seconds(msg.header.stamp),
+                               received=time.monotonic(), index=self.mailbox.received))
+
+    def _worker_loop(self) -> None:
+        while not self._stop.is_set():
+            frame = self.mailbox.take(timeout=0.2)
+            if frame is None or self._stop.is_set():
+                continue
+            try:
+                self._process(frame)
+            except Exception as e:  # keep serving: one bad frame must not kill the worker
+                self.stats.errors += 1
+                self._note_error(f"frame failed: {type(e).__name__}: {e}")
+
+    def _process(self, frame: Frame) -> None:
+        try:
+            rgb = compressed_to_rgb(frame.msg) if isinstance(frame.msg, CompressedImage) else image_to_rgb(frame.msg)
+        except ImageError as e:
+            self.bad_frames += 1
+            self._note_error(f"dropping input image: {e}")
+            return
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        result = pipeline.process(rgb, stamp_s=frame.stamp_s)
+        self.last_header = frame.header
+        self._last_frame_time = time.monotonic()
+        self.outputs.publish_frame(frame.header, rgb, result)
+        self.stats.record(self._latency_ms(frame), result.model_ms)
+
+    def _latency_ms(self, frame: Frame) -> float:
+        """Image stamp -> outputs published (ROS clock, so sim time works); receive time if unstamped."""
+        if frame.stamp_s > 0:
+            return (self.get_clock().now().nanoseconds * 1e-9 - frame.stamp_s) * 1000.0
+        return (time.monotonic() - frame.received) * 1000.0
+
+    def _note_error(self, text: str) -> None:
+        self._recent_errors = (self._recent_errors + [text])[-5:]
+        self.get_logger().warning(text, throttle_duration_sec=2.0)
+
+    # ------------------------------------------------------------------------------------------ diagnostics
+    def _publish_diagnostics(self) -> None:
+        if not self.p("outputs.diagnostics"):
+            return
+        s = self.stats.snapshot()
+        level, msg = 0, "ok"
+        if self._worker is None or not self._worker.is_alive():
+            level, msg = 2, "worker stopped"
+        elif self._last_frame_time is None or time.monotonic() - self._last_frame_time > 5.0:
+            level, msg = 1, "no input images"
+        elif self._recent_errors:
+            level, msg = 1, self._recent_errors[-1]
+        self._recent_errors = []
+        pred = self.pipeline.predictor if self.pipeline is not None else None
+        values = {
+            "rate_hz": f"{s['rate_hz']:.2f}", "latency_p50_ms": f"{s['latency_p50_ms']:.1f}",
+            "latency_p95_ms": f"{s['latency_p95_ms']:.1f}", "model_p50_ms": f"{s['model_p50_ms']:.1f}",
+            "frames_received": self.mailbox.received, "frames_processed": s["processed"],
+            "frames_dropped": self.mailbox.dropped, "bad_frames": self.bad_frames, "errors": s["errors"],
+            "backend": self.p("backend"), "device": self.p("device"),
+            "model": pred.cfg.name if pred is not None else self.p("model"), "task": self.p("task"),
+            "num_classes": len(pred.class_names) if pred is not None else 0,
+            "input_topic": self._sub.topic_name if self._sub is not None else "",
+        }
+        self.outputs.publish_diagnostics(
+            messages.diagnostics_msg(self.get_name(), self.get_clock().now().to_msg(), level, msg, values,
+                                     hardware_id=str(self.p("device"))))
+
+    # ------------------------------------------------------------------------------------------ parameters
+    def _on_set_parameters(self, changes: list[Parameter]) -> SetParametersResult:
+        """Validate every change first (all-or-nothing), then apply the run-time ones."""
+        try:
+            new = {}
+            for prm in changes:
+                if prm.name not in self._defaults:
+                    continue  # use_sim_time and other rclpy parameters
+                new[prm.name] = params.coerce(prm.name, self._defaults[prm.name], prm.value)
+                params.validate(prm.name, new[prm.name])
+            if any(k.startswith("tracking.") and k != "tracking.enabled" for k in new):
+                merged = {**self.values(), **new}
+                tracker_config_from(merged)  # raises ValueError naming the bad field
+            if "vocabulary_file" in new and self.pipeline is not None:
+                self._apply_vocabulary_file(new["vocabulary_file"])
+        except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        self._apply_runtime(new)
+        return SetParametersResult(successful=True)
+
+    def _apply_vocabulary_file(self, path: str) -> None:
+        from .loader import resolve_path
+
+        if not path:
+            raise ValueError("vocabulary_file: '' restores the checkpoint vocabulary only at the next configure")
+        src = str(resolve_path(path)) if path.endswith((".yaml", ".yml")) else path
+        n = self.pipeline.set_vocabulary_file(src)
+        self.outputs.publish_label_info(self.pipeline.class_names(), self.last_header)
+        self.get_logger().info(f"vocabulary {path}: {n} classes")
+
+    def _apply_runtime(self, new: dict[str, Any]) -> None:
+        pipe = self.pipeline
+        thr = {k: v for k, v in new.items() if k in thresholds_from({}).__dataclass_fields__}
+        if thr and pipe is not None:
+            pipe.set_thresholds(**thr)
+        if pipe is not None and "task" in new:
+            pipe.task = new["task"]
+        trk = {k: v for k, v in new.items() if k.startswith("tracking.") and k != "tracking.enabled"}
+        if trk and pipe is not None and pipe.tracker is not None:
+            cfg = tracker_config_from({**self.values(), **new})
+            with pipe.lock:
+                pipe.tracker.config = cfg
+                pipe.targets.config = cfg
+        if "tracking.enabled" in new and pipe is not None:
+            self.get_logger().info("tracking.enabled takes effect at the next configure")
+        if any(k in params.RECONFIGURE for k in new):
+            self.get_logger().info(f"{sorted(k for k in new if k in params.RECONFIGURE)} take effect at the next "
+                                   "configure (deactivate, cleanup, configure, activate)")
+        if self.active and any(k in new for k in ("qos.reliability", "qos.depth", "input.compressed")):
+            # Applied after the callback returns so the new values are visible to _subscribe.
+            self._resubscribe_timer = self.create_timer(0.0, self._resubscribe_once, callback_group=self.input_group)
+        if self.active and "diagnostics_period" in new and self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(float(new["diagnostics_period"]), self._publish_diagnostics,
+                                                 callback_group=self.input_group)
+
+    def _resubscribe_once(self) -> None:
+        self.destroy_timer(self._resubscribe_timer)
+        if self.active:
+            self._subscribe()
+            self.get_logger().info(f"input now {self._sub.topic_name}, reliability {self.p('qos.reliability')}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Console entry `omg-seg-node` (plain `--ros-args` usage)."""
+    rclpy.init(args=argv if argv is not None else sys.argv)
+    node = None
+    executor = MultiThreadedExecutor(num_threads=3)
+    try:
+        node = OmgSegNode()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+        executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

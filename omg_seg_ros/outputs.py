@@ -1,0 +1,158 @@
+"""The node's publishers: created on activate, destroyed on deactivate; each output switchable by parameter.
+
+Messages are only built for outputs that are enabled AND have a subscriber: building a full-frame overlay or
+per-segment masks nobody listens to would add to the latency of the outputs somebody does listen to.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from . import messages
+from .conversions import numpy_to_image
+from .params import latched_qos
+
+#: name -> (message type name, topic). Types are resolved lazily (generated packages import slowly).
+TOPICS = {
+    "semantic": ("Image", "~/output/semantic"),
+    "instance_ids": ("Image", "~/output/instance_ids"),
+    "detections": ("Detection2DArray", "~/output/detections"),
+    "segments": ("SegmentArray", "~/output/segments"),
+    "overlay": ("Image", "~/output/overlay"),
+    "targets": ("SegmentArray", "~/output/targets"),
+}
+
+
+def _msg_type(name: str):
+    if name == "Image":
+        return Image
+    if name == "Detection2DArray":
+        from vision_msgs.msg import Detection2DArray
+
+        return Detection2DArray
+    from omg_seg_msgs.msg import SegmentArray
+
+    return SegmentArray
+
+
+def render_overlay(rgb: np.ndarray, seg, class_names: Optional[Sequence[str]] = None) -> np.ndarray:
+    """Colour overlay with labels and ids: omg_seg_core.viz when available (shared with the demo and tools)."""
+    try:
+        from omg_seg_core.viz.overlay import draw_segments
+    except ImportError:
+        draw_segments = None
+    if draw_segments is not None:
+        return draw_segments(rgb, seg)
+    return _simple_overlay(rgb, seg)
+
+
+def _simple_overlay(rgb: np.ndarray, seg) -> np.ndarray:
+    """Blend a colour per segment (by track id, else index) and write "class #id" at each box corner."""
+    import cv2
+
+    out = rgb.astype(np.float32)
+    labels = []
+    for i in range(len(seg)):
+        m = seg.masks[i]
+        if not m.any():
+            continue
+        key = int(seg.track_ids[i]) if seg.track_ids[i] > 0 else i + 1
+        colour = np.array(_colour(key), np.float32)
+        out[m] = out[m] * 0.45 + colour * 0.55
+        x0, y0 = int(seg.boxes[i][0]), int(seg.boxes[i][1])
+        tag = seg.class_names[i] + (f" #{int(seg.track_ids[i])}" if seg.track_ids[i] > 0 else "")
+        labels.append((tag, (x0 + 2, max(y0 + 12, 12)), _colour(key)))
+    img = np.ascontiguousarray(out.clip(0, 255).astype(np.uint8))
+    for tag, org, _ in labels:
+        cv2.putText(img, tag, org, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 2, cv2.LINE_AA)
+        cv2.putText(img, tag, org, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def _colour(key: int) -> tuple[int, int, int]:
+    """A stable, well-spread colour per id (golden-ratio hue steps)."""
+    import colorsys
+
+    r, g, b = colorsys.hsv_to_rgb((key * 0.618033988749895) % 1.0, 0.75, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+class Outputs:
+    """Publishers of one node (see module docstring)."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.pubs: dict[str, Any] = {}
+        self.label_pub = None
+        self.diag_pub = None
+
+    def create(self) -> None:
+        self.destroy()
+        qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        for name, (tname, topic) in TOPICS.items():
+            self.pubs[name] = self.node.create_publisher(_msg_type(tname), topic, qos)
+        from vision_msgs.msg import LabelInfo
+
+        self.label_pub = self.node.create_publisher(LabelInfo, "~/output/label_info", latched_qos())
+        self.diag_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+    def destroy(self) -> None:
+        for pub in list(self.pubs.values()) + [self.label_pub, self.diag_pub]:
+            if pub is not None:
+                self.node.destroy_publisher(pub)
+        self.pubs = {}
+        self.label_pub = self.diag_pub = None
+
+    def wanted(self, name: str) -> bool:
+        pub = self.pubs.get(name)
+        return pub is not None and bool(self.node.p(f"outputs.{name}")) and pub.get_subscription_count() > 0
+
+    def publish_frame(self, header: Header, rgb: np.ndarray, result) -> None:
+        seg = result.segments
+        if self.wanted("semantic"):
+            self.pubs["semantic"].publish(messages.semantic_image_msg(seg, header))
+        if self.wanted("instance_ids"):
+            self.pubs["instance_ids"].publish(messages.instance_image_msg(seg, header))
+        if self.wanted("detections"):
+            self.pubs["detections"].publish(messages.detections_msg(seg, header))
+        if self.wanted("segments"):
+            self.pubs["segments"].publish(messages.segments_to_msg(seg, header))
+        if result.targets is not None and self.wanted("targets"):
+            self.pubs["targets"].publish(messages.segments_to_msg(result.targets, header, task="targets"))
+        if self.wanted("overlay"):
+            shown = seg if result.targets is None else _with_targets(seg, result.targets)
+            self.pubs["overlay"].publish(numpy_to_image(render_overlay(rgb, shown), "rgb8", header))
+
+    def publish_label_info(self, class_names: Sequence[str], header: Optional[Header]) -> None:
+        if self.label_pub is None or not self.node.p("outputs.label_info"):
+            return
+        h = Header()
+        if header is not None:
+            h.frame_id = header.frame_id
+            h.stamp = header.stamp
+        thr = float(self.node.p("instance_score_thr"))
+        self.label_pub.publish(messages.label_info_msg(list(class_names), h, thr))
+
+    def publish_diagnostics(self, msg) -> None:
+        if self.diag_pub is not None:
+            self.diag_pub.publish(msg)
+
+
+def _with_targets(seg, targets):
+    """Frame segments followed by the found targets (drawn last, on top)."""
+    from omg_seg_core.structures import Segments
+
+    found = targets.select(np.flatnonzero(targets.masks.reshape(len(targets), -1).any(1)))
+    if len(found) == 0:
+        return seg
+    return Segments(
+        masks=np.concatenate([seg.masks, found.masks]), scores=np.concatenate([seg.scores, found.scores]),
+        class_ids=np.concatenate([seg.class_ids, found.class_ids]),
+        class_names=list(seg.class_names) + [f"target:{n}" for n in found.class_names],
+        is_thing=np.concatenate([seg.is_thing, found.is_thing]),
+        boxes=np.concatenate([seg.boxes, found.boxes]), track_ids=np.concatenate([seg.track_ids, found.track_ids]))

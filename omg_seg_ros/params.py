@@ -1,0 +1,147 @@
+"""The node's parameters: names, defaults, descriptions, validation and QoS profiles.
+
+Names are the user interface (config/perception.yaml, launch arguments, `ros2 param set`):
+- thresholds use the `TaskThresholds` field names unchanged (flat: `object_mask_thr`, `text_max_results`, ...);
+- tracker settings are `tracking.<TrackerConfig field>` plus `tracking.enabled`;
+- outputs are `outputs.<name>` booleans; input and QoS under `input.*` / `qos.*`.
+Which parameters apply at run time and which need a reconfigure is listed in `RUNTIME` / `RECONFIGURE`.
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+from omg_seg_core.config import TaskThresholds
+
+from .pipeline import TASKS
+
+#: (name, default, description). Defaults match config/perception.yaml.
+CORE: list[tuple[str, Any, str]] = [
+    ("autostart", True, "configure and activate on start-up (for users without a lifecycle manager)"),
+    ("model", "omg_seg_tiny", "model name: omg_seg_tiny | omg_seg_convl (aliases tiny, convl)"),
+    ("weights", "", "checkpoint path; '' = the shipped models/<model>.pth"),
+    ("backbone_weights", "", "open_clip ConvNeXt-L weights file (omg_seg_convl only)"),
+    ("allow_random_weights", False, "run an UNTRAINED model when no checkpoint exists (plumbing tests only)"),
+    ("backend", "torch", "runtime: torch | onnxruntime | tensorrt | auto"),
+    ("device", "cpu", "cpu | cuda | cuda:N | auto"),
+    ("dtype", "float32", "float32 | float16 (GPU)"),
+    ("input_long_side", 0, "resize the long image side to this before the model; 0 = the model's default"),
+    ("task", "panoptic", "per-frame task: panoptic | instances | semantic"),
+    ("vocabulary_file", "", "vocabulary YAML (things/stuff); '' = the checkpoint's vocabulary"),
+    ("input.compressed", False, "subscribe to ~/input/image/compressed (sensor_msgs/CompressedImage)"),
+    ("qos.reliability", "best_effort", "input reliability: best_effort (sensor data) | reliable"),
+    ("qos.depth", 1, "input queue depth (the worker only ever takes the latest frame)"),
+    ("outputs.semantic", True, "publish ~/output/semantic (mono16 class ids, 65535 unlabelled)"),
+    ("outputs.label_info", True, "publish latched ~/output/label_info (vision_msgs/LabelInfo)"),
+    ("outputs.instance_ids", True, "publish ~/output/instance_ids (mono16 track ids, 0 = none)"),
+    ("outputs.detections", True, "publish ~/output/detections (vision_msgs/Detection2DArray)"),
+    ("outputs.segments", True, "publish ~/output/segments (omg_seg_msgs/SegmentArray)"),
+    ("outputs.overlay", True, "publish ~/output/overlay (rgb8 colour overlay for RViz)"),
+    ("outputs.targets", True, "publish ~/output/targets (persistent prompt/text targets)"),
+    ("outputs.diagnostics", True, "publish /diagnostics"),
+    ("diagnostics_period", 1.0, "seconds between /diagnostics messages"),
+    ("tracking.enabled", True, "track things across frames (stable ids) and keep prompt/text targets"),
+]
+
+#: Applied immediately when changed at run time.
+RUNTIME_PREFIXES = ("outputs.", "tracking.")
+RUNTIME = {"task", "vocabulary_file", "qos.reliability", "qos.depth", "input.compressed", "diagnostics_period"}
+#: Stored, applied at the next configure (model weights must be reloaded).
+RECONFIGURE = {"model", "weights", "backbone_weights", "allow_random_weights", "backend", "device", "dtype",
+               "input_long_side"}
+
+
+def threshold_params() -> list[tuple[str, Any, str]]:
+    """TaskThresholds fields as parameters (same names, same defaults)."""
+    d = TaskThresholds()
+    return [(f.name, getattr(d, f.name), f"TaskThresholds.{f.name}") for f in fields(TaskThresholds)]
+
+
+def tracker_params() -> list[tuple[str, Any, str]]:
+    """TrackerConfig fields as `tracking.<name>` parameters (empty if tracking is not importable)."""
+    try:
+        from omg_seg_core.tracking import TrackerConfig
+    except ImportError:
+        return []
+    d = TrackerConfig()
+    out = []
+    for f in fields(TrackerConfig):
+        v = getattr(d, f.name)
+        if isinstance(v, list):
+            continue  # per-class gate overrides (parallel lists) are not exposed as parameters
+        out.append((f"tracking.{f.name}", v, f"TrackerConfig.{f.name}"))
+    return out
+
+
+def all_params() -> list[tuple[str, Any, str]]:
+    return CORE + threshold_params() + tracker_params()
+
+
+def coerce(name: str, default: Any, value: Any) -> Any:
+    """Value of the default's type (ROS YAML gives ints for doubles written as '1'); raises ValueError."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be a bool, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def validate(name: str, value: Any) -> None:
+    """Checks beyond the type; raises ValueError with a reason the caller of set_parameters sees."""
+    if name == "task" and value not in TASKS:
+        raise ValueError(f"task must be one of {list(TASKS)}, got '{value}'")
+    if name == "qos.reliability" and value not in ("best_effort", "reliable"):
+        raise ValueError(f"qos.reliability must be best_effort or reliable, got '{value}'")
+    if name == "qos.depth" and not 1 <= value <= 100:
+        raise ValueError(f"qos.depth must be in [1, 100], got {value}")
+    if name == "backend" and value not in ("torch", "onnxruntime", "ort", "tensorrt", "trt", "auto"):
+        raise ValueError(f"backend must be torch, onnxruntime, tensorrt or auto, got '{value}'")
+    if name == "dtype" and value not in ("float32", "float16", "fp32", "fp16"):
+        raise ValueError(f"dtype must be float32 or float16, got '{value}'")
+    if name == "input_long_side" and value != 0 and not 32 <= value <= 4096:
+        raise ValueError(f"input_long_side must be 0 or in [32, 4096], got {value}")
+    if name == "diagnostics_period" and not 0.05 <= value <= 60:
+        raise ValueError(f"diagnostics_period must be in [0.05, 60] s, got {value}")
+    if name in {f.name for f in fields(TaskThresholds)}:
+        TaskThresholds().updated(**{name: value})
+        if name in ("max_per_image", "text_max_results") and value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+        if name in ("mask_threshold", "object_mask_thr", "iou_thr", "instance_score_thr", "text_score_thr") \
+                and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
+def input_qos(reliability: str, depth: int):
+    """Input subscription QoS: sensor-data (best effort, keep last) unless `reliable` is asked for."""
+    from rclpy.qos import QoSProfile, qos_profile_sensor_data, DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
+
+    if reliability == "reliable":
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+    q = QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in ("history", "reliability", "durability")},
+                   depth=depth)
+    return q
+
+
+def latched_qos():
+    """transient_local, depth 1: late subscribers (RViz, bag recorders) still get label_info."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+__all__ = ["CORE", "RUNTIME", "RUNTIME_PREFIXES", "RECONFIGURE", "all_params", "threshold_params",
+           "tracker_params", "coerce", "validate", "input_qos", "latched_qos"]

@@ -1,0 +1,119 @@
+"""The node's services: ~/segment_prompt, ~/segment_text, ~/set_vocabulary, ~/reset_tracks, ~/remove_target.
+
+They exist in every lifecycle state and answer `success: false` with a reason when the node is not active,
+so a caller never waits on a service that is not there. Prompt and text calls run on the cached features of
+the latest processed frame (Pipeline holds the lock), or on the request's own image when one is sent.
+Every failure is an error response; nothing a caller sends can stop the node.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+
+from . import messages
+from .conversions import ImageError, image_to_rgb, is_empty_image
+from .pipeline import RequestError, stamp_to_seconds
+
+
+class Services:
+    """Creates the services on `node` and handles them."""
+
+    def __init__(self, node: Any) -> None:
+        from omg_seg_msgs.srv import RemoveTarget, SegmentPrompt, SegmentText, SetVocabulary
+
+        self.node = node
+        g = node.service_group
+        node.create_service(SegmentPrompt, "~/segment_prompt", self.segment_prompt, callback_group=g)
+        node.create_service(SegmentText, "~/segment_text", self.segment_text, callback_group=g)
+        node.create_service(SetVocabulary, "~/set_vocabulary", self.set_vocabulary, callback_group=g)
+        node.create_service(Trigger, "~/reset_tracks", self.reset_tracks, callback_group=g)
+        node.create_service(RemoveTarget, "~/remove_target", self.remove_target, callback_group=g)
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def _pipeline(self):
+        if not self.node.active or self.node.pipeline is None:
+            raise RequestError("node is not active (lifecycle state must be 'active'; see ~/change_state)")
+        return self.node.pipeline
+
+    def _image(self, msg) -> tuple[Optional[Any], Header]:
+        """(rgb or None, header for the response): the request image if sent, else the latest frame's."""
+        if is_empty_image(msg):
+            h = self.node.last_header
+            return None, h if h is not None else Header()
+        try:
+            return image_to_rgb(msg), msg.header
+        except ImageError as e:
+            raise RequestError(f"request image: {e}") from None
+
+    def _fail(self, resp, text: str):
+        resp.success = False
+        resp.message = text
+        self.node.get_logger().warning(f"request rejected: {text}", throttle_duration_sec=1.0)
+        return resp
+
+    @staticmethod
+    def _summary(seg, ids: list[int]) -> str:
+        parts = [f"{seg.class_names[i] or 'object'} ({seg.scores[i]:.2f}"
+                 + (f", id {int(seg.track_ids[i])}" if seg.track_ids[i] > 0 else "") + ")" for i in range(len(seg))]
+        head = f"{len(seg)} segment(s)" + (f": {', '.join(parts)}" if parts else "")
+        return head + (f"; tracking target(s) {ids}" if ids else "")
+
+    def _segments_response(self, resp, seg, ids, header, task):
+        resp.segments = messages.segments_to_msg(seg, header, task=task)
+        resp.success = True
+        resp.message = self._summary(seg, ids)
+        return resp
+
+    # ------------------------------------------------------------------------------------------ handlers
+    def segment_prompt(self, req, resp):
+        try:
+            pipe = self._pipeline()
+            rgb, header = self._image(req.image)
+            pts = [(p.x, p.y) for p in req.points]
+            seg, ids = pipe.prompt([v for xy in pts for v in xy], list(req.point_labels), list(req.boxes),
+                                   rgb=rgb, track=bool(req.track), stamp_s=stamp_to_seconds(header.stamp))
+            return self._segments_response(resp, seg, ids, header, "prompt")
+        except (RequestError, ValueError, TypeError, RuntimeError) as e:
+            return self._fail(resp, str(e))
+
+    def segment_text(self, req, resp):
+        try:
+            pipe = self._pipeline()
+            rgb, header = self._image(req.image)
+            seg, ids = pipe.text(req.text, int(req.max_results), rgb=rgb, track=bool(req.track),
+                                 stamp_s=stamp_to_seconds(header.stamp))
+            return self._segments_response(resp, seg, ids, header, "text")
+        except (RequestError, ValueError, TypeError, RuntimeError) as e:
+            return self._fail(resp, str(e))
+
+    def set_vocabulary(self, req, resp):
+        try:
+            pipe = self._pipeline()
+            n = pipe.set_vocabulary(list(req.things), list(req.stuff))
+            self.node.outputs.publish_label_info(pipe.class_names(), self.node.last_header)
+            resp.success, resp.num_classes = True, n
+            resp.message = f"vocabulary set: {len(req.things)} thing(s), {len(req.stuff)} stuff; tracks reset"
+            self.node.get_logger().info(resp.message)
+            return resp
+        except (RequestError, ValueError, TypeError, RuntimeError, OSError) as e:
+            return self._fail(resp, str(e))
+
+    def reset_tracks(self, req, resp):
+        try:
+            resp.message = self._pipeline().reset_tracks()
+            resp.success = True
+            return resp
+        except (RequestError, RuntimeError) as e:
+            return self._fail(resp, str(e))
+
+    def remove_target(self, req, resp):
+        try:
+            ok = self._pipeline().remove_target(int(req.id))
+            resp.success = bool(ok)
+            resp.message = (("all targets removed" if req.id == 0 else f"target {req.id} removed") if ok
+                            else (f"no target with id {req.id}" if req.id else "no targets to remove"))
+            return resp
+        except (RequestError, ValueError, RuntimeError) as e:
+            return self._fail(resp, str(e))
