@@ -1,12 +1,13 @@
 """Offscreen OpenGL renderer of `Scene`s with moderngl (headless EGL; Mesa llvmpipe on CPU-only machines).
 
-Per frame three passes share one draw list:
-1. shadow map: depth from the directional light (orthographic, 1024^2);
-2. colour: Blinn-Phong shading in linear space with PCF shadows, photo textures mapped tri-planar by world position,
-   4x MSAA, exposure, sRGB gamma and per-pixel camera noise (all in the shader: numpy post-processing would cost
-   more than the rendering at 320x240);
-3. labels: the same geometry without anti-aliasing writing each draw's label (thing uid, or STUFF_LABEL_BASE +
-   stuff index) as float, so instance masks are exact (no blending at edges) and align with the colour pass.
+Per frame two passes share one draw list:
+1. shadow map: depth from the directional light (orthographic, 512^2, hardware-filtered PCF);
+2. colour + labels: Blinn-Phong shading in linear space with PCF shadows, photo textures mapped tri-planar by world
+   position, exposure, gamma and per-pixel camera noise (all in the shader: numpy post-processing would cost more
+   than the rendering at 320x240). A second render target receives each draw's label (thing uid, or
+   STUFF_LABEL_BASE + stuff index) as float, so instance masks are exact (no blending at edges) and align with the
+   colour pixels by construction.
+Anti-aliasing comes from the generator's lens blur (MSAA would blend ids in the label target).
 
 Needs an EGL driver: on Debian `apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri libgles2`.
 """
@@ -43,12 +44,14 @@ uniform vec3 albedo; uniform float shininess; uniform float specular;
 uniform bool use_tex; uniform sampler2D tex; uniform vec3 tint; uniform float contrast; uniform float period;
 uniform float rot; uniform vec2 offset; uniform bool stretch; uniform float tex_aspect; uniform vec3 tex_mean;
 uniform sampler2DShadow shadow_map; uniform float shadow_res; uniform float exposure; uniform float noise; uniform float seed;
+uniform float label;
 in vec3 v_world; in vec3 v_normal; in vec4 v_light;
-out vec4 f_color;
+layout(location = 0) out vec4 f_color;
+layout(location = 1) out float f_label;
 float hash(vec2 p) { return fract(sin(dot(p, vec2(12.9898, 78.233)) + seed) * 43758.5453); }
 void main() {
     vec3 n = normalize(v_normal);
-    vec3 base = pow(albedo, vec3(2.2));
+    vec3 base = albedo * albedo;   // gamma 2.0 instead of 2.2: pow() is costly on a software rasteriser
     if (use_tex) {
         vec3 an = abs(n); vec2 uv;
         if (an.z >= an.x && an.z >= an.y) uv = v_world.xy; else if (an.y >= an.x) uv = vec2(v_world.x, -v_world.z);
@@ -57,7 +60,8 @@ void main() {
         if (!stretch) uv = mat2(c, s, -s, c) * uv;
         uv = uv / period; uv.y *= tex_aspect; uv += offset;
         vec3 t = texture(tex, uv).rgb;
-        base = pow(clamp(mix(tex_mean, t, contrast) * tint, 0.0, 1.0), vec3(2.2));
+        vec3 a = clamp(mix(tex_mean, t, contrast) * tint, 0.0, 1.0);
+        base = a * a;
     }
     vec3 p = v_light.xyz / v_light.w * 0.5 + 0.5;
     // 4 hardware-bilinear PCF taps = a soft 3x3-texel penumbra at a third of the cost of 9 taps
@@ -72,9 +76,10 @@ void main() {
     vec3 v = normalize(eye - v_world);
     float spec = pow(max(dot(n, normalize(light_dir + v)), 0.0), shininess) * specular * step(0.0, diff);
     vec3 col = base * (ambient * vec3(0.9, 0.95, 1.0) + diff * lit * light_col) + spec * lit * light_col;
-    col = pow(clamp(col * exposure, 0.0, 1.0), vec3(1.0 / 2.2));
+    col = sqrt(clamp(col * exposure, 0.0, 1.0));
     col += (hash(gl_FragCoord.xy) - 0.5) * 3.46 * noise;   // uniform noise with std = noise
     f_color = vec4(col, 1.0);
+    f_label = label;
 }
 """
 _DEPTH_VS = """
@@ -85,11 +90,6 @@ void main() { gl_Position = mvp * vec4(in_pos, 1.0); }
 _DEPTH_FS = """
 #version 330
 void main() {}
-"""
-_LABEL_FS = """
-#version 330
-uniform float label; out float f_label;
-void main() { f_label = label; }
 """
 
 
@@ -152,7 +152,7 @@ def _f4(m: np.ndarray) -> bytes:
 class Renderer:
     """Renders `Scene`s to (rgb uint8 [H, W, 3], labels int32 [H, W]). One OpenGL context per instance."""
 
-    def __init__(self, width: int = 320, height: int = 240, msaa: int = 0, shadow_size: int = 512):
+    def __init__(self, width: int = 320, height: int = 240, shadow_size: int = 512):
         try:
             import moderngl
         except ImportError as e:
@@ -167,20 +167,17 @@ class Renderer:
         ctx = self.ctx
         self.prog = ctx.program(vertex_shader=_VS, fragment_shader=_FS)
         self.depth_prog = ctx.program(vertex_shader=_DEPTH_VS, fragment_shader=_DEPTH_FS)
-        self.label_prog = ctx.program(vertex_shader=_DEPTH_VS, fragment_shader=_LABEL_FS)
         self.shadow_tex = ctx.depth_texture((shadow_size, shadow_size))
         self.shadow_tex.compare_func = "<="
         self.shadow_tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
         self.shadow_fbo = ctx.framebuffer(depth_attachment=self.shadow_tex)
         w, h = self.size
-        samples = min(msaa, ctx.max_samples) if msaa > 1 else 0
-        self.msaa_fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer((w, h), 4, samples=samples)],
-                                        depth_attachment=ctx.depth_renderbuffer((w, h), samples=samples))
-        self.color_fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer((w, h), 4)]) if samples else self.msaa_fbo
-        self.label_fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer((w, h), 1, dtype="f4")],
-                                         depth_attachment=ctx.depth_renderbuffer((w, h)))
+        # colour and label in one pass (multiple render targets): same rasterisation, so masks align exactly
+        # with the colour image; no MSAA because a resolved label buffer would blend ids at edges
+        self.fbo = ctx.framebuffer(color_attachments=[ctx.renderbuffer((w, h), 4), ctx.renderbuffer((w, h), 1, dtype="f4")],
+                                   depth_attachment=ctx.depth_renderbuffer((w, h)))
         self._vaos: dict[tuple[str, str], object] = {}
-        self._textures: dict[str, object] = {}
+        self._textures: dict[str, tuple] = {}
         self.prog["shadow_map"].value = 1
         self.prog["shadow_res"].value = float(shadow_size)
         self.prog["tex"].value = 0
@@ -190,12 +187,13 @@ class Renderer:
         if key not in self._vaos:
             v, i = shape_mesh("box" if mesh == "cube" else mesh)
             vbo, ibo = self.ctx.buffer(v.tobytes()), self.ctx.buffer(i.tobytes())
-            prog = {"main": self.prog, "depth": self.depth_prog, "label": self.label_prog}[prog_name]
-            fmt = (vbo, "3f 3f", "in_pos", "in_normal") if prog_name == "main" else (vbo, "3f 12x", "in_pos")
-            self._vaos[key] = self.ctx.vertex_array(prog, [fmt], index_buffer=ibo)
+            if prog_name == "main":
+                self._vaos[key] = self.ctx.vertex_array(self.prog, [(vbo, "3f 3f", "in_pos", "in_normal")], index_buffer=ibo)
+            else:
+                self._vaos[key] = self.ctx.vertex_array(self.depth_prog, [(vbo, "3f 12x", "in_pos")], index_buffer=ibo)
         return self._vaos[key]
 
-    def _texture(self, name: str):
+    def _texture(self, name: str) -> tuple:
         if name not in self._textures:
             import moderngl
 
@@ -213,12 +211,10 @@ class Renderer:
         ctx = self.ctx
         w, h = self.size
         items = draw_list(scene)
-        view, proj = scene.camera.view_matrix(), scene.camera.projection_matrix(w / h)
-        vp = proj @ view
+        vp = scene.camera.projection_matrix(w / h) @ scene.camera.view_matrix()
         tw, td, th = scene.table_size
         centre = np.array([0.0, 0.0, th])
-        light_view = _LookAt(centre + scene.light.direction * 4.0, centre)
-        light_vp = _ortho(max(tw, td) / 2 + 0.35, 0.5, 8.0) @ light_view
+        light_vp = _ortho(max(tw, td) / 2 + 0.35, 0.5, 8.0) @ _look_at(centre + scene.light.direction * 4.0, centre)
         ctx.enable(moderngl.DEPTH_TEST)
         ctx.disable(moderngl.CULL_FACE)
 
@@ -230,8 +226,8 @@ class Renderer:
             self.depth_prog["mvp"].write(_f4(light_vp @ it.model))
             self._vao("depth", it.mesh).render()
 
-        self.msaa_fbo.use()
-        self.msaa_fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)
+        self.fbo.use()
+        self.fbo.clear(0.0, 0.0, 0.0, 1.0, depth=1.0)  # label attachment cleared to 0 = nothing
         p = self.prog
         p["light_vp"].write(_f4(light_vp))
         p["light_dir"].value = tuple(scene.light.direction)
@@ -245,8 +241,8 @@ class Renderer:
         for it in items:
             p["mvp"].write(_f4(vp @ it.model))
             p["model"].write(_f4(it.model))
-            nm = np.linalg.inv(it.model[:3, :3]).T
-            p["normal_mat"].write(np.ascontiguousarray(nm.T, dtype="f4").tobytes())
+            p["normal_mat"].write(np.ascontiguousarray(np.linalg.inv(it.model[:3, :3]), dtype="f4").tobytes())
+            p["label"].value = float(it.label)
             p["shininess"].value = it.shininess
             p["specular"].value = it.specular
             s = it.surface
@@ -265,24 +261,15 @@ class Renderer:
             else:
                 p["albedo"].value = tuple(it.albedo)
             self._vao("main", it.mesh).render()
-        if self.color_fbo is not self.msaa_fbo:
-            ctx.copy_framebuffer(self.color_fbo, self.msaa_fbo)
-        rgb = np.frombuffer(self.color_fbo.read(components=3), np.uint8).reshape(h, w, 3)[::-1]
-
-        self.label_fbo.use()
-        self.label_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-        for it in items:
-            self.label_prog["mvp"].write(_f4(vp @ it.model))
-            self.label_prog["label"].value = float(it.label)
-            self._vao("label", it.mesh).render()
-        lab = np.frombuffer(self.label_fbo.read(components=1, dtype="f4"), np.float32).reshape(h, w)[::-1]
+        rgb = np.frombuffer(self.fbo.read(components=3, attachment=0), np.uint8).reshape(h, w, 3)[::-1]
+        lab = np.frombuffer(self.fbo.read(components=1, attachment=1, dtype="f4"), np.float32).reshape(h, w)[::-1]
         return np.ascontiguousarray(rgb), np.rint(lab).astype(np.int32)
 
     def release(self) -> None:
         self.ctx.release()
 
 
-def _LookAt(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
+def _look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
     f = target - eye
     f = f / np.linalg.norm(f)
     up = np.array([0.0, 1.0, 0.0]) if abs(f[2]) > 0.99 else np.array([0.0, 0.0, 1.0])
