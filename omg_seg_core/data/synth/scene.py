@@ -119,7 +119,7 @@ class SceneParams:
 
     min_objects: int = 3
     max_objects: int = 10
-    cam_distance: tuple[float, float] = (0.65, 1.25)
+    cam_distance: tuple[float, float] = (0.5, 1.05)  # closer than a whole-table view: objects 15-80 px tall
     cam_elevation_deg: tuple[float, float] = (30.0, 72.0)
     cam_azimuth_deg: tuple[float, float] = (-40.0, 40.0)
     fov_deg: tuple[float, float] = (48.0, 65.0)
