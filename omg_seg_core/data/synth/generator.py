@@ -14,7 +14,7 @@ image border is not a fair target for any task).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -148,7 +148,8 @@ class SynthGenerator:
         if width < 16 or height < 16:
             raise ValueError(f"image size must be at least 16x16, got {width}x{height}")
         self.width, self.height, self.split, self.seed, self.min_area = int(width), int(height), split, int(seed), min_area
-        self.params = params or SceneParams()
+        # a copy: the split fills in combos, which must not leak into the caller's params (or another split's)
+        self.params = replace(params) if params else SceneParams()
         if not self.params.combos:
             self.params.combos = world.allowed_combos(split)
         if world.SPLIT_COMBO_MODE[split] == "include" and not self.params.require_combos:
@@ -163,9 +164,11 @@ class SynthGenerator:
     def scene(self, index: int) -> Scene:
         return sample_scene(self.rng(0, index), self.params)
 
-    def render(self, scene: Scene, rng: np.random.Generator, index: int = 0, sequence: Optional[int] = None) -> SynthFrame:
+    def render(self, scene: Scene, rng: np.random.Generator, index: int = 0, sequence: Optional[int] = None,
+               blur: Optional[float] = None) -> SynthFrame:
+        """Render ``scene`` and derive its ground truth; ``blur`` = lens blur sigma in pixels (random if None)."""
         rgb, labels = self.renderer.render(scene)
-        rgb = _blur(rgb, float(rng.uniform(0.0, 0.8)))
+        rgb = _blur(rgb, float(rng.uniform(0.0, 0.8)) if blur is None else blur)
         panoptic, semantic, segments = frame_from_render(scene, rgb, labels, rng, self.min_area)
         return SynthFrame(rgb, panoptic, semantic, segments, self.split, self.seed, index, sequence)
 
@@ -181,8 +184,9 @@ class SynthGenerator:
 
         rng = self.rng(1, index)
         base = sample_scene(rng, self.params)
+        blur = float(rng.uniform(0.0, 0.8))  # one camera per sequence: its focus does not flicker
         for t, scene in enumerate(animate(base, rng, length)):
-            yield self.render(scene, rng, t, sequence=index)
+            yield self.render(scene, rng, t, sequence=index, blur=blur)
 
     def close(self) -> None:
         self.renderer.release()

@@ -148,3 +148,5 @@ FOOTPRINT: dict[str, float] = {"box": 0.72, "ball": 0.5, "cylinder": 0.33, "cone
                                "bottle": 0.22, "mug": 0.62}
 #: Height of each shape in object units (the carry animation lifts objects above the others' heights).
 HEIGHT: dict[str, float] = {"box": 1.0, "ball": 1.0, "cylinder": 1.0, "cone": 1.0, "ring": 0.24, "bottle": 0.97, "mug": 0.85}
+#: Cross-section radius of shapes that may lie on their side (the side rests on the surface).
+LYING_RADIUS: dict[str, float] = {"cylinder": 0.33, "bottle": 0.22}

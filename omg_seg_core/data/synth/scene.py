@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import world
-from .meshes import FOOTPRINT
+from .meshes import FOOTPRINT, LYING_RADIUS
 from .textures import BACKGROUNDS, SURFACE_TEXTURES
 
 
@@ -30,18 +30,26 @@ class ObjectSpec:
     shininess: float = 32.0
     specular: float = 0.3
     aspect: tuple[float, float, float] = (1.0, 1.0, 1.0)  # box proportions (others stay 1)
+    lying: bool = False             # cylinders and bottles may lie on their side (axis horizontal)
 
     @property
     def radius(self) -> float:
         """Footprint radius in metres (for non-overlapping placement)."""
-        return FOOTPRINT[self.shape] * self.scale * max(self.aspect[0], self.aspect[1])
+        r = max(FOOTPRINT[self.shape], 0.5) if self.lying else FOOTPRINT[self.shape]
+        return r * self.scale * max(self.aspect[0], self.aspect[1])
 
     def model_matrix(self) -> np.ndarray:
         """float64 [4, 4]: object space (z-up, base at 0) -> world."""
         c, s = np.cos(self.yaw), np.sin(self.yaw)
         m = np.eye(4)
-        m[:3, :3] = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.diag(np.asarray(self.aspect) * self.scale)
-        m[:3, 3] = self.position
+        local = np.diag(np.asarray(self.aspect) * self.scale)
+        shift = np.zeros(3)
+        if self.lying:  # rotate the axis onto -y, centre it, and rest the side on the surface
+            local = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]) @ local
+            shift = np.array([0.0, 0.5, LYING_RADIUS[self.shape]]) * self.scale
+        rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+        m[:3, :3] = rot @ local
+        m[:3, 3] = self.position + rot @ shift
         return m
 
 
@@ -156,9 +164,11 @@ def sample_object(rng: np.random.Generator, uid: int, combos: list[tuple[str, st
     albedo = np.asarray(world.COLOURS[colour], np.float32) / 255.0
     albedo = np.clip(albedo * rng.uniform(0.92, 1.06) + rng.normal(0, 0.015, 3), 0.01, 1.0).astype(np.float32)
     glossy = bool(rng.random() < 0.5)
+    lying = bool(shape in LYING_RADIUS and rng.random() < 0.2)
     return ObjectSpec(uid, shape, colour, size, scale, np.zeros(3), float(rng.uniform(0, 2 * np.pi)), albedo,
                       shininess=float(rng.uniform(40, 120) if glossy else rng.uniform(5, 20)),
-                      specular=float(rng.uniform(0.25, 0.6) if glossy else rng.uniform(0.02, 0.12)), aspect=aspect)
+                      specular=float(rng.uniform(0.25, 0.6) if glossy else rng.uniform(0.02, 0.12)), aspect=aspect,
+                      lying=lying)
 
 
 def place_objects(rng: np.random.Generator, objects: list[ObjectSpec], centre: np.ndarray, half: np.ndarray,

@@ -80,7 +80,7 @@ def animate(base: Scene, rng: np.random.Generator, length: int) -> list[Scene]:
             side = 1.0 if rng.random() < 0.5 else -1.0
             # far enough sideways to be outside any sampled field of view (<= 65 deg + 15 deg orbit)
             away = objs[i].position + cam_right * side * (1.6 * dist + 0.4) + np.array([0, 0, 0.35])
-            lift = max(HEIGHT[o.shape] * o.scale for o in objs) + 0.08
+            lift = max(HEIGHT[o.shape] * o.scale for o in objs) + 0.08  # above every other object
             carried[i] = _Carry(objs[i].position, away, lift, int(rng.integers(0, max(length // 6, 1))), length)
     vel = [np.zeros(2) for _ in objs]
     for i, k in enumerate(kinds):
@@ -115,6 +115,7 @@ def animate(base: Scene, rng: np.random.Generator, length: int) -> list[Scene]:
                 o.yaw += spin[i]
         ang = orbit_amp * np.sin(2 * np.pi * orbit_freq * f / max(length, 1) + orbit_phase)
         scenes.append(base.with_objects([copy.copy(o) for o in objs]))
+        scenes[-1].seed = base.seed + f  # sensor noise changes every frame; the rest of the look stays
         scenes[-1].camera = _orbit(base.camera, ang, pan * f / max(length - 1, 1))
         for o in scenes[-1].objects:
             o.position = o.position.copy()
