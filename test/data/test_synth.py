@@ -148,3 +148,18 @@ def test_phrases_disambiguate():
     assert ph[3].canonical == "the right large green cone" and ph[4].canonical == "the left large green cone"
     assert all(p.unique for p in ph)
     assert len({p.canonical for p in ph}) == len(ph)
+
+
+def test_missing_egl_names_the_packages(tmp_path):
+    """Without a usable EGL driver the renderer must say which Debian packages provide one."""
+    import os
+    import subprocess
+    import sys
+
+    from omg_seg_core.config import PACKAGE_ROOT
+
+    env = dict(os.environ, __EGL_VENDOR_LIBRARY_FILENAMES=str(tmp_path / "no_vendor.json"), PYTHONPATH=str(PACKAGE_ROOT))
+    r = subprocess.run([sys.executable, "-c", "from omg_seg_core.data.synth.render import Renderer; Renderer(16, 16)"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "RuntimeError" in r.stderr and "libegl1 libegl-mesa0 libgl1-mesa-dri libgles2" in r.stderr, r.stderr[-2000:]
