@@ -1,0 +1,54 @@
+"""`omg-seg-make-bag` -> `omg-seg-eval` with the real tiny model (the shipped checkpoint when present, else an
+untrained one: the plumbing is the same, the numbers are not meaningful) in video mode, with prompts and a
+result bag that holds the node's output topics."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+# torchvision (imported by timm for the backbone) segfaults when first imported after the scene renderer has
+# created an EGL context in this process; importing it at collection time, before any test renders, avoids that.
+import torchvision  # noqa: F401
+
+from omg_seg_core.config import default_checkpoint_path
+from omg_seg_ros.tools import bag_eval, bagio, make_bag
+
+
+def test_make_bag_then_eval_with_model(tmp_path: Path) -> None:
+    bag = tmp_path / "sample"
+    assert make_bag.main(["--out", str(bag), "--frames", "3", "--seed", "1", "--size", "160x120", "--video",
+                          "--prompts", "--format", "sqlite3"]) == 0
+    out = tmp_path / "eval"
+    weights = [] if default_checkpoint_path("omg_seg_tiny") else ["--allow-random-weights"]
+    rc = bag_eval.main([str(bag), "--out", str(out), "--model", "tiny", "--vocabulary", "robot_workspace", "--video",
+                        "--result-bag", str(out / "result_bag"), *weights])
+    assert rc == 0
+    rep = json.loads((out / "report.json").read_text())
+    r = rep["results"]
+    assert r["frames_evaluated"] == 3 and r["frames_with_ground_truth"] == 3 and r["skipped"] == {}
+    for stage in ("preprocess", "image_graph", "panoptic", "instances", "semantic", "prompt", "tracker", "total"):
+        s = r["latency_ms"][stage]
+        assert s["count"] == 3 and 0 < s["p50"] <= s["p95"] <= s["max"], stage
+    assert r["latency_ms"]["total"]["p50"] >= r["latency_ms"]["image_graph"]["p50"]
+    assert r["prompts"]["count"] > 0 and r["prompts"]["count"] == r["prompts"]["point"]["count"] + r["prompts"]["box"]["count"]
+    for k in ("IDF1", "HOTA", "IDSW", "vpq"):
+        assert k in r["tracking"], k
+    assert r["tracking"]["gt_tracks"] > 0
+    assert 0.0 <= r["panoptic"]["all"]["pq"] <= 1.0 and r["mask_ap"]["num_gt"] > 0
+    assert {p.name for p in out.iterdir()} >= {"report.json", "report.md", "latency_hist.png", "worst_frames.png",
+                                                "state.pkl", "result_bag"}
+    reader = bagio.open_reader(out / "result_bag")
+    try:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+        assert counts["/omg_seg/output/segments"] == 3 and counts["/omg_seg/output/overlay"] == 3
+        assert counts["/camera/image_raw"] == 3 and counts["/omg_seg/output/label_info"] == 1
+        # Output stamps are the input stamps (never now()).
+        conn = [c for c in reader.connections if c.topic == "/omg_seg/output/semantic"]
+        stamps = [bagio.stamp_ns(reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages(conn)]
+        assert stamps == [make_bag.T0_NS + i * make_bag.PERIOD_NS for i in range(3)]
+        label = reader.deserialize(next(reader.messages(conn))[2], "sensor_msgs/msg/Image")
+        assert bagio.label_to_array(label).shape == (120, 160)
+    finally:
+        reader.close()
+    assert np.isfinite(r["semantic"]["pixel_accuracy"])
