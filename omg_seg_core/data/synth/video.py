@@ -101,6 +101,16 @@ def animate(base: Scene, rng: np.random.Generator, length: int) -> list[Scene]:
                     c.end = _landing(rng, o, c.start, half, th, [x for x in on_table if x is not o])
                 o.position = c.position(f).astype(np.float64)
                 continue
+        # obstacles for sliding objects: what stands on the table, plus the landing spots of returning objects
+        obstacles = list(on_table)
+        for i, c in carried.items():
+            if c.t[3] <= f and all(objs[i] is not x for x in on_table):
+                ghost = copy.copy(objs[i])
+                ghost.position = c.end
+                obstacles.append(ghost)
+        for i, o in enumerate(objs):
+            if i in carried:
+                continue
             if kinds[i] == "slide" and f > 0:
                 step = o.position[:2] + vel[i]
                 lim = half - o.radius
@@ -108,7 +118,7 @@ def animate(base: Scene, rng: np.random.Generator, length: int) -> list[Scene]:
                     if abs(step[ax]) > lim[ax]:
                         vel[i][ax] = -vel[i][ax]
                         step[ax] = o.position[ax] + vel[i][ax]
-                if _free(step, o, on_table) and np.all(np.abs(step) <= lim):
+                if _free(step, o, obstacles) and np.all(np.abs(step) <= lim):
                     o.position = np.array([step[0], step[1], o.position[2]])
                 else:
                     vel[i] = -vel[i]
