@@ -207,6 +207,10 @@ class CocoPanopticDataset(Dataset):
         if len(segs) and not present.all():
             bad = [int(seg_ids[i]) for i in np.flatnonzero(~present)]
             raise DatasetError(f"{png_path}: segments_info ids {bad} have no pixels in the PNG")
+        unknown = np.setdiff1d(np.unique(ids), np.append(seg_ids, 0))
+        if unknown.size:  # pixels nobody describes: a broken PNG or annotation, never silently void
+            raise DatasetError(f"{png_path}: segment ids {unknown[:10].tolist()} in the PNG are missing from "
+                               f"segments_info of {self.ann_file.name} (image {im['file_name']})")
         if not segs and not self.allow_empty:
             raise DatasetError(f"{self.ann_file}: empty segments_info for {im['file_name']}")
         class_ids = np.array([self.cat_to_class[int(s["category_id"])] for s in segs], np.int64)

@@ -155,6 +155,20 @@ def test_errors_name_file_and_field(dataset, tmp_path):
     (dst / "ghost.json").write_text(json.dumps(ghost))
     with pytest.raises(DatasetError, match=r"\[4242\] have no pixels"):
         CocoPanopticDataset(dst / "ghost.json", dst / "images", dst / "panoptic")[0]
+    lost = json.loads(json.dumps(ann))
+    lost["annotations"][0]["segments_info"].pop(0)
+    (dst / "lost.json").write_text(json.dumps(lost))
+    with pytest.raises(DatasetError, match="missing from segments_info"):
+        CocoPanopticDataset(dst / "lost.json", dst / "images", dst / "panoptic")[0]
+    none = dict(ann, annotations=[])
+    (dst / "none.json").write_text(json.dumps(none))
+    with pytest.raises(DatasetError, match="no usable annotations"):
+        CocoPanopticDataset(dst / "none.json", dst / "images", dst / "panoptic")
+    orphan = json.loads(json.dumps(ann))
+    orphan["annotations"][0]["image_id"] = 999
+    (dst / "orphan.json").write_text(json.dumps(orphan))
+    with pytest.raises(DatasetError, match=r"annotations\[0\]: image_id 999 not in 'images'"):
+        CocoPanopticDataset(dst / "orphan.json", dst / "images", dst / "panoptic")
     with pytest.raises(FileNotFoundError, match="panoptic_dir"):
         CocoPanopticDataset(dst / "annotations.json", panoptic_dir=dst / "nope")
 
