@@ -332,6 +332,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         else:
             reader = bagio.open_reader(a.input)
             source, total, topics_meta = bag_frames(reader, a, stream_skips, errors)
+            if isinstance(reader, bagio.McapRecoveryReader):
+                errors.append(f"bag damaged: {reader.recovered}; {total} image messages recovered")
     except (bagio.BagError, FileNotFoundError, ValueError) as e:
         return fail(a.out, meta, str(e))
     meta.update(topics_meta)

@@ -157,7 +157,17 @@ def test_truncated_bag_is_a_clear_error_or_partial_result(tmp_path: Path, sample
     err = capsys.readouterr().err
     assert "Traceback" not in err
     n = rep["results"]["frames_evaluated"]
-    if rc == 2:
-        assert n == 0 and "cannot open bag" in rep["meta"]["error"]
-    else:  # partial evaluation: fewer frames than written, and the report says where reading stopped
-        assert 0 < n < 12 and "bag read stopped" in " ".join(rep["meta"]["errors"])
+    if storage == "sqlite3":  # SQLite reports the whole file as malformed: nothing is readable, say so
+        assert rc == 2 and n == 0 and "cannot open bag" in rep["meta"]["error"] and "malformed" in err
+    else:  # MCAP is read record by record up to the cut: a partial evaluation that says so
+        assert rc == 0 and 0 < n < 12, n
+        assert "bag damaged" in " ".join(rep["meta"]["errors"]) and "bag damaged" in err
+        assert rep["results"]["panoptic"]["all"]["pq"] == 1.0  # what was read is intact
+
+
+def test_mcap_without_metadata_yaml_is_read(tmp_path: Path, samples: list[Sample]) -> None:
+    """A recording killed before rosbag2 wrote metadata.yaml and the MCAP summary: the folder still evaluates."""
+    bag = write_custom(tmp_path / "bag", samples, "mcap")
+    (bag / "metadata.yaml").unlink()
+    rc, rep = run_eval(bag, tmp_path / "out")
+    assert rc == 0 and rep["results"]["frames_evaluated"] == 3 and rep["results"]["panoptic"]["all"]["pq"] == 1.0
