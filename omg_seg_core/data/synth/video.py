@@ -7,7 +7,8 @@ re-identify it. Motion types per object:
 - sliding on the table at 1-3 cm/frame, bouncing off the table edge and off other objects (never interpenetrating);
 - carried ("pick and place", at least one object per sequence when length >= 8): lifted above everything (it then
   occludes what it passes over), moved far sideways out of the camera's view, held there for a while, brought back
-  and set down at a free spot.
+  and set down at a free spot. A second carried object (in some sequences) may instead depart for good (its track
+  ends) or arrive from outside the view (its track starts mid-sequence).
 The camera orbits by up to +-15 degrees and pans its target a few centimetres, so objects near the border also
 leave and re-enter the image.
 """
@@ -31,13 +32,24 @@ def _smooth(u: float) -> float:
 
 
 class _Carry:
-    """Piecewise path of a carried object over normalised time: lift, move out, hold, return, lower."""
+    """Piecewise path of a carried object: lift, move out, hold out of view, bring back, lower.
 
-    def __init__(self, start: np.ndarray, away: np.ndarray, lift: float, t0: int, length: int):
+    ``mode``: "round_trip" (all phases: exit and re-entry), "depart" (never comes back: the track ends) or "arrive"
+    (out of view from frame 0, brought in and set down at ``t0``: the track starts mid-sequence).
+    """
+
+    def __init__(self, start: np.ndarray, away: np.ndarray, lift: float, t0: int, length: int, mode: str = "round_trip"):
         # phases in frames: [t0, t1) lift, [t1, t2) out, [t2, t3) hold out of view, [t3, t4) back, [t4, t5) lower
         span = max(length - t0 - 1, 6)
-        cuts = np.round(np.cumsum([0.12, 0.22, 0.22, 0.22, 0.12]) * span).astype(int) + t0
-        self.t = [t0, *cuts.tolist()]
+        if mode == "arrive":  # only the last two phases, starting at t0
+            cuts = np.round(np.cumsum([0.3, 0.2]) * span).astype(int) + t0
+            self.t = [-3, -2, -1, t0, *cuts.tolist()]
+        else:
+            cuts = np.round(np.cumsum([0.12, 0.22, 0.22, 0.22, 0.12]) * span).astype(int) + t0
+            self.t = [t0, *cuts.tolist()]
+            if mode == "depart":
+                self.t[3:] = [1 << 30] * 3
+        self.mode = mode
         self.start, self.away, self.lift = start.copy(), away.copy(), lift
         self.end = start.copy()
 
@@ -71,17 +83,20 @@ def animate(base: Scene, rng: np.random.Generator, length: int) -> list[Scene]:
     kinds = rng.choice(["static", "slide"], size=n, p=[0.5, 0.5]).tolist()
     carried: dict[int, _Carry] = {}
     if n and length >= 8:
-        n_carry = 1 + int(n >= 6 and rng.random() < 0.4)
+        n_carry = 1 + int(n >= 5 and rng.random() < 0.6)
         cam_right = np.cross(base.camera.target - base.camera.eye, [0, 0, 1])
         cam_right /= np.linalg.norm(cam_right)
         dist = np.linalg.norm(base.camera.target - base.camera.eye)
-        for i in rng.choice(n, size=min(n_carry, n), replace=False).tolist():
+        for j, i in enumerate(rng.choice(n, size=min(n_carry, n), replace=False).tolist()):
             kinds[i] = "carry"
+            # the first carried object always comes back (every sequence has an exit and re-entry)
+            mode = "round_trip" if j == 0 else str(rng.choice(["round_trip", "depart", "arrive"]))
             side = 1.0 if rng.random() < 0.5 else -1.0
             # far enough sideways to be outside any sampled field of view (<= 65 deg + 15 deg orbit)
             away = objs[i].position + cam_right * side * (1.6 * dist + 0.4) + np.array([0, 0, 0.35])
             lift = max(HEIGHT[o.shape] * o.scale for o in objs) + 0.08  # above every other object
-            carried[i] = _Carry(objs[i].position, away, lift, int(rng.integers(0, max(length // 6, 1))), length)
+            t0 = int(rng.integers(0, max(length // 6, 1))) if mode != "arrive" else int(rng.integers(length // 6, length // 3 + 1))
+            carried[i] = _Carry(objs[i].position, away, lift, t0, length, mode)
     vel = [np.zeros(2) for _ in objs]
     for i, k in enumerate(kinds):
         if k == "slide":
