@@ -184,3 +184,19 @@ def test_video_objects_never_interpenetrate():
                     assert d >= on[a].radius + on[b].radius - 1e-9, (k, on[a].uid, on[b].uid)
         moved += sum(not np.allclose(o0.position, o1.position) for o0, o1 in zip(scenes[0].objects, scenes[-1].objects))
     assert moved >= 25
+
+
+def test_video_has_track_births_and_deaths():
+    g = SynthGenerator(96, 72, split="train", seed=0)
+    births = deaths = 0
+    try:
+        for k in range(6):
+            present: dict[int, list[int]] = {}
+            for f in g.sequence(k, 24):
+                for s in f.things():
+                    present.setdefault(s.track_id, []).append(f.index)
+            births += sum(ts[0] >= 6 for ts in present.values())
+            deaths += sum(ts[-1] <= 17 for ts in present.values())
+    finally:
+        g.close()
+    assert births >= 1 and deaths >= 1, (births, deaths)
