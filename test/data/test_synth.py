@@ -200,3 +200,13 @@ def test_video_has_track_births_and_deaths():
     finally:
         g.close()
     assert births >= 1 and deaths >= 1, (births, deaths)
+
+
+def test_every_texture_photo_loads_offline():
+    from omg_seg_core.data.synth.textures import SURFACE_TEXTURES, texture_image, texture_names
+
+    assert set().union(*SURFACE_TEXTURES.values()) <= set(texture_names())
+    for name in texture_names():
+        img = texture_image(name)
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 256, name
+        assert img.std() > 10, f"{name} is not a photograph"

