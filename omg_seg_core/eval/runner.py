@@ -18,7 +18,7 @@ from omg_seg_core.eval.mask_ap import MaskAPEvaluator
 from omg_seg_core.eval.panoptic_quality import PanopticEvaluator, panoptic_from_labels, panoptic_from_segments
 from omg_seg_core.eval.prompts import PromptEvaluator
 from omg_seg_core.eval.semantic import SemanticEvaluator
-from omg_seg_core.structures import SEMANTIC_IGNORE, Segments
+from omg_seg_core.structures import Segments
 
 
 @dataclass
