@@ -226,6 +226,7 @@ class OmgSegNode(LifecycleNode):
             "latency_p95_ms": f"{s['latency_p95_ms']:.1f}", "model_p50_ms": f"{s['model_p50_ms']:.1f}",
             "frames_received": self.mailbox.received, "frames_processed": s["processed"],
             "frames_dropped": self.mailbox.dropped, "bad_frames": self.bad_frames, "errors": s["errors"],
+            "image_passes": self.pipeline.image_passes if self.pipeline is not None else 0,
             "backend": self.p("backend"), "device": self.p("device"),
             "model": pred.cfg.name if pred is not None else self.p("model"), "task": self.p("task"),
             "num_classes": len(pred.class_names) if pred is not None else 0,

@@ -189,6 +189,8 @@ class Pipeline:
         self._latest_stamp: Optional[float] = None
         self._image_size: Optional[tuple[int, int]] = None
         self._features_from_request = False       # cached features belong to a service image, not the stream
+        #: set_image calls (backbone passes): requests without an image must not add to it (diagnostics).
+        self.image_passes = 0
 
     # ------------------------------------------------------------------------------------------ frames
     def process(self, rgb: np.ndarray, stamp_s: Optional[float] = None, frame_index: Optional[int] = None) -> FrameResult:
@@ -196,6 +198,7 @@ class Pipeline:
         with self.lock:
             t0 = time.perf_counter()
             self.predictor.set_image(rgb)
+            self.image_passes += 1
             seg = getattr(self.predictor, self.task)()
             self._frame_index = self._frame_index + 1 if frame_index is None else int(frame_index)
             if self.tracker is not None:
@@ -222,6 +225,7 @@ class Pipeline:
         """Select the image a request runs on; returns its (H, W). Caller holds the lock."""
         if rgb is not None:
             self.predictor.set_image(rgb)
+            self.image_passes += 1
             self._image_size = tuple(rgb.shape[:2])
             self._features_from_request = True
             return self._image_size
