@@ -31,6 +31,7 @@ class ObjectSpec:
     specular: float = 0.3
     aspect: tuple[float, float, float] = (1.0, 1.0, 1.0)  # box proportions (others stay 1)
     lying: bool = False             # cylinders and bottles may lie on their side (axis horizontal)
+    support: int = 0                # uid of the box this object stands on (0 = the table)
 
     @property
     def radius(self) -> float:
@@ -134,7 +135,7 @@ class SceneParams:
     table_width: tuple[float, float] = (1.1, 1.8)
     table_depth: tuple[float, float] = (0.7, 1.0)
     table_height: tuple[float, float] = (0.7, 0.8)
-    spread: float = 0.32          # objects are placed within +-spread*table extent around the view target
+    stack_prob: float = 0.35      # chance that a small object stands on top of a large upright box
     combos: list[tuple[str, str]] = field(default_factory=list)  # allowed (colour, shape); empty = all
     require_combos: list[tuple[str, str]] = field(default_factory=list)  # at least one object from these
 
@@ -193,6 +194,26 @@ def place_objects(rng: np.random.Generator, objects: list[ObjectSpec], centre: n
     return placed
 
 
+def stack_objects(rng: np.random.Generator, placed: list[ObjectSpec], combos: list[tuple[str, str]],
+                  prob: float) -> list[ObjectSpec]:
+    """With probability ``prob`` put one small upright object on top of a large upright box (more occlusion and
+    3-D variety). Returns the new objects; their ``support`` is the box's uid (caller renumbers uids)."""
+    boxes = [o for o in placed if o.shape == "box" and o.size == "large"]
+    if not boxes or rng.random() >= prob:
+        return []
+    box = boxes[int(rng.integers(len(boxes)))]
+    small = [c for c in combos if c[1] != "ring"]  # a ring on a box reads as a flat decal at 320x240
+    ob = sample_object(rng, 1000 + box.uid, small or combos)
+    ob.size, ob.lying, ob.aspect = "small", False, (1.0, 1.0, 1.0)
+    ob.scale = world.SIZES["small"] * float(rng.uniform(0.9, 1.0))
+    top_half = 0.5 * min(box.aspect[0], box.aspect[1]) * box.scale
+    if ob.radius > top_half:  # would overhang: skip rather than float
+        return []
+    ob.position = box.position + np.array([0.0, 0.0, box.aspect[2] * box.scale])
+    ob.support = box.uid
+    return [ob]
+
+
 def sample_camera(rng: np.random.Generator, params: SceneParams, target: np.ndarray) -> Camera:
     d = rng.uniform(*params.cam_distance)
     el = np.radians(rng.uniform(*params.cam_elevation_deg))
@@ -220,8 +241,12 @@ def sample_scene(rng: np.random.Generator, params: SceneParams | None = None) ->
         colour, shape = params.require_combos[int(rng.integers(len(params.require_combos)))]
         objects[0] = sample_object(rng, 1, [(colour, shape)])
     objects = place_objects(rng, objects, centre, half, table_half, th)
+    objects += stack_objects(rng, objects, combos, params.stack_prob)
+    uids = {}
     for i, o in enumerate(objects):  # consecutive track ids after drops
-        o.uid = i + 1
+        uids[o.uid], o.uid = i + 1, i + 1
+    for o in objects:
+        o.support = uids.get(o.support, 0)
     el = np.radians(rng.uniform(35, 75))
     az = rng.uniform(0, 2 * np.pi)
     light = Light(np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)]),

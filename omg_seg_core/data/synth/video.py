@@ -81,13 +81,19 @@ def animate(base: Scene, rng: np.random.Generator, length: int) -> list[Scene]:
     half = np.array([tw / 2, td / 2])
     n = len(objs)
     kinds = rng.choice(["static", "slide"], size=n, p=[0.5, 0.5]).tolist()
+    # stacks stay put: the object on top and the box under it
+    stacked = {o.uid for o in objs if o.support} | {o.support for o in objs if o.support}
+    movable = [i for i, o in enumerate(objs) if o.uid not in stacked]
+    for i, o in enumerate(objs):
+        if o.uid in stacked:
+            kinds[i] = "static"
     carried: dict[int, _Carry] = {}
-    if n and length >= 8:
+    if movable and length >= 8:
         n_carry = 1 + int(n >= 5 and rng.random() < 0.6)
         cam_right = np.cross(base.camera.target - base.camera.eye, [0, 0, 1])
         cam_right /= np.linalg.norm(cam_right)
         dist = np.linalg.norm(base.camera.target - base.camera.eye)
-        for j, i in enumerate(rng.choice(n, size=min(n_carry, n), replace=False).tolist()):
+        for j, i in enumerate(rng.choice(movable, size=min(n_carry, len(movable)), replace=False).tolist()):
             kinds[i] = "carry"
             # the first carried object always comes back (every sequence has an exit and re-entry)
             mode = "round_trip" if j == 0 else str(rng.choice(["round_trip", "depart", "arrive"]))
@@ -109,6 +115,7 @@ def animate(base: Scene, rng: np.random.Generator, length: int) -> list[Scene]:
     scenes = []
     for f in range(length):
         on_table = [o for i, o in enumerate(objs) if i not in carried or carried[i].position(f)[2] <= th + 1e-6]
+        on_table = [o for o in on_table if not o.support]  # stacked objects' footprints lie inside their box's
         for i, o in enumerate(objs):
             if i in carried:
                 c = carried[i]
