@@ -278,8 +278,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                 if run.frames_done % a.checkpoint_every == 0 and ctx.writer is None:
                     save_state(state_path, run)
     except KeyboardInterrupt:
-        save_state(state_path, run)
-        print(f"\ninterrupted after {run.frames_done} frames; re-run the same command to resume", file=sys.stderr)
+        # No save here: the interrupted frame may be half-added; the last checkpoint on disk is consistent.
+        done = (run.frames_done // a.checkpoint_every) * a.checkpoint_every
+        print(f"\ninterrupted; re-run the same command to resume after the last checkpoint (frame {done})",
+              file=sys.stderr)
         return 130
     finally:
         bar.close()
