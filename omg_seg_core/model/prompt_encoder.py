@@ -58,7 +58,8 @@ def boxes_to_bbox_logit(boxes: torch.Tensor, image_size: ImageSize) -> torch.Ten
 
 def prompt_self_attn_blocked(num_prompts: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """bool [P, P], True = blocked: every prompt query sees only itself in self-attention."""
-    return ~torch.eye(num_prompts, dtype=torch.bool, device=device)
+    idx = torch.arange(num_prompts, device=device)
+    return idx[:, None] != idx[None, :]  # not torch.eye(bool): ONNX EyeLike has no bool kernel in ORT
 
 
 __all__ = ["points_to_boxes", "inverse_sigmoid", "boxes_to_bbox_logit", "prompt_self_attn_blocked",

@@ -3,7 +3,7 @@
 Why by hand: `nn.MultiheadAttention(attn_mask=...)` and in-place "unblock fully masked rows" fixes export badly
 to ONNX/TensorRT. Here a blocked logit is replaced with a finite large negative value via `torch.where`, and a
 row that is blocked everywhere is unblocked with `torch.where` before use (the official code does the latter
-in place). The arithmetic follows torch's math path (q scaled by sqrt(1/head_dim) before q @ k^T).
+in place) with logical ops. The arithmetic follows torch's math path (q scaled by sqrt(1/head_dim) before q @ k^T).
 
 Keys follow mmdet: `layers.{i}.cross_attn.attn.{in_proj_weight,in_proj_bias,out_proj.*}`, `self_attn.attn.*`,
 `ffn.layers.0.0.*`, `ffn.layers.1.*`, `norms.{0,1,2}.*`, and `post_norm.*`.
@@ -28,8 +28,9 @@ def masked_fill_value(dtype: torch.dtype) -> float:
 
 def unblock_full_rows(blocked: torch.Tensor) -> torch.Tensor:
     """blocked [..., Lk] bool (True = not attended): rows blocked everywhere become fully open (official rule)."""
+    # logical ops, not a bool torch.where / in-place write: ONNX Runtime has no bool Where kernel
     full = blocked.all(dim=-1, keepdim=True)
-    return torch.where(full, torch.zeros_like(blocked), blocked)
+    return torch.logical_and(blocked, torch.logical_not(full))
 
 
 class _MHACore(nn.Module):
