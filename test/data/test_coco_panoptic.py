@@ -192,3 +192,10 @@ def test_size_mismatch_is_an_error(dataset, tmp_path):
     cv2.imwrite(str(png), cv2.imread(str(png))[:-2])
     with pytest.raises(DatasetError, match="differs from image"):
         CocoPanopticDataset(dst / "annotations.json")[0]
+
+
+def test_rerun_with_other_settings_is_refused(dataset):
+    with pytest.raises(ValueError, match=r"size: \[160, 120\] there, \[128, 96\] now"):
+        write_dataset(dataset, "train", 5, (128, 96), frames=4, image_format="png", progress=False)
+    with pytest.raises(ValueError, match="split: 'train' there, 'heldout' now"):
+        write_dataset(dataset, "heldout", 5, SIZE, frames=4, image_format="png", progress=False)

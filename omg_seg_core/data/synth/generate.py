@@ -4,7 +4,8 @@
     python -m omg_seg_core.data.synth.generate --out DIR --video --sequences K --length L --seed S
 
 Layout of DIR: ``images/<name>.jpg``, ``panoptic/<name>.png`` (id = R + 256 G + 256^2 B), ``annotations.json``,
-``video.json`` (video mode), ``records/<name>.json`` (one per frame, written last: a frame with a record is done).
+``video.json`` (video mode), ``records/<name>.json`` (one per frame, written last: a frame with a record is done),
+``generator.json`` (the settings; a re-run with other split/seed/size/mode/length/format is refused).
 Re-running with the same arguments skips finished frames (whole sequences in video mode) and rebuilds the JSONs;
 output is identical to an uninterrupted run because every frame depends only on (split, seed, index).
 """
@@ -53,6 +54,23 @@ def _load_record(out: Path, name: str) -> Optional[dict]:
     return rec if all(f.is_file() for f in files) else None
 
 
+#: Bump when the generator's output for a given (split, seed, index) changes, so old folders are not mixed with new.
+MANIFEST_FORMAT = "omg_seg_synth/1"
+
+
+def _check_manifest(out: Path, settings: dict) -> None:
+    """Resuming is only safe with the settings the folder was started with: refuse to mix datasets."""
+    path = out / "generator.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        if diff:
+            what = ", ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
+            raise ValueError(f"{out} was generated with other settings ({what}); use another --out or delete the folder")
+    else:
+        write_json(path, settings)
+
+
 def write_dataset(out: Path, split: str = "train", seed: int = 0, size: tuple[int, int] = (320, 240), frames: int = 0,
                   sequences: int = 0, length: int = 30, image_format: str = "jpg", progress: bool = True) -> dict:
     """Generate ``frames`` single frames, or ``sequences`` video sequences of ``length`` frames, into ``out``.
@@ -66,6 +84,9 @@ def write_dataset(out: Path, split: str = "train", seed: int = 0, size: tuple[in
         raise ValueError(f"frames/sequences must be >= 0 and length >= 1 (got {frames}, {sequences}, {length})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_manifest(out, {"format": MANIFEST_FORMAT, "split": split, "seed": seed, "size": list(size),
+                          "mode": "video" if sequences else "frames", "length": length if sequences else None,
+                          "image_format": image_format})
     gen: Optional[SynthGenerator] = None
     records, videos, made, t0 = [], [], 0, time.time()
 
