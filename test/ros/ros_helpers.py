@@ -157,7 +157,9 @@ class NodeProcess:
 
 
 def start_node(tmp_path_factory, name: str, extra: Optional[list[str]] = None) -> NodeProcess:
-    args = ["-r", f"__node:={name}", "-p", "allow_random_weights:=true",
+    # The shipped parameters file first (proves rclpy accepts it), then the test's overrides.
+    args = ["--params-file", str(ROOT / "config" / "perception.yaml"),
+            "-r", f"__node:={name}", "-p", "allow_random_weights:=true",
             "-p", "vocabulary_file:=config/vocabularies/robot_workspace.yaml", "-p", "diagnostics_period:=0.5"]
     return NodeProcess(args + list(extra or []), tmp_path_factory.mktemp("node") / f"{name}.log")
 
