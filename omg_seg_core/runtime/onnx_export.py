@@ -272,7 +272,55 @@ def rewrite_for_runtimes(model: Any) -> dict[str, int]:
     if any(counts.values()):
         del model.graph.node[:]
         model.graph.node.extend(nodes)
+    counts["uniform_constants"] = _scalarise_uniform_constants(model, info)
     return counts
+
+
+_BROADCAST_OPS = ("Where", "And", "Or", "Add", "Sub", "Mul", "Div")
+
+
+def _scalarise_uniform_constants(model: Any, info: dict[str, Any]) -> int:
+    """Constant folding turns `torch.full_like(logits, -1e9)` (attention masking) into full-size constants —
+    tens of MB per decoder layer for ConvNeXt-L. Where such a constant feeds an elementwise op whose output has
+    the shape of another input, a 0-d scalar broadcasts to the same result: swap it in, drop the big tensor."""
+    import numpy as np  # noqa: PLC0415
+    from onnx import numpy_helper  # noqa: PLC0415
+
+    def dims(name: str) -> Optional[list[int]]:
+        tt = info.get(name)
+        if tt is None or not tt.HasField("shape"):
+            return None
+        d = [x.dim_value if x.HasField("dim_value") else -1 for x in tt.shape.dim]
+        return None if -1 in d else d
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    scalars: dict[str, str] = {}
+    count = 0
+    for node in g.node:
+        if node.op_type not in _BROADCAST_OPS:
+            continue
+        out_dims = dims(node.output[0])
+        for k, name in enumerate(node.input):
+            init = inits.get(name)
+            if init is None or out_dims is None or int(np.prod(init.dims)) <= 1:
+                continue
+            others = [dims(n) if n not in inits else list(inits[n].dims) for j, n in enumerate(node.input) if j != k]
+            if not any(o == out_dims for o in others):
+                continue
+            arr = numpy_helper.to_array(init)
+            if not (arr.flat[0] == arr).all():
+                continue
+            if name not in scalars:
+                scalars[name] = f"{name}__scalar"
+                g.initializer.append(numpy_helper.from_array(np.array(arr.flat[0], dtype=arr.dtype), scalars[name]))
+            node.input[k] = scalars[name]
+            count += 1
+    used = {n for node in g.node for n in node.input} | {o.name for o in g.output}
+    keep = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return count
 
 
 # ---- export --------------------------------------------------------------------------------------------------
@@ -325,21 +373,25 @@ def export_onnx(model: nn.Module, out_dir: Path | str, input_size: tuple[int, in
     dev = next(model.parameters()).device
     if variant == "head":
         ex = tuple(torch.randn(1, c, h // s, w // s, device=dev) for c, s in zip(cfg.backbone_channels, (4, 8, 16, 32)))
-        img_mod, img_in = HeadGraph(model, (h, w)), list(HEAD_INPUTS)
+        img_mod, img_in = HeadGraph(model, (h, w)).eval(), list(HEAD_INPUTS)
     else:
         ex = (torch.randn(1, 3, h, w, device=dev),)
-        img_mod, img_in = ImageGraph(model), [IMAGE_INPUT]
-    with torch.no_grad():
-        example = img_mod(*ex)
-    img_out = list(IMAGE_OUTPUTS) + ([CLIP_OUTPUT] if len(example) > len(IMAGE_OUTPUTS) else [])
-    n = max_prompts
+        # wrappers in eval mode: torch.onnx.export restores the wrapper's mode recursively afterwards, and a
+        # fresh nn.Module is in training mode (that would leave BatchNorm layers of `model` training)
+        img_mod, img_in = ImageGraph(model).eval(), [IMAGE_INPUT]
+    # forward_image returns clip_feat exactly when the backbone has a CLIP region head
+    has_clip = variant == "image" and bool(getattr(model.backbone, "has_region_embed", False))
+    img_out = list(IMAGE_OUTPUTS) + ([CLIP_OUTPUT] if has_clip else [])
+    n, d = max_prompts, cfg.embed_dim
+    # prompt-graph example inputs: only shapes matter to the trace (saves a full image forward per export)
+    feats_ex = [torch.randn(1, d, h // s, w // s, device=dev) for s in (4, 32, 16, 8)]
     boxes = torch.tensor([[w * 0.1, h * 0.1, w * 0.6, h * 0.7]], device=dev).repeat(n, 1)[None]
-    prompt_ex = (*example[:4], boxes, torch.ones(1, n, dtype=torch.bool, device=dev),
+    prompt_ex = (*feats_ex, boxes, torch.ones(1, n, dtype=torch.bool, device=dev),
                  torch.tensor([[float(h), float(w)]], device=dev))
     files: dict[str, str] = {}
     op_lists: dict[str, dict[str, int]] = {}
     for graph, mod, args, ins, outs in (("image", img_mod, ex, img_in, img_out),
-                                        ("prompt", PromptGraph(model), prompt_ex, list(PROMPT_INPUTS),
+                                        ("prompt", PromptGraph(model).eval(), prompt_ex, list(PROMPT_INPUTS),
                                          list(PROMPT_OUTPUTS))):
         path = out / f"{graph}.onnx"
         t0 = time.monotonic()
@@ -363,6 +415,7 @@ def export_onnx(model: nn.Module, out_dir: Path | str, input_size: tuple[int, in
             _finish(p16, dict(base, graph=graph, dtype="float16"), False, check_ops, progress)
             files[f"{graph}_fp16"] = p16.name
             progress(f"  {p16.name}: {p16.stat().st_size / 1e6:.1f} MB")
+    model.eval()
     manifest = dict(base, files=files, ops=op_lists, image_outputs=img_out,
                     exported=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), torch=torch.__version__,
                     onnx=onnx.__version__)

@@ -134,7 +134,8 @@ class OrtBackend:
 
 
 def ensure_bundle(model: torch.nn.Module, input_size: tuple[int, int], *, max_prompts: int = 16,
-                  fp16: bool = False, root: Optional[Path] = None, progress: Progress = print) -> OnnxBundle:
+                  fp16: bool = False, root: Optional[Path] = None, slim: bool = True,
+                  progress: Progress = print) -> OnnxBundle:
     """The export of `model` at `input_size` under `root` (default cache_dir()/onnx), keyed by model name,
     weights hash, size and max prompts. An incomplete, corrupt or mismatching folder is deleted and exported
     again once; a failing export raises (no retry loop)."""
@@ -158,7 +159,7 @@ def ensure_bundle(model: torch.nn.Module, input_size: tuple[int, int], *, max_pr
         if folder.exists():
             progress(f"ONNX export in {folder} unusable ({e}); exporting again")
             shutil.rmtree(folder, ignore_errors=True)
-    return export_onnx(model, folder, (h, w), max_prompts=max_prompts, fp16=fp16, progress=progress)
+    return export_onnx(model, folder, (h, w), max_prompts=max_prompts, fp16=fp16, slim=slim, progress=progress)
 
 
 def ort_threads_default() -> Optional[int]:
