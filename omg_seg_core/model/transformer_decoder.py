@@ -1,9 +1,10 @@
 """Masked-attention transformer decoder (Mask2Former, as mmdet 3.1.0 / mmcv run it), attention written by hand.
 
 Why by hand: `nn.MultiheadAttention(attn_mask=...)` and in-place "unblock fully masked rows" fixes export badly
-to ONNX/TensorRT. Here a blocked logit is replaced with a finite large negative value via `torch.where`, and a
-row that is blocked everywhere is unblocked with `torch.where` before use (the official code does the latter
-in place) with logical ops. The arithmetic follows torch's math path (q scaled by sqrt(1/head_dim) before q @ k^T).
+to ONNX/TensorRT. Here a blocked logit is replaced with a finite large negative value via `torch.where` (on the
+float logits), and a row that is blocked everywhere is unblocked before use with out-of-place logical ops (the
+official code writes False in place; a bool `torch.where` has no ONNX Runtime kernel).
+The arithmetic follows torch's math path (q scaled by sqrt(1/head_dim) before q @ k^T).
 
 Keys follow mmdet: `layers.{i}.cross_attn.attn.{in_proj_weight,in_proj_bias,out_proj.*}`, `self_attn.attn.*`,
 `ffn.layers.0.0.*`, `ffn.layers.1.*`, `norms.{0,1,2}.*`, and `post_norm.*`.
