@@ -234,7 +234,8 @@ def sample_scene(rng: np.random.Generator, params: SceneParams | None = None) ->
     target = np.array([centre[0], centre[1], th])
     cam = sample_camera(rng, params, target)
     # spread objects over the part of the table the camera sees (closer cameras see less)
-    half = np.array([0.42, 0.32]) * (np.linalg.norm(cam.eye - target) / 0.95) * np.tan(np.radians(cam.fov_y) / 2) / np.tan(np.radians(28))
+    view_scale = np.linalg.norm(cam.eye - target) / 0.95 * np.tan(np.radians(cam.fov_y) / 2) / np.tan(np.radians(28))
+    half = np.array([0.42, 0.32]) * view_scale
     n = int(rng.integers(params.min_objects, params.max_objects + 1))
     objects = [sample_object(rng, i + 1, combos) for i in range(n)]
     if params.require_combos and not any((o.colour, o.shape) in params.require_combos for o in objects):
@@ -242,11 +243,9 @@ def sample_scene(rng: np.random.Generator, params: SceneParams | None = None) ->
         objects[0] = sample_object(rng, 1, [(colour, shape)])
     objects = place_objects(rng, objects, centre, half, table_half, th)
     objects += stack_objects(rng, objects, combos, params.stack_prob)
-    uids = {}
-    for i, o in enumerate(objects):  # consecutive track ids after drops
-        uids[o.uid], o.uid = i + 1, i + 1
+    new_uid = {o.uid: i + 1 for i, o in enumerate(objects)}  # consecutive track ids after drops
     for o in objects:
-        o.support = uids.get(o.support, 0)
+        o.uid, o.support = new_uid[o.uid], new_uid.get(o.support, 0)
     el = np.radians(rng.uniform(35, 75))
     az = rng.uniform(0, 2 * np.pi)
     light = Light(np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)]),
