@@ -37,7 +37,9 @@ def test_vocabulary_yaml_matches_world():
 
 def test_same_seed_same_frame(gen, frames):
     again = gen.frame(3)  # after other frames were generated: no hidden state
-    fresh = SynthGenerator(W, H, split="train", seed=7, renderer=gen.renderer).frame(3)
+    g2 = SynthGenerator(W, H, split="train", seed=7)  # its own OpenGL context
+    fresh = g2.frame(3)
+    g2.close()
     for f in (again, fresh):
         np.testing.assert_array_equal(f.rgb, frames[3].rgb)
         np.testing.assert_array_equal(f.panoptic, frames[3].panoptic)
