@@ -19,6 +19,18 @@ if [ -f "$STAMP" ]; then
 fi
 
 echo "[bootstrap] setting up $VENV (this takes a few minutes the first time)"
+# Debian packages: Mesa's software EGL for the headless scene renderer (moderngl), cmake/g++ for the interface build.
+DEB_PKGS=(libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 cmake g++)
+missing=()
+for p in "${DEB_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[bootstrap] apt-get install ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  else
+    echo "[bootstrap] WARNING: missing Debian packages ${missing[*]}; install them (sudo apt-get install ${missing[*]})" >&2
+  fi
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON_BIN" -m venv "$VENV"
 fi
