@@ -171,3 +171,26 @@ def test_mcap_without_metadata_yaml_is_read(tmp_path: Path, samples: list[Sample
     (bag / "metadata.yaml").unlink()
     rc, rep = run_eval(bag, tmp_path / "out")
     assert rc == 0 and rep["results"]["frames_evaluated"] == 3 and rep["results"]["panoptic"]["all"]["pq"] == 1.0
+
+
+def test_video_mode_tracking_metrics_on_recorded_ids(tmp_path: Path) -> None:
+    """Recorded predictions carrying the GT identities score IDF1 = HOTA = VPQ = 1 with no ID switch; swapping two
+    objects' ids in the last frame costs exactly those two objects an ID switch each and splits their tubes in
+    the 5-frame VPQ windows (6 frames: windows of 5 exist; 1-frame windows cannot see identities)."""
+    video = list(synthetic_samples(6, seed=2, size=(160, 120), video=True, with_segments=True))
+    rc, rep = run_eval(write_custom(tmp_path / "bag", video), tmp_path / "out", "--video")
+    tr = rep["results"]["tracking"]
+    assert rc == 0 and tr["IDSW"] == 0 and tr["gt_tracks"] == tr["pred_tracks"] > 1
+    assert tr["IDF1"] == pytest.approx(1.0) and tr["HOTA"] == pytest.approx(1.0) and tr["vpq"] == pytest.approx(1.0)
+
+    def swap_last(i: int, topic: str, msg):
+        if i == 5 and topic == PRED:
+            things = [s for s in msg.segments if s.is_thing]
+            things[0].id, things[1].id = things[1].id, things[0].id
+        return msg
+
+    rc, rep = run_eval(write_custom(tmp_path / "bag2", video, mutate=swap_last), tmp_path / "out2", "--video")
+    tr = rep["results"]["tracking"]
+    assert tr["IDSW"] == 2 and tr["IDF1"] < 1.0 and tr["vpq"] < 1.0
+    assert tr["per_window"]["1"]["vpq"] == 1.0 and tr["per_window"]["5"]["things"] < 1.0
+    assert rep["results"]["panoptic"]["all"]["pq"] == 1.0  # per-frame PQ does not see identities
