@@ -96,8 +96,16 @@ def node_values(a: argparse.Namespace) -> dict[str, Any]:
 
 def fingerprint(a: argparse.Namespace, values: dict) -> str:
     """Identity of a run for resuming: the input files (size + mtime) and every option that changes results."""
-    files = sorted(p for p in ([a.input] if a.input.is_file() else a.input.rglob("*")) if p.is_file())
-    stat = [(str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)) for p in files[:1000]]
+    from omg_seg_core.config import default_checkpoint_path, get_model_config
+
+    files = sorted(p for p in ([a.input] if a.input.is_file() else a.input.rglob("*")) if p.is_file())[:1000]
+    try:  # the weights file too: a new checkpoint at the same path must not continue an old run
+        w = values.get("weights") or default_checkpoint_path(get_model_config(values.get("model", "tiny")).name)
+    except KeyError:
+        w = None
+    if w and Path(w).is_file() and not a.predictions_topic:
+        files.append(Path(w))
+    stat = [(str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)) for p in files]
     opts = {k: getattr(a, k) for k in ("image_topic", "gt_ns", "predictions_topic", "stamp_tolerance_ms", "video",
                                         "no_prompts")}
     blob = json.dumps([stat, opts, values], sort_keys=True, default=str)

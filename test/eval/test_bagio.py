@@ -139,3 +139,21 @@ def test_stamp_join_tolerance_and_counts(tmp_path: Path) -> None:
         assert len(frames) == 3 and [f.index for f in frames] == [0, 1, 2]
         assert sum(not f.missing for f in frames) == joined
         assert skips["semantic ground truth without an image at the same stamp"] == 4 - joined
+
+
+def test_compressed_only_bag_is_read(tmp_path: Path) -> None:
+    """A camera that only records JPEG: the compressed topic is found and decodes close to the original."""
+    rgb, sem, inst, names, _ = labelled_image("voc")
+    bag = tmp_path / "jpeg"
+    with bagio.BagWriter(bag, "mcap") as w:
+        w.write("/cam/image_raw/compressed", bagio.compressed_msg(rgb, 10, fmt="jpeg"), 10)
+        w.write("/cam/gt/semantic", bagio.label_msg(sem, 10), 10)
+    reader = bagio.open_reader(bag)
+    try:
+        topics = bagio.discover_topics(reader)
+        frames = list(bagio.iter_frames(reader, topics, Counter()))
+    finally:
+        reader.close()
+    assert topics.image == "/cam/image_raw/compressed" and len(frames) == 1
+    got = bagio.image_to_rgb(frames[0].msgs["image"])
+    assert got.shape == rgb.shape and np.abs(got.astype(int) - rgb).mean() < 6  # JPEG is lossy, not wrong
