@@ -72,11 +72,11 @@ class OMGSegPredictor:
 
     def __init__(self, model: Union[str, os.PathLike, ModelConfig, nn.Module] = "omg_seg_tiny",
                  checkpoint: Optional[Union[str, os.PathLike]] = None,
-                 backbone_weights: Optional[Union[str, os.PathLike]] = None,
                  backend: Union[str, Backend] = "torch", device: str = "cpu",
                  dtype: Union[str, torch.dtype] = "float32", long_side: Optional[int] = None,
                  thresholds: Optional[TaskThresholds] = None,
                  vocabulary: Union[str, os.PathLike, dict, Vocabulary, None] = None,
+                 backbone_weights: Optional[Union[str, os.PathLike]] = None,
                  text_encoder: Optional[TextEncoder] = None, compile: bool = False, **backend_kw: Any) -> None:
         meta: dict[str, Any] = {}
         if isinstance(model, nn.Module):
@@ -160,8 +160,8 @@ class OMGSegPredictor:
         self.last_timings = {}
         self._features = self._meta = self._cls_logits = None
         with self._timed("preprocess"):
-            x, meta = preprocess(image, self.long_side, self.cfg.pad_size_divisor, self.device,
-                                 getattr(self.backend, "dtype", torch.float32))
+            # float32 here; each backend casts to its own precision (ORT/TensorRT may keep fp32 inputs)
+            x, meta = preprocess(image, self.long_side, self.cfg.pad_size_divisor, self.device)
         with self._timed("image_graph"):
             feats = self.backend.run_image(x)
             _sync(self.device)

@@ -89,4 +89,7 @@ def render_overlay(image: np.ndarray, segments: Segments, alpha: float = 0.5, co
     return out
 
 
-__all__ = ["render_overlay", "color_for", "segment_color_key", "segment_label"]
+#: Alias used by omg_seg_ros/outputs.py.
+draw_segments = render_overlay
+
+__all__ = ["render_overlay", "draw_segments", "color_for", "segment_color_key", "segment_label"]
