@@ -13,6 +13,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from omg_seg_core.viz.overlay import render_overlay
+
 from . import messages
 from .conversions import numpy_to_image
 from .params import latched_qos
@@ -38,48 +40,6 @@ def _msg_type(name: str):
     from omg_seg_msgs.msg import SegmentArray
 
     return SegmentArray
-
-
-def render_overlay(rgb: np.ndarray, seg, class_names: Optional[Sequence[str]] = None) -> np.ndarray:
-    """Colour overlay with labels and ids: omg_seg_core.viz when available (shared with the demo and tools)."""
-    try:
-        from omg_seg_core.viz.overlay import draw_segments
-    except ImportError:
-        draw_segments = None
-    if draw_segments is not None:
-        return draw_segments(rgb, seg)
-    return _simple_overlay(rgb, seg)
-
-
-def _simple_overlay(rgb: np.ndarray, seg) -> np.ndarray:
-    """Blend a colour per segment (by track id, else index) and write "class #id" at each box corner."""
-    import cv2
-
-    out = rgb.astype(np.float32)
-    labels = []
-    for i in range(len(seg)):
-        m = seg.masks[i]
-        if not m.any():
-            continue
-        key = int(seg.track_ids[i]) if seg.track_ids[i] > 0 else i + 1
-        colour = np.array(_colour(key), np.float32)
-        out[m] = out[m] * 0.45 + colour * 0.55
-        x0, y0 = int(seg.boxes[i][0]), int(seg.boxes[i][1])
-        tag = seg.class_names[i] + (f" #{int(seg.track_ids[i])}" if seg.track_ids[i] > 0 else "")
-        labels.append((tag, (x0 + 2, max(y0 + 12, 12)), _colour(key)))
-    img = np.ascontiguousarray(out.clip(0, 255).astype(np.uint8))
-    for tag, org, _ in labels:
-        cv2.putText(img, tag, org, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 2, cv2.LINE_AA)
-        cv2.putText(img, tag, org, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-    return img
-
-
-def _colour(key: int) -> tuple[int, int, int]:
-    """A stable, well-spread colour per id (golden-ratio hue steps)."""
-    import colorsys
-
-    r, g, b = colorsys.hsv_to_rgb((key * 0.618033988749895) % 1.0, 0.75, 1.0)
-    return int(r * 255), int(g * 255), int(b * 255)
 
 
 class Outputs:
