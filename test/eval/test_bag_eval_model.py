@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 # torchvision (imported by timm for the backbone) segfaults when first imported after the scene renderer has
 # created an EGL context in this process; importing it at collection time, before any test renders, avoids that.
 import torchvision  # noqa: F401
@@ -27,10 +28,16 @@ def test_make_bag_then_eval_with_model(tmp_path: Path) -> None:
     rep = json.loads((out / "report.json").read_text())
     r = rep["results"]
     assert r["frames_evaluated"] == 3 and r["frames_with_ground_truth"] == 3 and r["skipped"] == {}
-    for stage in ("preprocess", "image_graph", "panoptic", "instances", "semantic", "prompt", "tracker", "total"):
+    for stage in ("preprocess", "image_graph", "panoptic", "instances", "semantic", "prompt", "tracker", "total",
+                  "node_frame"):
         s = r["latency_ms"][stage]
         assert s["count"] == 3 and 0 < s["p50"] <= s["p95"] <= s["max"], stage
     assert r["latency_ms"]["total"]["p50"] >= r["latency_ms"]["image_graph"]["p50"]
+    frames = rep["frames"]
+    for f in frames:  # node_frame is the sum of its parts, per frame
+        lat = f["latency_ms"]
+        assert lat["node_frame"] == pytest.approx(
+            lat["preprocess"] + lat["image_graph"] + lat["panoptic"] + lat["tracker"], abs=0.01)
     assert r["prompts"]["count"] > 0 and r["prompts"]["count"] == r["prompts"]["point"]["count"] + r["prompts"]["box"]["count"]
     for k in ("IDF1", "HOTA", "IDSW", "vpq"):
         assert k in r["tracking"], k
