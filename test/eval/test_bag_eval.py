@@ -194,3 +194,19 @@ def test_video_mode_tracking_metrics_on_recorded_ids(tmp_path: Path) -> None:
     assert tr["IDSW"] == 2 and tr["IDF1"] < 1.0 and tr["vpq"] < 1.0
     assert tr["per_window"]["1"]["vpq"] == 1.0 and tr["per_window"]["5"]["things"] < 1.0
     assert rep["results"]["panoptic"]["all"]["pq"] == 1.0  # per-frame PQ does not see identities
+
+
+def test_node_yaml_parameters_and_overrides(tmp_path: Path) -> None:
+    """--params reads the node's ros__parameters (nested keys flattened with dots); flags and --set override."""
+    y = tmp_path / "perception.yaml"
+    y.write_text("omg_seg:\n  ros__parameters:\n    model: omg_seg_tiny\n    object_mask_thr: 0.3\n"
+                 "    vocabulary_file: robot_workspace\n    tracking:\n      enabled: true\n      iou_weight: 2.0\n")
+    a = bag_eval.parse_args(["bag", "--params", str(y), "--set", "object_mask_thr=0.5", "--device", "cpu",
+                             "--video"])
+    v = bag_eval.node_values(a)
+    assert v["object_mask_thr"] == 0.5 and v["tracking.iou_weight"] == 2.0 and v["tracking.enabled"] is True
+    assert v["vocabulary_file"] == "robot_workspace" and v["device"] == "cpu" and v["model"] == "omg_seg_tiny"
+    # Without --video the tracker is off whatever the YAML says (frames are evaluated independently).
+    assert bag_eval.node_values(bag_eval.parse_args(["bag", "--params", str(y)]))["tracking.enabled"] is False
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        bag_eval.node_values(bag_eval.parse_args(["bag", "--set", "oops"]))
