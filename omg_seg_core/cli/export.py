@@ -81,6 +81,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.build_only and not args.engine:
         raise ValueError("--build-only needs --engine")
+    if args.engine:  # fail before a minutes-long export when engines cannot be built here anyway
+        import torch  # noqa: PLC0415
+
+        from ..runtime.trt_backend import TrtUnavailableError, import_tensorrt  # noqa: PLC0415
+
+        import_tensorrt()
+        if not torch.cuda.is_available():
+            raise TrtUnavailableError("no CUDA GPU (torch.cuda.is_available() is False)")
     t0 = time.monotonic()
     model = _load(args)
     cfg = model.cfg

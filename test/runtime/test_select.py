@@ -1,0 +1,88 @@
+"""Backend selection and the TensorRT -> ONNX Runtime -> PyTorch fallback with its warning (real backends)."""
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from omg_seg_core.runtime.select import BackendUnavailableError, canonical_name, make_backend
+
+QUIET = dict(threads=1, progress=lambda s: None)
+
+
+def _trt_usable() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:  # noqa: BLE001
+        return False
+    return torch.cuda.is_available()
+
+
+def test_names_and_aliases():
+    assert [canonical_name(n) for n in ("trt", "ORT", "onnx", "pytorch", "torch")] == [
+        "tensorrt", "onnxruntime", "onnxruntime", "torch", "torch"]
+    with pytest.raises(ValueError, match="unknown backend 'openvino'"):
+        canonical_name("openvino")
+
+
+def test_onnxruntime_backend_from_a_bundle(tiny_model, tiny_bundle, image):
+    b = make_backend("onnxruntime", tiny_model, onnx_dir=tiny_bundle.root, **QUIET)
+    assert b.name == "onnxruntime" and b.input_size == (128, 160) and b.device == "cpu"
+    assert b.run_image(image).mask_logits.shape[-2:] == (32, 40)
+
+
+@pytest.mark.skipif(_trt_usable(), reason="TensorRT and a GPU are present: no fallback happens here")
+def test_tensorrt_falls_back_to_onnxruntime_with_a_warning(tiny_model, tiny_bundle):
+    with pytest.warns(RuntimeWarning, match=r"backend 'tensorrt' cannot load \(TrtUnavailableError: .*"
+                                            r"falling back to 'onnxruntime'"):
+        b = make_backend("tensorrt", tiny_model, device="cuda:0", onnx_dir=tiny_bundle.root, **QUIET)
+    assert b.name == "onnxruntime"
+    with pytest.raises(BackendUnavailableError, match="tensorrt: TrtUnavailableError"):
+        make_backend("tensorrt", tiny_model, onnx_dir=tiny_bundle.root, fallback=False, **QUIET)
+
+
+def test_broken_export_falls_back_to_torch_and_chain_ends_there(tiny_model, tiny_bundle, tmp_path, image):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bundle.root, broken)
+    (broken / "image.onnx").write_bytes(b"\x08\x01not-a-model")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        b = make_backend("tensorrt", tiny_model, onnx_dir=broken, **QUIET)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert b.name == "torch"
+    assert any("'onnxruntime' cannot load (OnnxCorruptError" in m and "falling back to 'torch'" in m for m in msgs)
+    if not _trt_usable():
+        assert any("'tensorrt' cannot load" in m for m in msgs)
+    with torch.no_grad():
+        assert b.run_image(image).mask_logits.shape[-2:] == (32, 40)  # torch runs any size
+    with pytest.raises(BackendUnavailableError, match="onnxruntime: OnnxCorruptError"):
+        make_backend("onnxruntime", tiny_model, onnx_dir=broken, fallback=False, **QUIET)
+
+
+def test_bundle_for_another_model_is_not_used(tiny_model, tiny_bundle):
+    import dataclasses
+
+    from omg_seg_core.config import TINY
+    from omg_seg_core.model.omg_seg import build_model
+
+    other = build_model(dataclasses.replace(TINY, num_queries=TINY.num_queries + 2))
+    with pytest.warns(RuntimeWarning, match="OnnxMismatchError.*falling back to 'torch'"):
+        b = make_backend("onnxruntime", other, onnx_dir=tiny_bundle.root, **QUIET)
+    assert b.name == "torch"
+
+
+def test_configuration_errors_do_not_fall_back(tiny_model):
+    with pytest.raises(ValueError, match="multiple of 32"):
+        make_backend("onnxruntime", tiny_model, input_size=(100, 160), **QUIET)
+    with pytest.raises(ValueError, match="needs a model"):
+        make_backend("onnxruntime", None, **QUIET)
+
+
+def test_predictor_hook_delegates_here(tiny_model, tiny_bundle):
+    from omg_seg_core.predictor import make_backend as predictor_make_backend
+
+    b = predictor_make_backend("ort", tiny_model, device="cpu", dtype="float32", compile=False,
+                               onnx_dir=tiny_bundle.root, threads=1)
+    assert b.name == "onnxruntime"
