@@ -163,5 +163,22 @@ def pair_embedding_loss(emb_a: torch.Tensor, ids_a: torch.Tensor, emb_b: torch.T
     return loss
 
 
+
+
+def phrase_to_query_loss(class_embed: torch.Tensor, phrase_embed: torch.Tensor, positives: torch.Tensor,
+                         scale: float) -> torch.Tensor:
+    """What `text()` does at inference, as a loss: each phrase must pick (softmax over ALL Q queries of its image,
+    including unmatched ones) a query matched to an object the phrase describes.
+
+    class_embed [Q, E], phrase_embed [U, E] (both L2-normalised); positives bool [U, Q] (>= 1 True per row).
+    """
+    if phrase_embed.shape[0] == 0:
+        return class_embed.sum() * 0.0
+    logits = scale * phrase_embed.float() @ class_embed.float().T
+    pos = torch.where(positives, logits, torch.full_like(logits, -1e4))
+    return (torch.logsumexp(logits, 1) - torch.logsumexp(pos, 1)).mean()
+
+
 __all__ = ["LossWeights", "set_losses", "prompt_losses", "contrastive_text_loss", "pair_embedding_loss",
+           "phrase_to_query_loss",
            "point_mask_losses", "sample_uncertain_points", "dice_loss", "bce_loss"]

@@ -1,0 +1,129 @@
+"""Training configuration: one dataclass tree, loaded from `config/train_*.yaml`, overridable from the CLI.
+
+Unknown keys are errors naming the file and the key (a typo must not silently fall back to a default).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    source: str = "synth"                 # "synth" (generated on the fly) | "coco_panoptic" (a directory)
+    root: Optional[str] = None            # coco_panoptic: dataset dir (annotations.json + images/ + panoptic/)
+    video_root: Optional[str] = None      # coco_panoptic: video-mode dataset (sequence_id/frame_index) for pairs
+    val_root: Optional[str] = None        # coco_panoptic: validation dataset (default: last images of root)
+    skip_bad: bool = False                # skip (and count, log) unreadable samples instead of stopping
+    split: str = "train"                  # synth split ("train" never shows the held-out colour-shape combos)
+    seed: int = 0                         # synth: scene seeds are seed*1e6 + sample index (never reused)
+    image_size: tuple[int, int] = (192, 160)  # (W, H) training crop at inference scale (random scale 0.8-1.25)
+    video_fraction: float = 0.5           # share of each batch made of frame pairs (video co-training)
+    val_seed: int = 1000                  # synth validation split seed (split "val")
+    val_images: int = 16
+    vocabulary: Optional[str] = None      # vocabulary yaml; default: the world's (synth) or the dataset's
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 4e-4
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    warmup_iters: int = 50
+    iters: int = 3000                     # total iterations (cosine decay to 5 % at the end)
+    batch_size: int = 8
+
+
+@dataclass
+class LossConfig:
+    num_points: int = 1024
+    cls: float = 2.0
+    mask: float = 5.0
+    dice: float = 5.0
+    objectness: float = 1.0
+    prompt: float = 1.0
+    text: float = 1.0
+    track: float = 0.5
+    no_object: float = 0.1
+    text_scale: float = 20.0              # inverse temperature of the referring contrastive loss
+    prompts_per_image: int = 4            # prompt queries sampled from ground truth per image
+    click_fraction: float = 0.5           # share of prompts that are single clicks (rest: boxes)
+
+
+@dataclass
+class TrainConfig:
+    model: str = "omg_seg_tiny"           # ModelConfig name/alias, or a checkpoint to fine-tune from
+    init_checkpoint: Optional[str] = None # start from these weights (e.g. official head for ConvNeXt-L)
+    freeze_backbone: bool = False         # ConvNeXt-L fine-tuning: head only
+    frozen_stages: int = 1                # small model: keep the stem + first block group fixed
+    out_dir: str = "runs/omg_seg_tiny"
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0                      # torch threads (0 = torch default)
+    log_every: int = 10
+    val_every: int = 200
+    ckpt_every_s: float = 180.0           # write runs/<name>/last.pt at least this often (wall clock)
+    max_minutes: float = 0.0              # stop (after checkpointing) after this much wall time; 0 = no limit
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _build(cls: type, d: dict[str, Any], where: str) -> Any:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    kw: dict[str, Any] = {}
+    for k, v in d.items():
+        if k not in known:
+            raise ValueError(f"{where}: unknown key '{k}' (known: {sorted(known)})")
+        default = getattr(cls(), k)
+        if is_dataclass(default):
+            kw[k] = _build(type(default), v, f"{where}.{k}")
+        elif isinstance(default, tuple):
+            kw[k] = tuple(v)
+        elif isinstance(default, float) and not isinstance(default, bool):
+            try:  # YAML 1.1 reads "1e-3" as a string
+                kw[k] = float(v)
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}.{k}: expected a number, got {v!r}") from None
+        elif isinstance(default, int) and not isinstance(default, bool) and not isinstance(v, int):
+            raise ValueError(f"{where}.{k}: expected an integer, got {v!r}")
+        else:
+            kw[k] = v
+    return cls(**kw)
+
+
+def load_train_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> TrainConfig:
+    """Read a YAML file (or defaults when None) and apply `key.sub=value` overrides (values parsed as YAML)."""
+    raw: dict[str, Any] = {}
+    where = "<defaults>"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"training config not found: {p}")
+        where = str(p)
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{p}: not valid YAML: {e}") from e
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ValueError(f"override '{ov}' must look like key.sub=value")
+        key, val = ov.split("=", 1)
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(val)
+    return _build(TrainConfig, raw, where)
+
+
+__all__ = ["TrainConfig", "DataConfig", "OptimConfig", "LossConfig", "load_train_config"]

@@ -1,0 +1,167 @@
+"""One co-training step: panoptic + prompt + referring-text + frame-pair losses on one batch (OMG-Seg style).
+
+All tasks share one forward of the backbone and pixel decoder; the decoder runs twice (learned queries, then the
+batch's ground-truth prompt queries). Deep supervision: the set and prompt losses are applied to the
+prediction before decoder layer 0 and after every layer, each layer with its own Hungarian matching.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from ..model.heads import classify
+from ..text.vocabulary import VILD_TEMPLATES, Vocabulary, embed_synonyms
+from .config import LossConfig
+from .data import Batch
+from .losses import (LossWeights, contrastive_text_loss, pair_embedding_loss, phrase_to_query_loss,
+                     prompt_losses, set_losses)
+from .matcher import HungarianMatcher, MatcherWeights
+
+
+class _GradEncoder:
+    """Adapter giving `embed_synonyms` (which calls `.encode`) the differentiable path of a SentenceTextEncoder."""
+
+    def __init__(self, encoder) -> None:
+        self.encoder = encoder
+
+    def encode(self, phrases: Sequence[str]) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.encoder.encode_train(list(phrases)), dim=-1)
+
+
+def class_text_embed(encoder, vocab: Vocabulary, trainable: bool) -> torch.Tensor:
+    """[C, K, E] class embeddings with the same math as inference (`embed_synonyms`, 14 ViLD templates);
+    differentiable w.r.t. the projection when `trainable` (small model), fixed otherwise (frozen CLIP)."""
+    if trainable:
+        return embed_synonyms(_GradEncoder(encoder), vocab.synonyms(), VILD_TEMPLATES)
+    return embed_synonyms(encoder, vocab.synonyms(), VILD_TEMPLATES)
+
+
+def phrase_embed(encoder, phrases: list[str], trainable: bool) -> torch.Tensor:
+    """Referring phrases -> [U, E] L2-normalised."""
+    if trainable:
+        return torch.nn.functional.normalize(encoder.encode_train(phrases), dim=-1)
+    return encoder.encode(phrases)
+
+
+@dataclass
+class StepOutput:
+    losses: dict[str, torch.Tensor]
+    total: torch.Tensor
+    stats: dict[str, float]
+
+
+class CoTrainingLoss(nn.Module):
+    """Computes every task's loss for a Batch. `encoder` is a TextEncoder; `trainable_text` says whether it has a
+    differentiable `encode_train` (the small model's learned projection)."""
+
+    def __init__(self, cfg: LossConfig, vocab: Vocabulary, encoder, trainable_text: bool, logit_scale: float,
+                 seed: int = 0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.vocab = vocab
+        self.encoder = encoder
+        self.trainable_text = trainable_text
+        self.logit_scale = logit_scale
+        self.w = LossWeights(cls=cfg.cls, mask=cfg.mask, dice=cfg.dice, objectness=cfg.objectness,
+                             prompt=cfg.prompt, text=cfg.text, track=cfg.track, no_object=cfg.no_object)
+        self.matcher = HungarianMatcher(MatcherWeights(cfg.cls, cfg.mask, cfg.dice), cfg.num_points)
+        self.gen = torch.Generator().manual_seed(seed)  # point sampling; part of the trainer's RNG state
+        self._fixed_text: Optional[torch.Tensor] = None
+
+    def text_embed(self) -> torch.Tensor:
+        if self.trainable_text:
+            return class_text_embed(self.encoder, self.vocab, True)
+        if self._fixed_text is None:
+            self._fixed_text = class_text_embed(self.encoder, self.vocab, False)
+        return self._fixed_text
+
+    def forward(self, model: nn.Module, batch: Batch) -> StepOutput:
+        cfg, w = self.cfg, self.w
+        dev = batch.images.device
+        text = self.text_embed().to(dev)
+        feats = model.backbone(batch.images)
+        mask_features, memory = model.pixel_decoder(feats)
+        head = model.head
+        out = head(mask_features, memory, all_layers=True)
+        labels, masks = batch.labels, batch.masks
+        num_masks = float(max(sum(len(l) for l in labels), 1))
+        losses: dict[str, torch.Tensor] = {}
+        n_pred = len(out.mask_logits)
+        last_matches = None
+        for j in range(n_pred):
+            cls_logits = classify(out.class_embed[j], text, self.logit_scale)
+            matches = self.matcher(cls_logits, out.mask_logits[j], labels, masks, self.gen)
+            lj = set_losses(cls_logits, out.mask_logits[j], out.iou_logits[j], matches, labels, masks, num_masks,
+                            w, cfg.num_points, self.gen)
+            for k, v in lj.items():
+                losses[k] = losses.get(k, 0.0) + v
+            last_matches = matches
+
+        # ---- referring text (last layer): query->phrase over the batch, phrase->query within each image ------
+        q_emb, q_pid, all_phr = [], [], []
+        phr_index: dict[str, int] = {}
+        p2q_terms = []
+        for b, (qi, ti) in enumerate(last_matches):
+            img_phr: dict[str, list[int]] = {}
+            for q, t in zip(qi.tolist(), ti.tolist()):
+                p = batch.phrases[b][t]
+                if not p:
+                    continue
+                if p not in phr_index:
+                    phr_index[p] = len(all_phr)
+                    all_phr.append(p)
+                q_emb.append(out.class_embed[-1][b, q])
+                q_pid.append(phr_index[p])
+                img_phr.setdefault(p, []).append(q)
+            if img_phr:
+                p2q_terms.append((b, img_phr))
+        if all_phr:
+            pe = phrase_embed(self.encoder, all_phr, self.trainable_text).to(dev)
+            scale = cfg.text_scale
+            loss_q2p = contrastive_text_loss(torch.stack(q_emb), torch.tensor(q_pid, device=dev), pe, scale)
+            p2q = []
+            for b, img_phr in p2q_terms:
+                names = list(img_phr)
+                pos = torch.zeros(len(names), out.class_embed[-1].shape[1], dtype=torch.bool, device=dev)
+                for r, name in enumerate(names):
+                    pos[r, img_phr[name]] = True
+                p2q.append(phrase_to_query_loss(out.class_embed[-1][b], pe[[phr_index[n] for n in names]], pos,
+                                                scale))
+            losses["text"] = w.text * (loss_q2p + torch.stack(p2q).mean())
+        else:
+            losses["text"] = out.class_embed[-1].sum() * 0.0
+
+        # ---- video frame pairs: query features of the same object agree across the two frames --------------
+        track_terms = []
+        qf = out.query_feat_norm
+        for a, b in batch.pairs:
+            (qa, ta), (qb, tb) = last_matches[a], last_matches[b]
+            track_terms.append(pair_embedding_loss(qf[a, qa], batch.instance_ids[a][ta], qf[b, qb],
+                                                   batch.instance_ids[b][tb]))
+        losses["track"] = w.track * (torch.stack(track_terms).mean() if track_terms else qf.sum() * 0.0)
+
+        # ---- prompt queries (points / boxes sampled from ground truth), deep supervision ---------------------
+        valid = batch.prompt_target >= 0
+        if valid.any():
+            pout = head.forward_prompts(mask_features, memory, batch.prompt_boxes.to(dev), batch.image_size,
+                                        all_layers=True)
+            bi, pi = valid.nonzero(as_tuple=True)
+            ti = batch.prompt_target[bi, pi]
+            p_labels = torch.stack([labels[b][t] for b, t in zip(bi.tolist(), ti.tolist())])
+            p_masks = torch.stack([masks[b][t] for b, t in zip(bi.tolist(), ti.tolist())])
+            for j in range(len(pout.mask_logits)):
+                cl = classify(pout.class_embed[j][bi, pi], text, self.logit_scale)
+                lj = prompt_losses(cl, pout.mask_logits[j][bi, pi], pout.iou_logits[j][bi, pi], p_labels, p_masks,
+                                   w, cfg.num_points, self.gen)
+                for k, v in lj.items():
+                    losses[k] = losses.get(k, 0.0) + v
+        total = sum(losses.values())
+        stats = {k: float(v.detach()) for k, v in losses.items()}
+        stats["n_matched"] = float(sum(len(q) for q, _ in last_matches))
+        return StepOutput(losses, total, stats)
+
+
+__all__ = ["CoTrainingLoss", "StepOutput", "class_text_embed", "phrase_embed"]

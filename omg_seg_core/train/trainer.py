@@ -1,0 +1,240 @@
+"""The training loop of `omg-seg-train`: optimiser, schedule, resumable checkpoints, validation, progress.
+
+Determinism: every random choice derives from `cfg.seed` (torch / numpy generators whose states are saved in the
+checkpoint), and the data of iteration i depends only on (data seed, i), so a resumed run continues exactly where
+the interrupted one was. Checkpoints (`<out_dir>/last.pt`) are written atomically (temp file + rename) every
+`ckpt_every_s` seconds, at validation and at the end; `--resume` continues from them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..config import ModelConfig, get_model_config
+from ..model.checkpoint import load_model, save_checkpoint
+from ..model.omg_seg import OMGSeg, build_model
+from ..text import make_text_encoder
+from ..text.sentence_text import TextProjection
+from ..text.vocabulary import Vocabulary
+from .config import TrainConfig
+from .data import collate
+from .sources import BatchSampler, make_source
+from .step import CoTrainingLoss
+
+log = logging.getLogger(__name__)
+TRAIN_STATE_FORMAT = "omg_seg_train_state/1"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def build_train_model(cfg: TrainConfig) -> tuple[OMGSeg, dict[str, Any]]:
+    """The model to train: a config name (fresh head, pretrained backbone) or `init_checkpoint` weights.
+    A MiniLM model gets a learned `text_projection` submodule (stored with the model's state_dict)."""
+    if cfg.init_checkpoint:
+        model, meta = load_model(cfg.init_checkpoint if Path(cfg.init_checkpoint).suffix == ".pth"
+                                 and cfg.model in ("", None) else cfg.model, weights=cfg.init_checkpoint)
+    else:
+        mcfg = get_model_config(cfg.model)
+        model = build_model(mcfg, pretrained_backbone=True)
+        meta = {}
+    if model.cfg.text_encoder == "minilm_l6" and getattr(model, "text_projection", None) is None:
+        model.text_projection = TextProjection(model.cfg.class_embed_dim)
+    if hasattr(model.backbone, "frozen_stages") and not cfg.freeze_backbone:
+        model.backbone.frozen_stages = cfg.frozen_stages
+        model.backbone.train()
+    if cfg.freeze_backbone:
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+    return model, meta
+
+
+def lr_factor(it: int, warmup: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the base learning rate."""
+    if it < warmup:
+        return (it + 1) / max(warmup, 1)
+    t = min(1.0, (it - warmup) / max(total - warmup, 1))
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t))
+
+
+class Trainer:
+    """Owns model, optimiser, data and loss; `run()` trains to `cfg.optim.iters` or `cfg.max_minutes`."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
+        self.cfg = cfg
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        self.device = torch.device(cfg.device)
+        self.out_dir = Path(cfg.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.model, _ = build_train_model(cfg)
+        self.model.to(self.device)
+        self.source = make_source(cfg.data)
+        self.vocab: Vocabulary = self.source.vocabulary
+        trainable_text = getattr(self.model, "text_projection", None) is not None
+        self.encoder = make_text_encoder(self.model.cfg.text_encoder, self.model)
+        self.loss = CoTrainingLoss(cfg.loss, self.vocab, self.encoder, trainable_text, self.model.cfg.logit_scale,
+                                   seed=cfg.seed)
+        self.sampler = BatchSampler(self.source, cfg.data, cfg.optim.batch_size, seed=cfg.seed)
+        bb = [p for p in self.model.backbone.parameters() if p.requires_grad]
+        bb_ids = {id(p) for p in bb}
+        rest = [p for p in self.model.parameters() if p.requires_grad and id(p) not in bb_ids]
+        groups = [{"params": rest, "lr_mult": 1.0}]
+        if bb:
+            groups.append({"params": bb, "lr_mult": cfg.optim.backbone_lr_mult})
+        self.opt = torch.optim.AdamW(groups, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                                     foreach=True)  # the per-tensor loop is several times slower on CPU
+        self.it = 0
+        self.elapsed_s = 0.0      # training wall time over all resumed segments
+        self.history: list[dict[str, float]] = []
+        if resume and (self.out_dir / "last.pt").exists():
+            self.load_state(self.out_dir / "last.pt")
+
+    # ---- checkpoints -------------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"format": TRAIN_STATE_FORMAT, "train_config": self.cfg.to_dict(), "model_config": self.model.cfg.to_dict(),
+                "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "iter": self.it,
+                "elapsed_s": self.elapsed_s, "history": self.history[-2000:],
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                        "loss_gen": self.loss.gen.get_state(), "sampler": self.sampler.state_dict()},
+                "vocabulary": self.vocab.to_dict()}
+
+    def save_state(self, path: Optional[Path] = None) -> Path:
+        path = Path(path or self.out_dir / "last.pt")
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load_state(self, path: Path) -> None:
+        st = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(st, dict) or st.get("format") != TRAIN_STATE_FORMAT:
+            raise ValueError(f"{path}: not an omg-seg training state (field 'format' is "
+                             f"{st.get('format') if isinstance(st, dict) else type(st).__name__!r})")
+        if st["model_config"] != self.model.cfg.to_dict():
+            diff = {k: (v, self.model.cfg.to_dict().get(k)) for k, v in st["model_config"].items()
+                    if self.model.cfg.to_dict().get(k) != v}
+            raise ValueError(f"{path}: field 'model_config' differs from this run's model: {diff}")
+        self.model.load_state_dict(st["model"], strict=True)
+        self.opt.load_state_dict(st["optimizer"])
+        self.it = int(st["iter"])
+        self.elapsed_s = float(st.get("elapsed_s", 0.0))
+        self.history = list(st.get("history", []))
+        rng = st["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.loss.gen.set_state(rng["loss_gen"])
+        self.sampler.load_state_dict(rng["sampler"])
+        log.info("resumed %s at iteration %d (%.1f min trained)", path, self.it, self.elapsed_s / 60)
+
+    def export(self, path: Path, half: bool = True, meta: Optional[dict[str, Any]] = None) -> Path:
+        """Write the shipped format (`model/checkpoint.py`: {"format": "omg_seg_ros/1", ...})."""
+        m = {"trained_iters": self.it, "train_wall_s": round(self.elapsed_s, 1), "seed": self.cfg.seed,
+             "train_config": self.cfg.to_dict(), **(meta or {})}
+        return save_checkpoint(path, self.model, self.vocab.to_dict(), meta=m, half=half)
+
+    # ---- loop --------------------------------------------------------------------------------------------------
+    def set_lr(self) -> float:
+        f = lr_factor(self.it, self.cfg.optim.warmup_iters, self.cfg.optim.iters)
+        for g in self.opt.param_groups:
+            g["lr"] = self.cfg.optim.lr * f * g["lr_mult"]
+        return self.cfg.optim.lr * f
+
+    def train_step(self) -> dict[str, float]:
+        self.model.train()
+        samples, pairs = self.sampler.batch(self.it)
+        batch = collate(samples, pairs, self.cfg.loss.prompts_per_image, self.cfg.loss.click_fraction,
+                        self.sampler.rng_for(self.it, "prompts"), self.model.cfg.pad_size_divisor)
+        batch.images = batch.images.to(self.device)
+        batch.masks = [m.to(self.device) for m in batch.masks]
+        batch.labels = [l.to(self.device) for l in batch.labels]
+        batch.instance_ids = [i.to(self.device) for i in batch.instance_ids]
+        lr = self.set_lr()
+        out = self.loss(self.model, batch)
+        if not torch.isfinite(out.total):
+            raise FloatingPointError(f"iteration {self.it}: non-finite loss {out.stats}")
+        self.opt.zero_grad(set_to_none=True)
+        out.total.backward()
+        gn = torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]],
+                                            self.cfg.optim.grad_clip)
+        self.opt.step()
+        stats = dict(out.stats, total=float(out.total.detach()), lr=lr, grad_norm=float(gn), iter=self.it,
+                     skipped=float(self.sampler.skipped))
+        self.it += 1
+        return stats
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean loss terms over the fixed validation batches (same data every time, so curves are comparable)."""
+        self.model.eval()
+        gen_state = self.loss.gen.get_state()
+        self.loss.gen.manual_seed(12345)
+        acc: dict[str, float] = {}
+        batches = self.sampler.val_batches()
+        for samples in batches:
+            batch = collate(samples, [], self.cfg.loss.prompts_per_image, self.cfg.loss.click_fraction,
+                            np.random.default_rng(0), self.model.cfg.pad_size_divisor)
+            batch.images = batch.images.to(self.device)
+            batch.masks = [m.to(self.device) for m in batch.masks]
+            batch.labels = [l.to(self.device) for l in batch.labels]
+            out = self.loss(self.model, batch)
+            for k, v in out.stats.items():
+                acc[k] = acc.get(k, 0.0) + v / len(batches)
+            acc["total"] = acc.get("total", 0.0) + float(out.total) / len(batches)
+        self.loss.gen.set_state(gen_state)
+        return {f"val_{k}": v for k, v in acc.items()}
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        t_start = time.time()
+        base_elapsed = self.elapsed_s
+        last_ckpt = time.time()
+        log_path = self.out_dir / "log.jsonl"
+        bar = tqdm(total=cfg.optim.iters, initial=self.it, desc="omg-seg-train", dynamic_ncols=True)
+        stop_reason = "iters"
+        while self.it < cfg.optim.iters:
+            stats = self.train_step()
+            self.elapsed_s = base_elapsed + time.time() - t_start
+            stats["elapsed_s"] = self.elapsed_s
+            self.history.append({k: round(v, 5) for k, v in stats.items()})
+            bar.update(1)
+            if self.it % cfg.log_every == 0 or self.it == 1:
+                bar.set_postfix(loss=f"{stats['total']:.3f}", lr=f"{stats['lr']:.1e}")
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(stats) + "\n")
+            if cfg.val_every and self.it % cfg.val_every == 0:
+                v = self.validate()
+                v["iter"] = self.it
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(v) + "\n")
+                bar.write(f"[val @ {self.it}] " + " ".join(f"{k}={x:.3f}" for k, x in v.items() if k != "iter"))
+                self.save_state()
+                last_ckpt = time.time()
+            if time.time() - last_ckpt >= cfg.ckpt_every_s:
+                self.save_state()
+                last_ckpt = time.time()
+            if cfg.max_minutes and self.elapsed_s >= cfg.max_minutes * 60:
+                stop_reason = "max_minutes"
+                break
+        bar.close()
+        self.save_state()
+        return {"iters": self.it, "elapsed_s": self.elapsed_s, "stop": stop_reason,
+                "skipped_samples": self.sampler.skipped}
+
+
+__all__ = ["Trainer", "build_train_model", "lr_factor", "seed_everything", "TRAIN_STATE_FORMAT"]
