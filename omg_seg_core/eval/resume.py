@@ -22,7 +22,8 @@ class Run:
         self.frames_done = 0      # frames of the source consumed (the next frame index to process)
         self.complete = False
         self.ev: Optional[Evaluation] = None
-        self.video: Any = None
+        self.video: Any = None                # tracking.VideoEvaluator (--video)
+        self.stq: Any = None                  # stq.STQEvaluator (--video)
         self.tracker: Any = None
         self.classes: Optional[tuple[list[str], list[bool]]] = None
         self.examples: dict[str, str] = {}   # first example of every skip reason

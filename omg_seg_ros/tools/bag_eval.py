@@ -28,6 +28,7 @@ from omg_seg_core.eval.report import overlay_thumbnail, write_report
 from omg_seg_core.eval.coco_source import coco_frames
 from omg_seg_core.eval.resume import Run, load_state, save_state
 from omg_seg_core.eval.runner import Evaluation, SourceFrame, segments_from_gt
+from omg_seg_core.eval.stq import track_id_map
 from omg_seg_core.structures import Segments
 from omg_seg_ros.tools import bagio
 from omg_seg_ros.tools.bag_source import bag_frames
@@ -204,6 +205,7 @@ def process(ctx: Context, run: Run, f: SourceFrame) -> None:
         g = segments_from_gt(gt, ev.class_names, ev.is_thing)
         g = g.select(~g.is_thing | (g.track_ids > 0))  # crowd regions have no identity to track
         run.video.add_frame(g, out["panoptic"])
+        run.stq.add_frame(gt.semantic, gt.instance_ids, out["panoptic"].semantic_map(), track_id_map(out["panoptic"]))
     if ctx.writer is not None:
         write_result(ctx, f, out["panoptic"], out["semantic"], ev.class_names)
 
@@ -269,14 +271,19 @@ def main(argv: Optional[list[str]] = None) -> int:
                 if a.video:
                     from omg_seg_core.eval.tracking import VideoEvaluator
 
+                    from omg_seg_core.eval.stq import STQEvaluator
+
                     run.video = VideoEvaluator(ctx.classmap.names, ctx.classmap.is_thing)
                     run.video.start_sequence()
+                    run.stq = STQEvaluator(ctx.classmap.names, ctx.classmap.is_thing)
+                    run.stq.start_sequence()
                     if ctx.tracker_factory is not None:
                         run.tracker = ctx.tracker_factory()
             bar.update(1)
             if run.video is not None and f.sequence != run.sequence:  # dataset video boundary
                 run.sequence = f.sequence
                 run.video.start_sequence()
+                run.stq.start_sequence()
                 if run.tracker is not None:
                     run.tracker.reset("new sequence")
             for reason, example in f.skips:
@@ -311,7 +318,7 @@ def finish(a: argparse.Namespace, run: Run, meta: dict, stream_skips: Counter, e
     res["skipped"] = {**res["skipped"], **dict(stream_skips)}
     if run.video is not None:
         try:
-            res["tracking"] = run.video.evaluate()
+            res["tracking"] = {**run.video.evaluate(), **run.stq.evaluate()}
         except (RuntimeError, ValueError) as e:
             res["tracking"] = {"error": str(e)}
     meta["errors"] = errors or "none"

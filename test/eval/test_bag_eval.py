@@ -182,6 +182,7 @@ def test_video_mode_tracking_metrics_on_recorded_ids(tmp_path: Path) -> None:
     tr = rep["results"]["tracking"]
     assert rc == 0 and tr["IDSW"] == 0 and tr["gt_tracks"] == tr["pred_tracks"] > 1
     assert tr["IDF1"] == pytest.approx(1.0) and tr["HOTA"] == pytest.approx(1.0) and tr["vpq"] == pytest.approx(1.0)
+    assert tr["stq"] == pytest.approx(1.0) and tr["aq"] == pytest.approx(1.0)
 
     def swap_last(i: int, topic: str, msg):
         if i == 5 and topic == PRED:
@@ -193,6 +194,7 @@ def test_video_mode_tracking_metrics_on_recorded_ids(tmp_path: Path) -> None:
     tr = rep["results"]["tracking"]
     assert tr["IDSW"] == 2 and tr["IDF1"] < 1.0 and tr["vpq"] < 1.0
     assert tr["per_window"]["1"]["vpq"] == 1.0 and tr["per_window"]["5"]["things"] < 1.0
+    assert tr["aq"] < 1.0 and tr["sq"] == 1.0 and tr["stq"] == pytest.approx(tr["aq"] ** 0.5)
     assert rep["results"]["panoptic"]["all"]["pq"] == 1.0  # per-frame PQ does not see identities
 
 
