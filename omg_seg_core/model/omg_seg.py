@@ -39,6 +39,12 @@ class OMGSeg(nn.Module):
         self.backbone = backbone
         self.pixel_decoder = build_pixel_decoder(cfg)
         self.head = OMGSegHead(cfg)
+        # The small model classifies with MiniLM + a LEARNED projection (text/sentence_text.py); the projection is
+        # part of the model so its weights travel in our checkpoints (keys text_projection.*).
+        if cfg.text_encoder == "minilm_l6":
+            from ..text.sentence_text import TextProjection
+
+            self.text_projection = TextProjection(cfg.class_embed_dim)
 
     # ---- pieces ----------------------------------------------------------------------------------------------
     def _check_image(self, image: torch.Tensor) -> None:
