@@ -113,6 +113,19 @@ def fingerprint(a: argparse.Namespace, values: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def weights_used(values: dict) -> str:
+    """The checkpoint the run used, in words for the report (an untrained model is said so plainly)."""
+    from omg_seg_core.config import default_checkpoint_path, get_model_config
+
+    if values.get("weights"):
+        return str(values["weights"])
+    try:
+        shipped = default_checkpoint_path(get_model_config(values.get("model", "omg_seg_tiny")).name)
+    except KeyError:
+        shipped = None
+    return str(shipped) if shipped else "NONE: untrained model with random weights (--allow-random-weights)"
+
+
 class Context:
     """Per-run objects that are rebuilt on every start: predictor, class map, result bag writer."""
 
@@ -242,7 +255,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return fail(a.out, meta, str(e))
     meta.update(topics_meta)
     ctx = Context(a, values)
-    meta.update(model=values.get("model", "omg_seg_tiny"), weights=values.get("weights") or "(shipped default)",
+    meta.update(model=values.get("model", "omg_seg_tiny"), weights=weights_used(values),
                 vocabulary=values.get("vocabulary_file") or "(checkpoint's)",
                 backend=values.get("backend", "torch"), device=values.get("device", "cpu"))
     if a.predictions_topic:

@@ -27,6 +27,7 @@ def test_make_bag_then_eval_with_model(tmp_path: Path) -> None:
     assert rc == 0
     rep = json.loads((out / "report.json").read_text())
     r = rep["results"]
+    assert ("untrained" in rep["meta"]["weights"]) == bool(weights)  # the report says which weights were used
     assert r["frames_evaluated"] == 3 and r["frames_with_ground_truth"] == 3 and r["skipped"] == {}
     for stage in ("preprocess", "image_graph", "panoptic", "instances", "semantic", "prompt", "tracker", "total",
                   "node_frame"):
