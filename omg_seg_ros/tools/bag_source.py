@@ -114,8 +114,11 @@ def bag_frames(reader: Any, a: Any, stream_skips: Counter, errors: list[str]) ->
 
     meta = {"image_topic": topics.image, "gt_topics": dict(topics.gt), "label_info_topic": topics.label_info,
             "image_messages_in_bag": total}
-    if not topics.gt:
+    if not topics.gt.keys() - {"prediction", "prompts"}:
         meta["note"] = "no ground-truth topics found: latency only"
+    elif "semantic" in topics.gt and "instances" not in topics.gt:
+        meta["note"] = ("no instance ground truth (<ns>/gt/instance_ids): mIoU only; PQ, mask AP and tracking need "
+                        "instance ids")
     return source, total, meta
 
 
