@@ -165,20 +165,16 @@ def pair_embedding_loss(emb_a: torch.Tensor, ids_a: torch.Tensor, emb_b: torch.T
 
 
 
-def phrase_to_query_loss(class_embed: torch.Tensor, phrase_embed: torch.Tensor, positives: torch.Tensor,
-                         scale: float) -> torch.Tensor:
-    """What `text()` does at inference, as a loss: each phrase must pick (softmax over ALL Q queries of its image,
-    including unmatched ones) a query matched to an object the phrase describes.
-
-    class_embed [Q, E], phrase_embed [U, E] (both L2-normalised); positives bool [U, Q] (>= 1 True per row).
-    """
-    if phrase_embed.shape[0] == 0:
-        return class_embed.sum() * 0.0
-    logits = scale * phrase_embed.float() @ class_embed.float().T
-    pos = torch.where(positives, logits, torch.full_like(logits, -1e4))
-    return (torch.logsumexp(logits, 1) - torch.logsumexp(pos, 1)).mean()
+def referring_retrieval_loss(query_scores: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """Top-1 retrieval as a loss: `query_scores` [U, Q] are the per-query scores `text()` ranks by (here the log
+    probability of the phrase class, see text/query.py); softmax over ALL Q queries of the image (unmatched ones
+    included) must pick a query matched to an object the phrase describes. positives bool [U, Q], >= 1 per row."""
+    if query_scores.shape[0] == 0:
+        return query_scores.sum() * 0.0
+    pos = torch.where(positives, query_scores, torch.full_like(query_scores, -1e4))
+    return (torch.logsumexp(query_scores, 1) - torch.logsumexp(pos, 1)).mean()
 
 
 __all__ = ["LossWeights", "set_losses", "prompt_losses", "contrastive_text_loss", "pair_embedding_loss",
-           "phrase_to_query_loss",
+           "referring_retrieval_loss",
            "point_mask_losses", "sample_uncertain_points", "dice_loss", "bce_loss"]

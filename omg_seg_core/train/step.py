@@ -16,8 +16,9 @@ from ..model.heads import classify
 from ..text.vocabulary import VILD_TEMPLATES, Vocabulary, embed_synonyms
 from .config import LossConfig
 from .data import Batch
-from .losses import (LossWeights, contrastive_text_loss, pair_embedding_loss, phrase_to_query_loss,
-                     prompt_losses, set_losses)
+from ..text.query import extract_phrase
+from .losses import (LossWeights, contrastive_text_loss, pair_embedding_loss, prompt_losses,
+                     referring_retrieval_loss, set_losses)
 from .matcher import HungarianMatcher, MatcherWeights
 
 
@@ -40,10 +41,20 @@ def class_text_embed(encoder, vocab: Vocabulary, trainable: bool) -> torch.Tenso
 
 
 def phrase_embed(encoder, phrases: list[str], trainable: bool) -> torch.Tensor:
-    """Referring phrases -> [U, E] L2-normalised."""
-    if trainable:
-        return torch.nn.functional.normalize(encoder.encode_train(phrases), dim=-1)
-    return encoder.encode(phrases)
+    """Referring phrases (already through `extract_phrase`) -> [U, E], embedded exactly as the predictor's
+    `text()` does: one synonym through the 14 ViLD templates (`embed_synonyms`)."""
+    enc = _GradEncoder(encoder) if trainable else encoder
+    return embed_synonyms(enc, [[p] for p in phrases], VILD_TEMPLATES)[:, 0]
+
+
+def clean_phrase(p: str) -> str:
+    """The phrase `text()` would embed for request `p` ("" when nothing is left)."""
+    if not p:
+        return ""
+    try:
+        return extract_phrase(p)
+    except ValueError:
+        return ""
 
 
 @dataclass
@@ -100,14 +111,16 @@ class CoTrainingLoss(nn.Module):
                 losses[k] = losses.get(k, 0.0) + v
             last_matches = matches
 
-        # ---- referring text (last layer): query->phrase over the batch, phrase->query within each image ------
+        # ---- referring text (last layer): query->phrase over the batch (attributes), and per image the ranking
+        # text() uses: log p(phrase) from a softmax over [vocabulary (minus a class equal to the phrase), phrase,
+        # no-object] for every query, softmax over queries -> the matched query must come first ---------------
         q_emb, q_pid, all_phr = [], [], []
         phr_index: dict[str, int] = {}
-        p2q_terms = []
+        per_image = []
         for b, (qi, ti) in enumerate(last_matches):
             img_phr: dict[str, list[int]] = {}
             for q, t in zip(qi.tolist(), ti.tolist()):
-                p = batch.phrases[b][t]
+                p = clean_phrase(batch.phrases[b][t])
                 if not p:
                     continue
                 if p not in phr_index:
@@ -117,20 +130,24 @@ class CoTrainingLoss(nn.Module):
                 q_pid.append(phr_index[p])
                 img_phr.setdefault(p, []).append(q)
             if img_phr:
-                p2q_terms.append((b, img_phr))
+                per_image.append((b, img_phr))
         if all_phr:
             pe = phrase_embed(self.encoder, all_phr, self.trainable_text).to(dev)
-            scale = cfg.text_scale
-            loss_q2p = contrastive_text_loss(torch.stack(q_emb), torch.tensor(q_pid, device=dev), pe, scale)
-            p2q = []
-            for b, img_phr in p2q_terms:
-                names = list(img_phr)
-                pos = torch.zeros(len(names), out.class_embed[-1].shape[1], dtype=torch.bool, device=dev)
-                for r, name in enumerate(names):
-                    pos[r, img_phr[name]] = True
-                p2q.append(phrase_to_query_loss(out.class_embed[-1][b], pe[[phr_index[n] for n in names]], pos,
-                                                scale))
-            losses["text"] = w.text * (loss_q2p + torch.stack(p2q).mean())
+            loss_q2p = contrastive_text_loss(torch.stack(q_emb), torch.tensor(q_pid, device=dev), pe, cfg.text_scale)
+            syns = self.vocab.synonyms()
+            rows, pos_rows = [], []
+            for b, img_phr in per_image:
+                ce = out.class_embed[-1][b]
+                for name, qs in img_phr.items():
+                    dup = next((i for i, s in enumerate(syns) if name in s), None)
+                    voc = text if dup is None else torch.cat([text[:dup], text[dup + 1:]])
+                    t_all = torch.cat([voc, pe[phr_index[name]].reshape(1, 1, -1).expand(1, voc.shape[1], -1)])
+                    rows.append(torch.log_softmax(classify(ce, t_all, self.logit_scale), -1)[:, -2])
+                    pos = torch.zeros(ce.shape[0], dtype=torch.bool, device=dev)
+                    pos[qs] = True
+                    pos_rows.append(pos)
+            loss_ret = referring_retrieval_loss(torch.stack(rows), torch.stack(pos_rows))
+            losses["text"] = w.text * (loss_q2p + loss_ret)
         else:
             losses["text"] = out.class_embed[-1].sum() * 0.0
 
