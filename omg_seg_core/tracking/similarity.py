@@ -1,9 +1,10 @@
 """Vectorised similarity terms shared by the tracker and the target manager.
 
-Masks are compared on a coarse grid (every `stride`-th pixel) rather than at full resolution: the IoU of two
-masks is estimated from the same sample points, which is unbiased and costs N*M*G multiply-adds with G about
-64x48, so 50 x 50 segments take well under a millisecond. Masks too small to be hit by enough grid points
-fall back to box IoU (computed exactly from the boxes).
+Masks are compared on a coarse grid (every `stride`-th pixel, about `iou_grid` samples along the long side)
+rather than at full resolution: the IoU of two masks is estimated from the same sample points, which is
+unbiased. Sampled masks are bit-packed (uint64 words) and intersections are popcounts, computed only for pairs
+whose boxes overlap (the rest have IoU 0), so 50 x 50 segments take a fraction of a millisecond. Masks hit by
+fewer than MIN_GRID_SAMPLES grid points fall back to box IoU (computed exactly from the boxes).
 """
 from __future__ import annotations
 
@@ -20,20 +21,66 @@ def grid_stride(image_size: tuple[int, int], iou_grid: int) -> int:
     return max(1, math.ceil(max(image_size) / float(iou_grid)))
 
 
-def grid_masks(masks: np.ndarray, stride: int) -> np.ndarray:
-    """bool [N, H, W] -> float32 [N, G] sampled at the centre of each stride x stride cell."""
-    off = stride // 2
-    sub = masks[:, off::stride, off::stride]
-    return sub.reshape(sub.shape[0], -1).astype(np.float32)
+class GridSampler:
+    """Samples bool masks [N, H, W] of one image size at the centres of stride x stride cells and bit-packs them.
+
+    `sample(masks, boxes) -> (packed uint64 [N, W64], counts int64 [N])`; counts = sampled pixels inside.
+    Only the grid cells inside each mask's box are read (boxes are tight by the `Segments` contract), so the
+    cost scales with object area instead of N x H x W (0.1 ms instead of about 1 ms for 50 masks at 640x480).
+    """
+
+    def __init__(self, image_size: tuple[int, int], iou_grid: int) -> None:
+        h, w = (int(v) for v in image_size)
+        self.image_size = (h, w)
+        self.stride = grid_stride((h, w), iou_grid)
+        self.offset = self.stride // 2
+        self.shape = (len(range(self.offset, h, self.stride)), len(range(self.offset, w, self.stride)))
+        self.num_samples = self.shape[0] * self.shape[1]
+
+    def _cells(self, lo: np.ndarray, hi: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
+        """Grid cells c whose sample pixel offset + c * stride lies in [lo, hi)."""
+        s, off = self.stride, self.offset
+        c0 = np.clip(-(-(lo - off) // s), 0, n_cells)
+        c1 = np.clip(-(-(hi - off) // s), 0, n_cells)
+        return c0, c1
+
+    def sample(self, masks: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = masks.shape[0]
+        if masks.shape[1:] != self.image_size:
+            raise ValueError(f"GridSampler for {self.image_size} got masks of {masks.shape[1:]}")
+        gh, gw = self.shape
+        s, off = self.stride, self.offset
+        b = np.floor(np.asarray(boxes, np.float64).reshape(n, 4)).astype(np.int64)
+        c0, c1 = self._cells(b[:, 0], b[:, 2], gw)
+        r0, r1 = self._cells(b[:, 1], b[:, 3], gh)
+        grid = np.zeros((n, gh, gw), bool)
+        for i in np.flatnonzero((r1 > r0) & (c1 > c0)):
+            grid[i, r0[i]:r1[i], c0[i]:c1[i]] = masks[i, off + r0[i] * s:off + r1[i] * s:s,
+                                                      off + c0[i] * s:off + c1[i] * s:s]
+        bits = np.packbits(grid.reshape(n, gh * gw), axis=1)
+        pad = (-bits.shape[1]) % 8
+        if pad:
+            bits = np.pad(bits, ((0, 0), (0, pad)))
+        packed = np.ascontiguousarray(bits).view(np.uint64)
+        return packed, np.bitwise_count(packed).sum(1, dtype=np.int64)
 
 
-def grid_mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of grid masks a [N, G] and b [M, G] (float 0/1) -> float32 [N, M]; 0 where the union is empty."""
-    if a.shape[0] == 0 or b.shape[0] == 0:
-        return np.zeros((a.shape[0], b.shape[0]), np.float32)
-    inter = a @ b.T
-    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+def packed_iou(pa: np.ndarray, ca: np.ndarray, boxes_a: np.ndarray, pb: np.ndarray, cb: np.ndarray,
+               boxes_b: np.ndarray) -> np.ndarray:
+    """IoU [N, M] of packed grid masks (pa, counts ca, boxes_a [N, 4]) vs (pb, cb, boxes_b [M, 4]).
+
+    Only pairs whose boxes overlap are intersected; pairs where either mask has < MIN_GRID_SAMPLES samples
+    use box IoU instead.
+    """
+    biou = box_iou(boxes_a, boxes_b)
+    iou = np.zeros(biou.shape, np.float32)
+    r, c = np.nonzero(biou > 0)
+    if r.size:
+        inter = np.bitwise_count(pa[r] & pb[c]).sum(1, dtype=np.int64)
+        union = ca[r] + cb[c] - inter
+        iou[r, c] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    small = (ca < MIN_GRID_SAMPLES)[:, None] | (cb < MIN_GRID_SAMPLES)[None, :]
+    return np.where(small, biou, iou).astype(np.float32)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -48,17 +95,6 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
-
-
-def mask_iou(grid_a: np.ndarray, boxes_a: np.ndarray, grid_b: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Grid-mask IoU [N, M], with box IoU for pairs where either mask has < MIN_GRID_SAMPLES grid samples."""
-    iou = grid_mask_iou(grid_a, grid_b)
-    small_a = grid_a.sum(1) < MIN_GRID_SAMPLES
-    small_b = grid_b.sum(1) < MIN_GRID_SAMPLES
-    if small_a.any() or small_b.any():
-        small = small_a[:, None] | small_b[None, :]
-        iou = np.where(small, box_iou(boxes_a, boxes_b), iou)
-    return iou
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
@@ -77,5 +113,4 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a @ b.T).astype(np.float32)
 
 
-__all__ = ["grid_stride", "grid_masks", "grid_mask_iou", "box_iou", "mask_iou", "normalize_rows", "cosine",
-           "MIN_GRID_SAMPLES"]
+__all__ = ["grid_stride", "GridSampler", "packed_iou", "box_iou", "normalize_rows", "cosine", "MIN_GRID_SAMPLES"]

@@ -36,7 +36,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..structures import Segments
 from .config import TrackerConfig
-from .similarity import cosine, grid_masks, grid_stride, mask_iou, normalize_rows
+from .similarity import GridSampler, cosine, normalize_rows, packed_iou
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ class Target:
     class_name: str
     is_thing: bool
     mask: np.ndarray                         # bool [H, W], last found mask
-    grid_mask: np.ndarray                    # float32 [G]
+    grid_mask: np.ndarray                    # uint64 [W64], packed grid samples (GridSampler); [0] = unknown
+    grid_count: int                          # grid samples inside the mask
     box: np.ndarray                          # float32 [4]
     prompt_embedding: Optional[np.ndarray]   # float32 [D], prompt-query space
     query_embedding: Optional[np.ndarray]    # float32 [D], learned-query space
@@ -81,7 +82,7 @@ class TargetManager:
         self._frame = -1
         self._stamp: Optional[float] = None
         self._size: Optional[tuple[int, int]] = None
-        self._stride = 1
+        self._sampler: Optional[GridSampler] = None
 
     # ------------------------------------------------------------------------------------------ public
     @property
@@ -107,12 +108,13 @@ class TargetManager:
             raise ValueError("TargetManager.register: the segment's mask is empty; nothing to track")
         self._check_size(segments.image_size)
         emb = None if segments.embeddings is None else normalize_rows(segments.embeddings[index:index + 1])[0]
+        packed, counts = self._grid(mask[None], segments.boxes[index:index + 1])
         from_prompt = segments.task == "prompt"
         t = Target(
             target_id=self._next_id, label=label or segments.task or "target",
             class_id=int(segments.class_ids[index]), class_name=segments.class_names[index],
             is_thing=bool(segments.is_thing[index]), mask=mask.copy(),
-            grid_mask=grid_masks(mask[None], self._stride)[0], box=segments.boxes[index].copy(),
+            grid_mask=packed[0], grid_count=int(counts[0]), box=segments.boxes[index].copy(),
             prompt_embedding=emb if from_prompt else None, query_embedding=None if from_prompt else emb,
             linked_track_id=int(segments.track_ids[index]), state=TRACKING,
             last_seen_frame=self._frame, last_seen_stamp=stamp, score=float(segments.scores[index]))
@@ -155,7 +157,7 @@ class TargetManager:
             for t in self._targets:
                 t.state = LOST
                 t.mask = np.zeros(size, bool)
-                t.grid_mask = np.zeros(0, np.float32)
+                t.grid_mask, t.grid_count = np.zeros(0, np.uint64), 0
         self._check_size(size, force=True)
         if stamp is not None and self._stamp is not None and stamp < self._stamp:
             events.append(f"time jumped backwards ({self._stamp:.3f} -> {stamp:.3f} s): target clocks restarted")
@@ -197,19 +199,24 @@ class TargetManager:
     def _check_size(self, size: tuple[int, int], force: bool = False) -> None:
         if self._size is None or force:
             self._size = tuple(size)
-            self._stride = grid_stride(self._size, self.config.iou_grid)
+            self._sampler = GridSampler(self._size, self.config.iou_grid)
         elif tuple(size) != self._size:
             raise ValueError(f"TargetManager: segments are {size} but frames are {self._size}")
 
-    def _similarity(self, t: Target, grid: np.ndarray, box: np.ndarray, emb: Optional[np.ndarray],
-                    space: str, class_id: Optional[int]) -> np.ndarray:
-        """Similarity [M] of target t with M candidates (grid [M, G], box [M, 4], emb [M, D] or None)."""
+    def _grid(self, masks: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._sampler.sample(masks, boxes)
+
+    def _similarity(self, t: Target, grid: tuple[np.ndarray, np.ndarray], box: np.ndarray,
+                    emb: Optional[np.ndarray], space: str, class_id: Optional[int]) -> np.ndarray:
+        """Similarity [M] of target t with M candidates (grid = packed [M, W64] + counts [M], box [M, 4],
+        emb [M, D] or None)."""
         cfg = self.config
-        m = grid.shape[0]
-        num = np.zeros(m, np.float32)
+        packed, counts = grid
+        num = np.zeros(packed.shape[0], np.float32)
         den = 0.0
-        if t.grid_mask.size == grid.shape[1]:  # no IoU term after a resolution change
-            num += cfg.w_iou * mask_iou(t.grid_mask[None], t.box[None], grid, box)[0]
+        if t.grid_mask.size == packed.shape[1]:  # no IoU term after a resolution change
+            num += cfg.w_iou * packed_iou(t.grid_mask[None], np.array([t.grid_count]), t.box[None], packed, counts,
+                                          box)[0]
             den += cfg.w_iou
         own = t.prompt_embedding if space == "prompt" else t.query_embedding
         ref = own if own is not None else (t.query_embedding if space == "prompt" else t.prompt_embedding)
@@ -231,13 +238,13 @@ class TargetManager:
         res = predictor.prompt(boxes=boxes)
         if len(res) != len(active):
             raise RuntimeError(f"predictor.prompt returned {len(res)} results for {len(active)} boxes")
-        grid = grid_masks(res.masks, self._stride)
+        packed, counts = self._grid(res.masks, res.boxes)
         emb = None if res.embeddings is None else normalize_rows(res.embeddings)
         for k, i in enumerate(active):
             if not res.masks[k].any():
                 continue
             t = self._targets[i]
-            sim = float(self._similarity(t, grid[k:k + 1], res.boxes[k:k + 1],
+            sim = float(self._similarity(t, (packed[k:k + 1], counts[k:k + 1]), res.boxes[k:k + 1],
                                          None if emb is None else emb[k:k + 1], "prompt", None)[0])
             if sim >= self.config.target_min_similarity:
                 found[i] = (sim, res.masks[k], res.boxes[k], None if emb is None else emb[k], "prompt", 0)
@@ -247,7 +254,7 @@ class TargetManager:
         if not self._targets or len(seg) == 0:
             return
         cfg = self.config
-        grid = grid_masks(seg.masks, self._stride)
+        grid = self._grid(seg.masks, seg.boxes)
         emb = None if seg.embeddings is None else normalize_rows(seg.embeddings)
         sim = np.zeros((len(self._targets), len(seg)), np.float32)
         ok = np.zeros_like(sim, bool)
@@ -279,7 +286,8 @@ class TargetManager:
     def _accept(self, t: Target, sim: float, mask: np.ndarray, box: np.ndarray, emb: Optional[np.ndarray],
                 space: str, track_id: int, frame_segments: Segments, frame: int, stamp: Optional[float]) -> None:
         t.mask, t.box, t.score = mask.copy(), np.asarray(box, np.float32).copy(), sim
-        t.grid_mask = grid_masks(mask[None], self._stride)[0]
+        packed, counts = self._grid(mask[None], t.box[None])
+        t.grid_mask, t.grid_count = packed[0], int(counts[0])
         if emb is not None:
             attr = "prompt_embedding" if space == "prompt" else "query_embedding"
             old = getattr(t, attr)
@@ -295,7 +303,8 @@ class TargetManager:
 
     def _link(self, t: Target, seg: Segments) -> None:
         """Link t to the frame segment overlapping its mask most (IoU >= LINK_IOU): tracker id + query emb."""
-        iou = mask_iou(t.grid_mask[None], t.box[None], grid_masks(seg.masks, self._stride), seg.boxes)[0]
+        packed, counts = self._grid(seg.masks, seg.boxes)
+        iou = packed_iou(t.grid_mask[None], np.array([t.grid_count]), t.box[None], packed, counts, seg.boxes)[0]
         k = int(np.argmax(iou))
         if iou[k] < LINK_IOU:
             return

@@ -34,7 +34,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..structures import Segments
 from .config import TrackerConfig
-from .similarity import cosine, grid_masks, grid_stride, mask_iou, normalize_rows
+from .similarity import GridSampler, cosine, normalize_rows, packed_iou
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ class Track:
     state: str                     # TENTATIVE | CONFIRMED
     class_id: int
     class_name: str
-    grid_mask: np.ndarray          # float32 [G]
+    grid_mask: np.ndarray          # uint64 [W64], bit-packed mask samples on the IoU grid (GridSampler)
+    grid_count: int                # number of grid samples inside the mask
     box: np.ndarray                # float32 [4] xyxy, last seen
     embedding: Optional[np.ndarray]  # float32 [D] or None
     hits: int                      # number of frames matched
@@ -104,7 +105,7 @@ class Tracker:
         self._frame = -1
         self._stamp: Optional[float] = None
         self._image_size: Optional[tuple[int, int]] = None
-        self._stride: Optional[int] = None
+        self._sampler: Optional[GridSampler] = None
         self._embed_dim: Optional[int] = None
         if reason:
             self.last_events = [f"tracker reset: {reason}"]
@@ -162,18 +163,24 @@ class Tracker:
 
         det_idx = np.flatnonzero(thing & (segments.scores >= cfg.min_score))
         emb = self._embeddings(segments, det_idx)
-        grids = grid_masks(segments.masks[det_idx], self._stride) if det_idx.size else \
-            np.zeros((0, 1), np.float32)
+        # Sample before selecting rows: fancy-indexing the full masks would copy N x H x W bytes.
+        packed, counts = self._sampler.sample(segments.masks, segments.boxes)
+        grids, counts = packed[det_idx], counts[det_idx]
         boxes = segments.boxes[det_idx]
         cls = segments.class_ids[det_idx]
         names = [segments.class_names[i] for i in det_idx]
 
-        matches, unmatched_dets = self._associate(grids, boxes, cls, emb, frame)
+        matches, unmatched_dets = self._associate(grids, counts, boxes, cls, emb, frame)
         det_track: dict[int, Track] = {}
+        self._update_embeddings(matches, emb)
         for ti, di in matches:
             t = self._tracks[ti]
-            self._hit(t, grids[di], boxes[di], None if emb is None else emb[di],
-                      float(segments.scores[det_idx[di]]), frame)
+            t.grid_mask, t.grid_count, t.box = grids[di], int(counts[di]), boxes[di].copy()
+            t.score = float(segments.scores[det_idx[di]])
+            t.hits += 1  # tentative tracks die on their first miss, so their hits are consecutive
+            t.last_frame = frame
+            if t.state == TENTATIVE and t.hits >= cfg.n_init:
+                self._confirm(t)
             det_track[di] = t
         matched_tracks = {ti for ti, _ in matches}
         # Age out unmatched tracks before creating new ones (their embeddings move to the re-id memory).
@@ -193,7 +200,7 @@ class Tracker:
         revived = self._reidentify(unmatched_dets, cls, emb)
         for di in unmatched_dets:
             t = Track(uid=self._new_uid(), track_id=0, state=TENTATIVE, class_id=int(cls[di]),
-                      class_name=names[di], grid_mask=grids[di], box=boxes[di].copy(),
+                      class_name=names[di], grid_mask=grids[di], grid_count=int(counts[di]), box=boxes[di].copy(),
                       embedding=None if emb is None else emb[di], hits=1, first_frame=frame, last_frame=frame,
                       score=float(segments.scores[det_idx[di]]))
             mem = revived.get(di)
@@ -237,7 +244,7 @@ class Tracker:
         self._stamp = stamp if stamp is not None else self._stamp
         if self._image_size is None:
             self._image_size = size
-            self._stride = grid_stride(size, cfg.iou_grid)
+            self._sampler = GridSampler(size, cfg.iou_grid)
         self.last_events = events_out
         return frame
 
@@ -253,15 +260,16 @@ class Tracker:
                              f"{emb.shape[1]} (different model?); call reset() first")
         return emb
 
-    def similarity(self, grids: np.ndarray, boxes: np.ndarray, cls: np.ndarray,
+    def similarity(self, grids: np.ndarray, counts: np.ndarray, boxes: np.ndarray, cls: np.ndarray,
                    emb: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Similarity S [T, N] of live tracks vs detections and the feasibility mask [T, N] (see config doc)."""
         cfg = self.config
         tracks = self._tracks
         t_grid = np.stack([t.grid_mask for t in tracks])
+        t_count = np.array([t.grid_count for t in tracks], np.int64)
         t_box = np.stack([t.box for t in tracks])
         t_cls = np.array([t.class_id for t in tracks], np.int64)
-        num = cfg.w_iou * mask_iou(t_grid, t_box, grids, boxes)
+        num = cfg.w_iou * packed_iou(t_grid, t_count, t_box, grids, counts, boxes)
         den = np.full(num.shape, cfg.w_iou, np.float32)
         agree = t_cls[:, None] == cls[None, :]
         num += cfg.w_class * agree
@@ -281,13 +289,13 @@ class Tracker:
             ok &= agree
         return sim, ok
 
-    def _associate(self, grids: np.ndarray, boxes: np.ndarray, cls: np.ndarray, emb: Optional[np.ndarray],
-                   frame: int) -> tuple[list[tuple[int, int]], list[int]]:
+    def _associate(self, grids: np.ndarray, counts: np.ndarray, boxes: np.ndarray, cls: np.ndarray,
+                   emb: Optional[np.ndarray], frame: int) -> tuple[list[tuple[int, int]], list[int]]:
         """Hungarian matching of live tracks (rows) to detections (cols); returns (track, det) pairs + unmatched."""
         n = grids.shape[0]
         if not self._tracks or n == 0:
             return [], list(range(n))
-        sim, ok = self.similarity(grids, boxes, cls, emb)
+        sim, ok = self.similarity(grids, counts, boxes, cls, emb)
         # Prefer recently seen tracks on (near) ties: a small penalty per frame of absence.
         ages = np.array([t.age(frame) for t in self._tracks], np.float32)
         cost = np.where(ok, 1.0 - sim + 1e-3 * ages[:, None], _FORBIDDEN)
@@ -296,21 +304,17 @@ class Tracker:
         matched = {c for _, c in matches}
         return matches, [d for d in range(n) if d not in matched]
 
-    def _hit(self, t: Track, grid: np.ndarray, box: np.ndarray, emb: Optional[np.ndarray], score: float,
-             frame: int) -> None:
-        cfg = self.config
-        t.grid_mask, t.box, t.score = grid, box.copy(), score
-        if emb is not None:
-            if t.embedding is None:
-                t.embedding = emb
-            else:
-                m = cfg.embedding_momentum
-                e = m * t.embedding + (1.0 - m) * emb
-                t.embedding = e / max(float(np.linalg.norm(e)), 1e-12)
-        t.hits += 1  # tentative tracks die on their first miss, so their hits are consecutive
-        t.last_frame = frame
-        if t.state == TENTATIVE and t.hits >= cfg.n_init:
-            self._confirm(t)
+    def _update_embeddings(self, matches: list[tuple[int, int]], emb: Optional[np.ndarray]) -> None:
+        """EMA of matched tracks' embeddings, batched (one norm for all instead of one per track)."""
+        if emb is None or not matches:
+            return
+        m = self.config.embedding_momentum
+        rows = [(self._tracks[ti], di) for ti, di in matches]
+        old = np.stack([t.embedding if t.embedding is not None else emb[di] for t, di in rows])
+        new = m * old + (1.0 - m) * emb[[di for _, di in rows]]
+        new = normalize_rows(new)
+        for k, (t, _) in enumerate(rows):
+            t.embedding = new[k]
 
     def _confirm(self, t: Track) -> None:
         t.state = CONFIRMED
