@@ -171,14 +171,20 @@ def model_outputs(ctx: Context, run: Run, f: SourceFrame) -> tuple[dict, dict[st
             pts = np.array([b[:2] for k, b, _ in f.gt.prompts if k == "point"], np.float32).reshape(-1, 2)
             bxs = np.array([b for k, b, _ in f.gt.prompts if k == "box"], np.float32).reshape(-1, 4)
             t1 = time.perf_counter()
-            seg = p.prompt(points=pts if len(pts) else None, boxes=bxs if len(bxs) else None)
-            t["prompt"] = (time.perf_counter() - t1) * 1e3
-            # predictor order: points first, then boxes -> back to the recorded order
-            order, ip, ib = [], 0, len(pts)
-            for k, _, _ in f.gt.prompts:
-                order.append(ip if k == "point" else ib)
-                ip, ib = ip + (k == "point"), ib + (k == "box")
-            out["prompt_masks"] = seg.masks[order]
+            try:
+                seg = p.prompt(points=pts if len(pts) else None, boxes=bxs if len(bxs) else None)
+            except ValueError as e:  # e.g. a recorded prompt outside the image: count it, keep the frame
+                run.ev.skip("recorded prompts rejected by the predictor (prompt mIoU skipped for the frame)")
+                run.examples.setdefault("recorded prompts rejected by the predictor (prompt mIoU skipped for the "
+                                        "frame)", f"frame {f.index}: {e}")
+            else:
+                t["prompt"] = (time.perf_counter() - t1) * 1e3
+                # predictor order: points first, then boxes -> back to the recorded order
+                order, ip, ib = [], 0, len(pts)
+                for k, _, _ in f.gt.prompts:
+                    order.append(ip if k == "point" else ib)
+                    ip, ib = ip + (k == "point"), ib + (k == "box")
+                out["prompt_masks"] = seg.masks[order]
         t["total"] = (time.perf_counter() - t0) * 1e3
     if run.tracker is not None:
         t1 = time.perf_counter()
@@ -207,7 +213,13 @@ def process(ctx: Context, run: Run, f: SourceFrame) -> None:
     ev = run.ev
     if f.rgb is None:
         return
-    out, timings = model_outputs(ctx, run, f)
+    try:
+        out, timings = model_outputs(ctx, run, f)
+    except ValueError as e:  # the predictor validates images (size, dtype): a bad frame is counted, not fatal
+        why = "image rejected by the predictor (frame skipped)"
+        ev.skip(why)
+        run.examples.setdefault(why, f"frame {f.index}: {e}")
+        return
     gt = f.gt
     has_instances = gt is not None and gt.instance_ids is not None
     ev.add_frame({"index": f.index, "stamp": f.stamp}, f.rgb, gt,
