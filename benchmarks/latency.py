@@ -129,8 +129,21 @@ def build_predictor(args: argparse.Namespace, device: str, dtype: str):
         from omg_seg_core.text.clip_text import ClipTextEncoder
 
         text_encoder = ClipTextEncoder()  # full-size random CLIP text tower: same cost as the real one
-    p = OMGSegPredictor(model, backend="torch", device=device, dtype=dtype, text_encoder=text_encoder,
-                        vocabulary=args.vocabulary or meta.get("vocabulary") or None)
+    vocab = args.vocabulary or meta.get("vocabulary") or "coco_panoptic"
+    if text_encoder is not None:
+        # A random CLIP text tower gives meaningless embeddings, and running it over 133 classes x synonyms x 14
+        # templates costs minutes on a CPU: use random unit vectors of the same shape (timing is unaffected).
+        from omg_seg_core.text.vocabulary import load_vocabulary
+
+        v = load_vocabulary(vocab)
+        k = max(len(s) for s in v.synonyms())
+        g = torch.Generator().manual_seed(0)
+        emb = torch.nn.functional.normalize(torch.randn(v.num_classes, k, cfg.class_embed_dim, generator=g), dim=-1)
+        p = OMGSegPredictor(model, backend="torch", device=device, dtype=dtype, text_encoder=text_encoder,
+                            vocabulary={"things": ["x"]})
+        p.set_vocabulary(v, embeddings=emb)
+    else:
+        p = OMGSegPredictor(model, backend="torch", device=device, dtype=dtype, vocabulary=vocab)
     return p, weights
 
 

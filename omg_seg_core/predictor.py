@@ -118,9 +118,10 @@ class OMGSegPredictor:
         return self._names
 
     def set_vocabulary(self, things: Union[Sequence[str], str, os.PathLike, dict, Vocabulary],
-                       stuff: Sequence[str] = ()) -> Vocabulary:
+                       stuff: Sequence[str] = (), embeddings: Optional[torch.Tensor] = None) -> Vocabulary:
         """Switch the class list: names (things, stuff), a YAML path / vocabulary name, a dict, or a Vocabulary.
-        Text embeddings come from the on-disk cache or are computed once. Returns the new Vocabulary."""
+        Text embeddings come from the on-disk cache or are computed once; `embeddings` [C, K, E] (L2-normalised,
+        e.g. an official `~/.cache/embd/*.pth` classifier) skips the text tower. Returns the new Vocabulary."""
         t0 = time.perf_counter()
         if isinstance(things, (str, os.PathLike, dict, Vocabulary)):
             if stuff:
@@ -128,7 +129,13 @@ class OMGSegPredictor:
             vocab = load_vocabulary(things)
         else:
             vocab = Vocabulary(tuple(things), tuple(stuff))
-        emb = class_embeddings(self.text_encoder, vocab)
+        if embeddings is None:
+            emb = class_embeddings(self.text_encoder, vocab)
+        else:
+            emb = torch.as_tensor(embeddings).float()
+            if emb.ndim != 3 or emb.shape[0] != vocab.num_classes or emb.shape[2] != self.cfg.class_embed_dim:
+                raise ValueError(f"embeddings must be [{vocab.num_classes}, K, {self.cfg.class_embed_dim}] for this "
+                                 f"vocabulary, got shape {tuple(emb.shape)}")
         self._vocab, self._names = vocab, vocab.display_names
         self._text_embed = emb.to(self.device)
         self._cls_logits = None

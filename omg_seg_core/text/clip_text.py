@@ -75,6 +75,10 @@ class ClipTextEncoder(TextEncoder):
         cfg = dict(d_cfg if text_cfg is None else text_cfg)
         self.tokenizer = get_tokenizer(CLIP_MODEL_NAME)
         self.model = _build_text_tower(self.embed_dim, cfg).eval()
+        m = self.model
+        self._truncatable = (getattr(m, "pool_type", "") == "argmax" and getattr(m, "cls_emb", None) is None
+                             and not getattr(m, "use_pad_mask", False) and getattr(m, "attn_mask", None) is not None
+                             and m.text_projection is not None)
         tag = "random"
         if weights is not None:
             if isinstance(weights, Mapping):
@@ -105,7 +109,17 @@ class ClipTextEncoder(TextEncoder):
 
     def _encode(self, phrases: list[str]) -> torch.Tensor:
         tokens = self.tokenizer(phrases).to(self.device)
-        return self.model(tokens)
+        m = self.model
+        if not self._truncatable:
+            return m(tokens)
+        # Causal attention: the EOT token's output depends only on tokens up to it, so running just the first
+        # max(EOT)+1 positions (about 15 of 77 for template prompts) gives the same embedding ~4x cheaper.
+        eot = tokens.argmax(dim=-1)  # EOT has the highest token id (open_clip pool_type "argmax")
+        n = int(eot.max()) + 1
+        x = m.token_embedding(tokens[:, :n]) + m.positional_embedding[:n]
+        x = m.transformer(x, attn_mask=m.attn_mask[:n, :n])
+        x = m.ln_final(x)[torch.arange(x.shape[0], device=x.device), eot]
+        return m.text_projection(x) if isinstance(m.text_projection, torch.nn.Linear) else x @ m.text_projection
 
 
 def _load_any(path: Path) -> Mapping[str, torch.Tensor]:

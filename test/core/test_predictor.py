@@ -187,6 +187,19 @@ def test_set_vocabulary_switches_classes(predictor):
         p.set_vocabulary(old)
 
 
+def test_set_vocabulary_with_given_embeddings(predictor):
+    p = predictor
+    old = p.vocabulary
+    try:
+        e = torch.nn.functional.normalize(torch.randn(2, 3, TINY.class_embed_dim), dim=-1)
+        p.set_vocabulary(["a", "b"], embeddings=e)
+        assert p.class_names == ["a", "b"] and torch.equal(p._text_embed.cpu(), e)
+        with pytest.raises(ValueError, match=r"\(2, 3, 7\)"):
+            p.set_vocabulary(["a", "b"], embeddings=torch.zeros(2, 3, 7))
+    finally:
+        p.set_vocabulary(old)
+
+
 def test_unknown_backend_and_dtype(predictor):
     from omg_seg_core.predictor import make_backend
     from omg_seg_core.runtime.torch_backend import resolve_dtype
