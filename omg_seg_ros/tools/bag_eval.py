@@ -349,6 +349,8 @@ def finish(a: argparse.Namespace, run: Run, meta: dict, stream_skips: Counter, e
     meta["errors"] = errors or "none"
     meta["skip_examples"] = run.examples
     meta["classes_unknown_to_model"] = run.unknown or "none"
+    nt = sum(run.ev.is_thing)
+    meta["classes"] = f"{len(run.ev.class_names)} ({nt} things, {len(run.ev.class_names) - nt} stuff)"
     paths = write_report(a.out, res, meta, run.ev.latency.samples, run.ev.worst_frames(), run.ev.frames)
     summary(res, errors, paths)
     return 0 if res["frames_evaluated"] else 2
