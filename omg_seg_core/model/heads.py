@@ -24,14 +24,16 @@ def mask_pool(features: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor
     """Average `features` inside each mask (official `mask_pool`).
 
     features [B, C, h, w]; mask_logits [B, Q, h', w'] (resized bilinearly to h x w if needed; pixel in mask when
-    logit > 0). Returns [B, Q, C]; an empty mask gives zeros. The weights are computed in float32 because the
-    official 1e-8 guard underflows in fp16 (0/0 = NaN for empty masks).
+    logit > 0). Returns [B, Q, C] in features' dtype; an empty mask gives zeros. Computed in float32: in fp16
+    the official 1e-8 guard underflows (0/0 = NaN for empty masks) and 1/area weights of large masks are
+    subnormal (few bits of precision).
     """
     if mask_logits.shape[-2:] != features.shape[-2:]:
         mask_logits = F.interpolate(mask_logits, size=features.shape[-2:], mode="bilinear", align_corners=False)
     m = (mask_logits.detach() > 0).float()
-    weights = (m / (m.sum(dim=(-1, -2), keepdim=True) + 1e-8)).to(features.dtype)
-    return torch.matmul(weights.flatten(2), features.flatten(2).transpose(1, 2))
+    weights = m / (m.sum(dim=(-1, -2), keepdim=True) + 1e-8)
+    pooled = torch.matmul(weights.flatten(2), features.float().flatten(2).transpose(1, 2))
+    return pooled.to(features.dtype)
 
 
 def classify(class_embed: torch.Tensor, text_embed: torch.Tensor,
