@@ -126,6 +126,10 @@ def weights_used(values: dict) -> str:
     return str(shipped) if shipped else "NONE: untrained model with random weights (--allow-random-weights)"
 
 
+class SetupError(RuntimeError):
+    """The model or vocabulary cannot be set up from the options (message says which option to fix)."""
+
+
 class Context:
     """Per-run objects that are rebuilt on every start: predictor, class map, result bag writer."""
 
@@ -139,7 +143,7 @@ class Context:
             try:
                 pipe = build_pipeline(values, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
             except ModelLoadError as e:
-                raise SystemExit(f"error: {e}") from None
+                raise SetupError(str(e)) from None
             self.predictor = pipe.predictor
             self.tracker_factory = (lambda: pipe.tracker) if pipe.tracker is not None else None
             vocab = self.predictor.vocabulary
@@ -147,7 +151,7 @@ class Context:
             from omg_seg_core.text.vocabulary import load_vocabulary
 
             if not values.get("vocabulary_file"):
-                raise SystemExit("error: --predictions-topic needs --vocabulary (the node's class list)")
+                raise SetupError("--predictions-topic needs --vocabulary (the node's class list)")
             vocab = load_vocabulary(values["vocabulary_file"])
         self.classmap = ClassMap(list(vocab.names), vocab.num_things)
         self.writer: Optional[bagio.BagWriter] = None
@@ -266,7 +270,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (bagio.BagError, FileNotFoundError, ValueError) as e:
         return fail(a.out, meta, str(e))
     meta.update(topics_meta)
-    ctx = Context(a, values)
+    try:
+        ctx = Context(a, values)
+    except (SetupError, FileNotFoundError) as e:
+        return fail(a.out, meta, str(e))
     meta.update(model=values.get("model", "omg_seg_tiny"), weights=weights_used(values),
                 vocabulary=values.get("vocabulary_file") or "(checkpoint's)",
                 backend=values.get("backend", "torch"), device=values.get("device", "cpu"))

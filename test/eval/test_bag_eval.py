@@ -212,3 +212,13 @@ def test_node_yaml_parameters_and_overrides(tmp_path: Path) -> None:
     assert bag_eval.node_values(bag_eval.parse_args(["bag", "--params", str(y)]))["tracking.enabled"] is False
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         bag_eval.node_values(bag_eval.parse_args(["bag", "--set", "oops"]))
+
+
+def test_missing_weights_and_vocabulary_are_clear_errors(tmp_path: Path, samples: list[Sample], capsys) -> None:
+    bag = write_custom(tmp_path / "bag", samples[:1])
+    rc = bag_eval.main([str(bag), "--out", str(tmp_path / "o1"), "--model", "tiny", "--weights", "/no/such.pth"])
+    assert rc == 2 and "checkpoint '/no/such.pth' not found" in capsys.readouterr().err
+    rep = json.loads((tmp_path / "o1" / "report.json").read_text())
+    assert rep["results"]["frames_evaluated"] == 0 and "not found" in rep["meta"]["error"]
+    rc = bag_eval.main([str(bag), "--out", str(tmp_path / "o2"), "--predictions-topic", PRED])
+    assert rc == 2 and "--predictions-topic needs --vocabulary" in capsys.readouterr().err
