@@ -56,6 +56,26 @@ def classify(class_embed: torch.Tensor, text_embed: torch.Tensor,
     return torch.cat([sim, torch.zeros_like(sim[..., :1])], dim=-1)
 
 
+def open_vocab_ensemble(cls_logits: torch.Tensor, clip_logits: torch.Tensor, seen: torch.Tensor,
+                        valid: torch.Tensor, alpha: float = 0.4, beta: float = 0.8) -> torch.Tensor:
+    """Official `open_voc_inference` geometric ensemble of query and CLIP-region classification.
+
+    cls_logits [..., C+1] (query logits, last = no object); clip_logits [..., C+1] = classify(normalize(
+    region_embed), text_embed) (last column ignored); seen [C] (1 = class seen in training, uses alpha; 0 uses
+    beta); valid [...] (the mask is non-empty at the CLIP feature size; invalid rows fall back to the query
+    probabilities). Returns log-probabilities [..., C+1]: p_c = softmax_c(log(q^(1-a) * k^a)) * (1 - p_void),
+    p_void from softmax(cls_logits), + 1e-8 inside the log (as official).
+    """
+    q = cls_logits[..., :-1].float().softmax(-1)
+    k = clip_logits[..., :-1].float().softmax(-1)
+    seen_f = seen.to(q.device, torch.float32)
+    v = valid.to(q.device, torch.float32)[..., None]
+    a, b = alpha * v, beta * v
+    mixed = (q ** (1 - a) * k ** a).log() * seen_f + (q ** (1 - b) * k ** b).log() * (1 - seen_f)
+    void = F.softmax(cls_logits.float(), dim=-1)[..., -1:]
+    return torch.log(torch.cat([mixed.softmax(-1) * (1.0 - void), void], dim=-1) + 1e-8)
+
+
 def text_embed_from_official_buffer(cls_embed_buffer: torch.Tensor) -> torch.Tensor:
     """Official head buffer [E, C+1, K] (background row last, zeros) -> our [C, K, E] text embeddings."""
     if cls_embed_buffer.dim() != 3:
@@ -63,4 +83,4 @@ def text_embed_from_official_buffer(cls_embed_buffer: torch.Tensor) -> torch.Ten
     return cls_embed_buffer.permute(1, 2, 0)[:-1].contiguous()
 
 
-__all__ = ["mlp3", "mask_pool", "classify", "text_embed_from_official_buffer"]
+__all__ = ["mlp3", "mask_pool", "classify", "open_vocab_ensemble", "text_embed_from_official_buffer"]

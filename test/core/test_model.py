@@ -142,6 +142,27 @@ def test_classify_semantics():
         classify(x, torch.zeros(2, 1, 4))
 
 
+def test_open_vocab_ensemble():
+    """Official open_voc_inference: void probability kept, alpha = 0 / invalid masks give the query probabilities,
+    and a hand-computed two-class case."""
+    from omg_seg_core.model.heads import open_vocab_ensemble
+
+    torch.manual_seed(5)
+    q, k = torch.randn(4, 6), torch.randn(4, 6)
+    seen = torch.tensor([1, 1, 0, 0, 1])
+    out = open_vocab_ensemble(q, k, seen, torch.tensor([True, True, False, True]))
+    p = q.softmax(-1)
+    assert torch.allclose(out.exp()[:, -1], p[:, -1] + 1e-8, atol=1e-6)
+    assert torch.allclose(out.exp()[2], p[2] + 1e-8, atol=1e-6)  # invalid mask -> query probabilities
+    assert torch.allclose(open_vocab_ensemble(q, k, seen, torch.ones(4, dtype=torch.bool), 0.0, 0.0).exp(), p + 1e-8,
+                          atol=1e-6)
+    # two classes, no void mass: q = (0.8, 0.2), k = (0.2, 0.8), seen -> a = 0.5 -> equal mix (0.5, 0.5)
+    ql = torch.tensor([[np.log(0.8), np.log(0.2), -1e4]])
+    kl = torch.tensor([[np.log(0.2), np.log(0.8), 0.0]])
+    two = open_vocab_ensemble(ql, kl, torch.tensor([1, 1]), torch.tensor([True]), alpha=0.5).exp()
+    assert torch.allclose(two, torch.tensor([[0.5, 0.5, 0.0]]), atol=1e-6)
+
+
 def test_input_and_config_errors(tiny):
     with pytest.raises(ValueError, match=r"\(100, 128\)"):
         tiny.forward_image(torch.zeros(1, 3, 100, 128))
