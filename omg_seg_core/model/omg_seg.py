@@ -9,7 +9,7 @@ multiples of 32. Masks come out at stride 4 ([.., Hp/4, Wp/4]); boxes are xyxy i
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import torch
 from torch import nn
