@@ -106,6 +106,8 @@ def fingerprint(a: argparse.Namespace, values: dict) -> str:
         w = None
     if w and Path(w).is_file() and not a.predictions_topic:
         files.append(Path(w))
+    elif not a.predictions_topic:  # an untrained model has new random weights on every start: never resume it
+        values = {**values, "untrained_model_start": time.time_ns()}
     stat = [(str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)) for p in files]
     opts = {k: getattr(a, k) for k in ("image_topic", "gt_ns", "predictions_topic", "stamp_tolerance_ms", "video",
                                         "no_prompts")}
