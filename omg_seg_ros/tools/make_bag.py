@@ -2,7 +2,7 @@
 be tried end to end without a robot. Works without a ROS install (rosbags).
 
 Topics written (namespace `--ns`, default /camera; conventions in docs/evaluation.md):
-  <ns>/image_raw (sensor_msgs/Image rgb8), optionally <ns>/image_raw/compressed (JPEG),
+  <ns>/image_raw (sensor_msgs/Image rgb8), optionally <ns>/image_raw/compressed (JPEG; --compressed-only: only it),
   <ns>/gt/semantic + <ns>/gt/instance_ids (mono16), <ns>/gt/label_info (vision_msgs/LabelInfo, latched),
   optionally <ns>/gt/segments (omg_seg_msgs/SegmentArray) and <ns>/gt/prompts (vision_msgs/Detection2DArray).
 Stamps start at 1,700,000,000 s and advance 100 ms per frame (10 Hz); receive time = stamp.
@@ -120,6 +120,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--size", type=parse_size, default=(320, 240), help="WxH (default 320x240)")
     ap.add_argument("--video", action="store_true", help="one moving sequence (persistent instance ids)")
     ap.add_argument("--compressed", action="store_true", help="also write <ns>/image_raw/compressed (JPEG)")
+    ap.add_argument("--compressed-only", action="store_true", help="write only the JPEG stream (no raw images)")
     ap.add_argument("--prompts", action="store_true", help="record point/box prompts on <ns>/gt/prompts")
     ap.add_argument("--segments", action="store_true", help="also write <ns>/gt/segments (SegmentArray)")
     ap.add_argument("--ns", default="/camera")
@@ -131,7 +132,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     from omg_seg_core.data.synth import world
 
     samples = synthetic_samples(a.frames, a.seed, a.split, a.size, a.video, a.prompts, a.segments)
-    n = write_bag(a.out, samples, world.CLASS_NAMES, a.format, a.ns, a.compressed, progress=True, total=a.frames)
+    n = write_bag(a.out, samples, world.CLASS_NAMES, a.format, a.ns, a.compressed or a.compressed_only,
+                  raw=not a.compressed_only, progress=True, total=a.frames)
     print(f"wrote {n} frames to {a.out} ({a.format})")
     return 0
 
