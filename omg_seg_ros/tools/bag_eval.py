@@ -212,7 +212,7 @@ def write_result(ctx: Context, f: SourceFrame, pan: Segments, sem: Segments, nam
     w.write(f"{ns}/segments", bagio.segment_array_msg(pan, f.stamp), f.stamp)
     w.write(f"{ns}/detections", bagio.detections_msg(pan.select(pan.is_thing), f.stamp), f.stamp)
     w.write(f"{ns}/semantic", bagio.label_msg(sem.semantic_map(), f.stamp), f.stamp)
-    w.write(f"{ns}/instance_ids", bagio.label_msg(pan.instance_id_map(), f.stamp), f.stamp)
+    w.write(f"{ns}/instance_ids", bagio.label_msg(bagio.instance_ids_image(pan), f.stamp), f.stamp)
 
 
 def process(ctx: Context, run: Run, f: SourceFrame) -> None:

@@ -212,24 +212,36 @@ def segment_array_to_segments(msg: Any) -> Segments:
 
 
 def detections_msg(segments: Segments, stamp: int, frame_id: str = "camera") -> Any:
-    """Segments -> vision_msgs/Detection2DArray (id = track id or 1-based index, class_id = class name)."""
+    """Segments -> vision_msgs/Detection2DArray as the node publishes it (omg_seg_ros/messages.py): id = track id
+    ("" when untracked), one hypothesis (class name, score), pose position = box centre, empty masks left out."""
     D, BB, P2, PT = (T(f"vision_msgs/msg/{n}") for n in ("Detection2D", "BoundingBox2D", "Pose2D", "Point2D"))
     H, OH = T("vision_msgs/msg/ObjectHypothesisWithPose"), T("vision_msgs/msg/ObjectHypothesis")
     dets = []
     for i in range(len(segments)):
         x0, y0, x1, y1 = (float(v) for v in segments.boxes[i])
-        tid = int(segments.track_ids[i]) or i + 1
+        if x1 <= x0 or y1 <= y0:
+            continue
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        tid = int(segments.track_ids[i])
         hyp = H(hypothesis=OH(class_id=segments.class_names[i], score=float(segments.scores[i])),
-                pose=_zero_pose())
-        dets.append(D(header=make_header(stamp, frame_id), results=[hyp], id=str(tid),
-                      bbox=BB(center=P2(position=PT(x=(x0 + x1) / 2, y=(y0 + y1) / 2), theta=0.0),
-                              size_x=x1 - x0, size_y=y1 - y0)))
+                pose=_pose_at(cx, cy))
+        dets.append(D(header=make_header(stamp, frame_id), results=[hyp], id=str(tid) if tid > 0 else "",
+                      bbox=BB(center=P2(position=PT(x=cx, y=cy), theta=0.0), size_x=x1 - x0, size_y=y1 - y0)))
     return T("vision_msgs/msg/Detection2DArray")(header=make_header(stamp, frame_id), detections=dets)
 
 
-def _zero_pose() -> Any:
+def instance_ids_image(segments: Segments) -> np.ndarray:
+    """uint16 [H, W] track ids of things, 0 = none (untracked things too), as the node's ~/output/instance_ids."""
+    out = np.zeros(segments.image_size, np.uint16)
+    for m, t, thing in zip(segments.masks, segments.track_ids, segments.is_thing):
+        if thing and t > 0:
+            out[m] = min(int(t), 65535)
+    return out
+
+
+def _pose_at(x: float, y: float) -> Any:
     g = "geometry_msgs/msg/"
-    pose = T(g + "Pose")(position=T(g + "Point")(x=0.0, y=0.0, z=0.0),
+    pose = T(g + "Pose")(position=T(g + "Point")(x=x, y=y, z=0.0),
                          orientation=T(g + "Quaternion")(x=0.0, y=0.0, z=0.0, w=1.0))
     return T(g + "PoseWithCovariance")(pose=pose, covariance=np.zeros(36, np.float64))
 

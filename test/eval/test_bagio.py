@@ -110,7 +110,8 @@ def test_segment_array_and_prompts_round_trip_through_cdr() -> None:
     assert back.class_names == segs.class_names and list(back.track_ids) == list(segs.track_ids)
     assert list(back.is_thing) == list(segs.is_thing)
     det = bagio.detections_msg(segs, 7)
-    assert [d.id for d in det.detections][:2] == [str(t or i + 1) for i, t in enumerate(segs.track_ids[:2])]
+    assert [d.id for d in det.detections] == [str(t) if t > 0 else "" for t in segs.track_ids]
+    assert det.detections[0].results[0].hypothesis.class_id == segs.class_names[0]
     prompts = [bagio.Prompt("box", np.array([10, 20, 50, 80], np.float32), 3),
                bagio.Prompt("point", np.array([33, 44, 33, 44], np.float32), 5)]
     pm = bagio.prompts_msg(prompts, 7)
