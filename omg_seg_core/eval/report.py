@@ -60,7 +60,11 @@ def _clean(x: Any) -> Any:
         return int(x)
     if isinstance(x, np.bool_):
         return bool(x)
-    return x
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist())
+    if x is None or isinstance(x, (str, int, bool)):
+        return x
+    return str(x)  # paths and anything else a report may mention
 
 
 def _pct(x: Optional[float]) -> str:
