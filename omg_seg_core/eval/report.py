@@ -95,12 +95,19 @@ def plot_latency(samples: dict[str, list[float]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for stage, xs in sorted(samples.items()):
-        ax.hist(xs, bins=30, alpha=0.5, label=f"{stage} (p50 {np.percentile(xs, 50):.1f} ms)")
-    ax.set_xlabel("latency (ms)")
+    fig, ax = plt.subplots(figsize=(10, 4))
+    # One set of log-spaced bins for every stage: stages span 0.1 ms (tracker) to seconds (CPU network), and
+    # shared bins keep the bars comparable.
+    allv = np.concatenate([np.asarray(v, float) for v in samples.values() if len(v)])
+    lo, hi = max(float(allv.min()), 1e-2), max(float(allv.max()), 1e-2)
+    bins = np.geomspace(lo * 0.9, hi * 1.1, 40)
+    for stage, xs in sorted(samples.items(), key=lambda kv: -np.median(kv[1])):
+        ax.hist(np.clip(xs, lo, hi), bins=bins, histtype="step", linewidth=1.5,
+                label=f"{stage}: p50 {np.percentile(xs, 50):.1f}, p95 {np.percentile(xs, 95):.1f} ms")
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("frames")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("Latency per stage")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
