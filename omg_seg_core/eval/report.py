@@ -80,7 +80,8 @@ def plot_per_class_pq(per_class: dict, path: Path) -> None:
     names = sorted(per_class, key=lambda n: per_class[n]["pq"])
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 1.2))
     colours = ["tab:blue" if per_class[n]["is_thing"] else "tab:orange" for n in names]
-    ax.barh(names, [100 * per_class[n]["pq"] for n in names], color=colours)
+    bars = ax.barh(names, [100 * per_class[n]["pq"] for n in names], color=colours)
+    ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)  # zero bars stay readable
     ax.set_xlabel("PQ (%)  — blue: things, orange: stuff")
     ax.set_xlim(0, 100)
     ax.set_title("Panoptic quality per class")
