@@ -29,7 +29,8 @@ class TrackerConfig:
     match_threshold: float = 0.45       # minimum S for a match (global gate)
     gate_class_names: list[str] = field(default_factory=list)     # per-class gate overrides: class names ...
     gate_class_thresholds: list[float] = field(default_factory=list)  # ... and their minimum S
-    class_gating: bool = True           # forbid matching a segment to a track of another class
+    class_gating: bool = False          # True: forbid matching across classes. Off by default: panoptic
+                                        # models flicker between similar classes, which would split tracks
     embedding_momentum: float = 0.5     # track embedding = m * old + (1 - m) * new (then re-normalised)
     iou_grid: int = 64                  # masks are compared on a grid whose long side has this many cells
     min_score: float = 0.0              # segments scoring below this are not tracked (track id 0)

@@ -26,7 +26,7 @@ node can forward it as a ROS warning.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -51,7 +51,7 @@ class Track:
     uid: int                       # internal serial (tentative tracks have no public id yet)
     track_id: int                  # public id, 0 while tentative
     state: str                     # TENTATIVE | CONFIRMED
-    class_id: int
+    class_id: int                  # majority vote over the matched segments' classes (see class_votes)
     class_name: str
     grid_mask: np.ndarray          # uint64 [W64], bit-packed mask samples on the IoU grid (GridSampler)
     grid_count: int                # number of grid samples inside the mask
@@ -61,6 +61,7 @@ class Track:
     first_frame: int
     last_frame: int                # frame index of the last match
     score: float                   # last segment score
+    class_votes: dict = field(default_factory=dict)  # class id -> (count, name) of matched segments
 
     def age(self, frame: int) -> int:
         """Frames since the last match (0 = matched this frame)."""
@@ -177,6 +178,7 @@ class Tracker:
             t = self._tracks[ti]
             t.grid_mask, t.grid_count, t.box = grids[di], int(counts[di]), boxes[di].copy()
             t.score = float(segments.scores[det_idx[di]])
+            self._vote_class(t, int(cls[di]), names[di])
             t.hits += 1  # tentative tracks die on their first miss, so their hits are consecutive
             t.last_frame = frame
             if t.state == TENTATIVE and t.hits >= cfg.n_init:
@@ -315,6 +317,17 @@ class Tracker:
         new = normalize_rows(new)
         for k, (t, _) in enumerate(rows):
             t.embedding = new[k]
+
+    @staticmethod
+    def _vote_class(t: Track, class_id: int, name: str) -> None:
+        """Panoptic models flicker between similar classes from frame to frame; a track's class is the one most
+        of its segments had (ties: the most recent), so one flipped frame does not change it."""
+        if not t.class_votes:
+            t.class_votes[t.class_id] = (1, t.class_name)
+        count = t.class_votes.get(class_id, (0, name))[0] + 1
+        t.class_votes[class_id] = (count, name)
+        if count >= t.class_votes[t.class_id][0]:
+            t.class_id, t.class_name = class_id, name
 
     def _confirm(self, t: Track) -> None:
         t.state = CONFIRMED

@@ -60,7 +60,7 @@ def test_embedding_links_fast_motion_without_overlap():
 
 
 def test_class_gating_forbids_class_change():
-    tr = Tracker(TrackerConfig(n_init=1))
+    tr = Tracker(TrackerConfig(n_init=1, class_gating=True))
     (tid,) = tr.update(frame([(0, 10, 10, 20, 20, E[0])])).track_ids
     (tid2,) = tr.update(frame([(1, 10, 10, 20, 20, E[0])])).track_ids  # same place, same embedding, new class
     assert tid2 != tid
@@ -74,7 +74,8 @@ def test_per_class_gate_overrides_global_threshold():
     # Half-overlapping masks, unrelated embeddings: S is about 0.3 -> matched only under a lenient gate.
     objs1 = [(0, 10, 10, 20, 20, E[0]), (1, 80, 10, 20, 20, E[2])]
     objs2 = [(0, 20, 10, 20, 20, E[1]), (1, 90, 10, 20, 20, E[3])]
-    cfg = TrackerConfig(n_init=1, match_threshold=0.9, gate_class_names=["ball"], gate_class_thresholds=[0.1])
+    cfg = TrackerConfig(n_init=1, match_threshold=0.9, gate_class_names=["ball"], gate_class_thresholds=[0.1],
+                        class_gating=True)
     tr = Tracker(cfg)
     a = tr.update(frame(objs1)).track_ids
     b = tr.update(frame(objs2)).track_ids
@@ -105,7 +106,7 @@ def test_removed_after_max_age_and_new_id_without_reid():
 
 
 def test_reid_after_reentry_revives_old_id_but_not_for_a_stranger():
-    tr = Tracker(TrackerConfig(n_init=2, max_age=3, reid_max_age=50, reid_threshold=0.8))
+    tr = Tracker(TrackerConfig(n_init=2, max_age=3, reid_max_age=50, reid_threshold=0.8, class_gating=True))
     a = (0, 10, 10, 20, 20, E[0])
     tr.update(frame([a]))
     (tid,) = tr.update(frame([a])).track_ids
@@ -247,3 +248,15 @@ def test_empty_frames_and_empty_segments():
     tr = Tracker()
     out = tr.update(Segments.empty((50, 60), embed_dim=8))
     assert len(out) == 0 and out.track_ids.shape == (0,)
+
+
+def test_track_class_is_majority_vote_and_survives_a_flicker():
+    tr = Tracker(TrackerConfig(n_init=1))
+    a = (0, 10, 10, 20, 20, E[0])
+    (tid,) = tr.update(frame([a])).track_ids
+    tr.update(frame([a]))
+    (t2,) = tr.update(frame([(1, 10, 10, 20, 20, E[0])])).track_ids  # one frame called "ball"
+    assert t2 == tid and tr.tracks[0].class_name == "box"
+    for _ in range(3):
+        tr.update(frame([(1, 10, 10, 20, 20, E[0])]))
+    assert tr.tracks[0].class_name == "ball" and tr.tracks[0].track_id == tid
