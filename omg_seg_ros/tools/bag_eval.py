@@ -241,6 +241,23 @@ def process(ctx: Context, run: Run, f: SourceFrame) -> None:
         write_result(ctx, f, out["panoptic"], out["semantic"], ev.class_names)
 
 
+def start_evaluators(ctx: Context, run: Run) -> None:
+    """Freeze the class list (vocabulary + GT classes seen in the first frame) and create the evaluators."""
+    cm = ctx.classmap
+    cm.frozen = True
+    run.classes, run.unknown = (list(cm.names), list(cm.is_thing)), list(cm.unknown)
+    run.ev = Evaluation(cm.names, cm.is_thing, worst_k=ctx.a.worst_k)
+    if ctx.a.video:
+        from omg_seg_core.eval.stq import STQEvaluator
+        from omg_seg_core.eval.tracking import VideoEvaluator
+
+        run.video, run.stq = VideoEvaluator(cm.names, cm.is_thing), STQEvaluator(cm.names, cm.is_thing)
+        run.video.start_sequence()
+        run.stq.start_sequence()
+        if ctx.tracker_factory is not None:
+            run.tracker = ctx.tracker_factory()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     from tqdm import tqdm
 
@@ -270,11 +287,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             if hasattr(reader, "recovered"):  # mcap_recovery.McapRecoveryReader
                 errors.append(f"bag damaged: {reader.recovered}; {total} image messages recovered")
     except (bagio.BagError, FileNotFoundError, ValueError) as e:
+        if reader is not None:
+            reader.close()
         return fail(a.out, meta, str(e))
     meta.update(topics_meta)
     try:
         ctx = Context(a, values)
     except (SetupError, FileNotFoundError) as e:
+        if reader is not None:
+            reader.close()
         return fail(a.out, meta, str(e))
     meta.update(model=values.get("model", "omg_seg_tiny"), weights=weights_used(values),
                 vocabulary=values.get("vocabulary_file") or "(checkpoint's)",
@@ -298,21 +319,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             if limit is not None and f.index >= limit:
                 break
             if run.ev is None:  # first frame: the class list is final once the GT class map is known
-                ctx.classmap.frozen = True
-                run.classes = (list(ctx.classmap.names), list(ctx.classmap.is_thing))
-                run.unknown = list(ctx.classmap.unknown)
-                run.ev = Evaluation(ctx.classmap.names, ctx.classmap.is_thing, worst_k=a.worst_k)
-                if a.video:
-                    from omg_seg_core.eval.tracking import VideoEvaluator
-
-                    from omg_seg_core.eval.stq import STQEvaluator
-
-                    run.video = VideoEvaluator(ctx.classmap.names, ctx.classmap.is_thing)
-                    run.video.start_sequence()
-                    run.stq = STQEvaluator(ctx.classmap.names, ctx.classmap.is_thing)
-                    run.stq.start_sequence()
-                    if ctx.tracker_factory is not None:
-                        run.tracker = ctx.tracker_factory()
+                start_evaluators(ctx, run)
             bar.update(1)
             if run.video is not None and f.sequence != run.sequence:  # dataset video boundary
                 run.sequence = f.sequence
