@@ -45,14 +45,19 @@ def _chunks(n: int, meta: ImageMeta) -> list[slice]:
     return [slice(i, min(n, i + per)) for i in range(0, n, per)]
 
 
-def _argmax0(x: torch.Tensor) -> torch.Tensor:
-    """x.argmax(0) for [K, H, W] with the same tie rule (first maximum wins), as a running maximum: reducing over
-    the strided leading axis is several times slower on CPU than K element-wise passes."""
-    best = x[0].clone()
+def _argmax0(x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(scale[:, None, None] * x).argmax(0) for x [K, H, W] with the same tie rule (first maximum wins), as a
+    running maximum: reducing over the strided leading axis is several times slower on CPU than K element-wise
+    passes, and the scaled [K, H, W] tensor is never materialised (same float products, so identical result)."""
+    def row(k: int) -> torch.Tensor:
+        return x[k] if scale is None else scale[k] * x[k]
+
+    best = row(0).clone()
     idx = torch.zeros(x.shape[1:], dtype=torch.long, device=x.device)
     for k in range(1, x.shape[0]):
-        gt = x[k] > best  # strict: on ties the earlier index stays
-        torch.maximum(best, x[k], out=best)
+        v = row(k)
+        gt = v > best  # strict: on ties the earlier index stays
+        torch.maximum(best, v, out=best)
         idx.masked_fill_(gt, k)
     return idx
 
@@ -102,7 +107,7 @@ def panoptic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
         return empty
     cur_scores, cur_classes = scores[kept], labels[kept]
     cur_masks = upsample_mask_logits(mask_logits[kept], meta).sigmoid_()
-    cur_mask_ids = _argmax0(cur_scores.view(-1, 1, 1) * cur_masks)
+    cur_mask_ids = _argmax0(cur_masks, cur_scores)
     mask_areas = torch.bincount(cur_mask_ids.flatten(), minlength=kept.numel()).tolist()
     fg = cur_masks >= thresholds.mask_threshold
     original_areas = torch.count_nonzero(fg.flatten(1), dim=1).tolist()

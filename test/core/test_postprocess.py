@@ -150,3 +150,6 @@ def test_running_argmax_keeps_first_maximum():
     x[6, :5] = 1.0
     x[5, :5] = 1.0
     assert torch.equal(_argmax0(x), x.argmax(0))
+    s = torch.rand(7)
+    s[4] = s[2]
+    assert torch.equal(_argmax0(x, s), (s.view(-1, 1, 1) * x).argmax(0))
