@@ -57,8 +57,9 @@ class LossConfig:
 @dataclass
 class TrainConfig:
     model: str = "omg_seg_tiny"           # ModelConfig name/alias, or a checkpoint to fine-tune from
-    init_checkpoint: Optional[str] = None # start from these weights (e.g. official head for ConvNeXt-L)
-    freeze_backbone: bool = False         # ConvNeXt-L fine-tuning: head only
+    init_checkpoint: Optional[str] = None # start from these weights (ours, or the official omg_seg_convl.pth head)
+    backbone_weights: Optional[str] = None  # ConvNeXt-L: the open_clip weights file (backbone + CLIP text tower)
+    freeze_backbone: bool = False         # ConvNeXt-L fine-tuning: head only (backbone frozen, eval-mode)
     frozen_stages: int = 1                # small model: keep the stem + first block group fixed
     out_dir: str = "runs/omg_seg_tiny"
     seed: int = 0

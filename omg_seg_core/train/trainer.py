@@ -42,17 +42,24 @@ def seed_everything(seed: int) -> None:
 
 
 def build_train_model(cfg: TrainConfig) -> tuple[OMGSeg, dict[str, Any]]:
-    """The model to train: a config name (fresh head, pretrained backbone) or `init_checkpoint` weights.
-    A MiniLM model gets a learned `text_projection` submodule (stored with the model's state_dict)."""
+    """The model to train and its loader meta.
+
+    - `init_checkpoint` set: `load_model(cfg.model, weights=init_checkpoint, backbone_weights=...)` (our format, or
+      the official `omg_seg_convl.pth` head + the open_clip ConvNeXt-L file for head fine-tuning);
+    - else a fresh head on the config's pretrained backbone (efficientnet_lite0: packaged ImageNet weights).
+    A MiniLM model has a learned `text_projection` (trained with the rest, stored with the model's state_dict).
+    """
     if cfg.init_checkpoint:
-        model, meta = load_model(cfg.init_checkpoint if Path(cfg.init_checkpoint).suffix == ".pth"
-                                 and cfg.model in ("", None) else cfg.model, weights=cfg.init_checkpoint)
+        model, meta = load_model(cfg.model, weights=cfg.init_checkpoint, backbone_weights=cfg.backbone_weights)
     else:
         mcfg = get_model_config(cfg.model)
-        model = build_model(mcfg, pretrained_backbone=True)
-        meta = {}
+        if mcfg.backbone.startswith("clip_") and not cfg.backbone_weights:
+            raise ValueError(f"model '{mcfg.name}': set backbone_weights (open_clip {mcfg.backbone} file); "
+                             "its backbone cannot be trained from scratch here")
+        model = build_model(mcfg, pretrained_backbone=cfg.backbone_weights or True)
+        meta = {"text_weights": cfg.backbone_weights if mcfg.text_encoder.startswith("clip_") else None}
     if model.cfg.text_encoder == "minilm_l6" and getattr(model, "text_projection", None) is None:
-        model.text_projection = TextProjection(model.cfg.class_embed_dim)
+        model.text_projection = TextProjection(model.cfg.class_embed_dim)  # models built before OMGSeg owned it
     if hasattr(model.backbone, "frozen_stages") and not cfg.freeze_backbone:
         model.backbone.frozen_stages = cfg.frozen_stages
         model.backbone.train()
@@ -81,12 +88,12 @@ class Trainer:
         self.device = torch.device(cfg.device)
         self.out_dir = Path(cfg.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.model, _ = build_train_model(cfg)
+        self.model, meta = build_train_model(cfg)
         self.model.to(self.device)
         self.source = make_source(cfg.data)
         self.vocab: Vocabulary = self.source.vocabulary
         trainable_text = getattr(self.model, "text_projection", None) is not None
-        self.encoder = make_text_encoder(self.model.cfg.text_encoder, self.model)
+        self.encoder = make_text_encoder(self.model.cfg.text_encoder, self.model, weights=meta.get("text_weights"))
         self.loss = CoTrainingLoss(cfg.loss, self.vocab, self.encoder, trainable_text, self.model.cfg.logit_scale,
                                    seed=cfg.seed)
         self.sampler = BatchSampler(self.source, cfg.data, cfg.optim.batch_size, seed=cfg.seed)
@@ -157,6 +164,8 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         self.model.train()
+        if self.cfg.freeze_backbone:
+            self.model.backbone.eval()  # frozen: no dropout / drop-path, fixed normalisation statistics
         samples, pairs = self.sampler.batch(self.it)
         batch = collate(samples, pairs, self.cfg.loss.prompts_per_image, self.cfg.loss.click_fraction,
                         self.sampler.rng_for(self.it, "prompts"), self.model.cfg.pad_size_divisor)
