@@ -1,0 +1,66 @@
+"""TargetManager with the real OMGSegPredictor (prompt re-finding on cached features).
+
+The wiring test uses the real architecture with random weights (no checkpoint needed): it checks the contract
+between the two (boxes in original-image pixels inside the image, one result per active target, results used as
+candidates), not segmentation quality.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from omg_seg_core.config import TINY
+from omg_seg_core.structures import Segments
+from omg_seg_core.tracking import LOST, TRACKING, TargetManager, TrackerConfig
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def random_predictor():
+    from omg_seg_core.model.omg_seg import build_model
+    from omg_seg_core.predictor import OMGSegPredictor
+
+    torch.manual_seed(0)
+    return OMGSegPredictor(build_model(TINY), vocabulary={"things": ["box", "ball"], "stuff": ["floor"]})
+
+
+class Recorder:
+    """Passes calls through to the real predictor and records the boxes TargetManager sends."""
+
+    def __init__(self, predictor):
+        self.p, self.boxes = predictor, []
+
+    def prompt(self, **kw):
+        self.boxes.append(np.asarray(kw["boxes"]))
+        return self.p.prompt(**kw)
+
+
+def test_prompt_refind_contract_with_real_predictor(random_predictor):
+    p = random_predictor
+    rng = np.random.default_rng(0)
+    p.set_image(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    res = p.prompt(boxes=np.array([[100, 60, 158, 118], [10, 10, 40, 30]], np.float32))
+    res.masks[:] = False  # use known masks so the expected expanded boxes are exact
+    res.masks[0, 60:118, 100:158] = True
+    res.masks[1, 10:30, 10:40] = True
+    res = Segments(res.masks, res.scores, res.class_ids, res.class_names, res.is_thing,
+                   embeddings=res.embeddings, task="prompt")
+    cfg = TrackerConfig(target_min_similarity=0.0, target_box_expand=0.25)
+    tm = TargetManager(cfg)
+    a, b = tm.register(res, 0), tm.register(res, 1)
+    rec = Recorder(p)
+    p.set_image(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    out = tm.update(None, predictor=rec, image_size=(120, 160))
+    sent = rec.boxes[0]
+    # last box grown by 25 % per side, clipped to the image
+    np.testing.assert_allclose(sent, [[85.5, 45.5, 160, 120], [2.5, 5, 47.5, 35]])
+    assert list(out.track_ids) == [a, b] and out.task == "targets"
+    for row, state in enumerate(out.extra["target_states"]):
+        # similarity 0 accepted: a non-empty prompt mask is taken as the target's new mask
+        assert state == (TRACKING if out.masks[row].any() else "occluded")
+    # Lost targets are not prompted any more (their box is stale).
+    tm._targets[0].state = LOST
+    rec.boxes.clear()
+    tm.update(None, predictor=rec, image_size=(120, 160))
+    assert len(rec.boxes[0]) == 1
