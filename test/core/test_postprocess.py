@@ -110,6 +110,18 @@ def test_upsample_subset_equals_full(golden):
         assert torch.equal(upsample_mask_logits(mask[idx], meta), full[idx]), idx
 
 
+def test_same_size_resize_is_skipped_exactly():
+    """When the resized image is the original size the second bilinear resize is skipped: it must be a no-op."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    m = torch.randn(5, 16, 20) * 10
+    meta = ImageMeta((60, 80), (60, 80), (64, 80))
+    x = F.interpolate(m[:, None], size=(64, 80), mode="bilinear", align_corners=False)[:, 0, :60, :80]
+    ref = F.interpolate(x[:, None], size=(60, 80), mode="bilinear", align_corners=False)[:, 0]
+    assert torch.equal(upsample_mask_logits(m, meta), ref)
+
+
 def test_semantic_is_mask2former_inference(golden):
     c3 = golden["outputs"]["case3_fusion_only"]
     names = golden["inputs"]["classes"]
