@@ -182,6 +182,7 @@ class OmgSegNode(LifecycleNode):
                 self._note_error(f"frame failed: {type(e).__name__}: {e}")
 
     def _process(self, frame: Frame) -> None:
+        wait_ms = (time.monotonic() - frame.received) * 1000.0
         try:
             rgb = compressed_to_rgb(frame.msg) if isinstance(frame.msg, CompressedImage) else image_to_rgb(frame.msg)
         except ImageError as e:
@@ -195,7 +196,7 @@ class OmgSegNode(LifecycleNode):
         self.last_header = frame.header
         self._last_frame_time = time.monotonic()
         self.outputs.publish_frame(frame.header, rgb, result)
-        self.stats.record(self._latency_ms(frame), result.model_ms)
+        self.stats.record(self._latency_ms(frame), result.model_ms, wait_ms, frame.stamp_s)
 
     def _latency_ms(self, frame: Frame) -> float:
         """Image stamp -> outputs published (ROS clock, so sim time works); receive time if unstamped."""
@@ -224,6 +225,8 @@ class OmgSegNode(LifecycleNode):
         values = {
             "rate_hz": f"{s['rate_hz']:.2f}", "latency_p50_ms": f"{s['latency_p50_ms']:.1f}",
             "latency_p95_ms": f"{s['latency_p95_ms']:.1f}", "model_p50_ms": f"{s['model_p50_ms']:.1f}",
+            "model_p95_ms": f"{s['model_p95_ms']:.1f}", "queue_wait_p50_ms": f"{s['queue_wait_p50_ms']:.1f}",
+            "overhead_p50_ms": f"{s['overhead_p50_ms']:.1f}", "overhead_p95_ms": f"{s['overhead_p95_ms']:.1f}",
             "frames_received": self.mailbox.received, "frames_processed": s["processed"],
             "frames_dropped": self.mailbox.dropped, "bad_frames": self.bad_frames, "errors": s["errors"],
             "image_passes": self.pipeline.image_passes if self.pipeline is not None else 0,
@@ -232,6 +235,10 @@ class OmgSegNode(LifecycleNode):
             "num_classes": len(pred.class_names) if pred is not None else 0,
             "input_topic": self._sub.topic_name if self._sub is not None else "",
         }
+        if s["last"]:
+            last = s["last"]
+            values.update({"last_frame_stamp": f"{last['stamp']:.9f}", "last_frame_model_ms": f"{last['model_ms']:.2f}",
+                           "last_frame_latency_ms": f"{last['latency_ms']:.2f}"})
         self.outputs.publish_diagnostics(
             messages.diagnostics_msg(self.get_name(), self.get_clock().now().to_msg(), level, msg, values,
                                      hardware_id=str(self.p("device"))))

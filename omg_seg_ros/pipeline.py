@@ -86,14 +86,21 @@ class Stats:
         self._lock = threading.Lock()
         self.latency_ms: deque[float] = deque(maxlen=window)   # image stamp -> outputs published
         self.model_ms: deque[float] = deque(maxlen=window)     # set_image + task + tracking
+        self.wait_ms: deque[float] = deque(maxlen=window)      # callback stored it -> worker took it
+        self.overhead_ms: deque[float] = deque(maxlen=window)  # latency - model (transport in, wait, decode, publish)
         self.done_times: deque[float] = deque(maxlen=window)
         self.processed = 0
         self.errors = 0
+        #: the last frame's values, so a client can pair them with that frame's stamp (benchmarks)
+        self.last: dict[str, float] = {}
 
-    def record(self, latency_ms: float, model_ms: float) -> None:
+    def record(self, latency_ms: float, model_ms: float, wait_ms: float = 0.0, stamp_s: float = 0.0) -> None:
         with self._lock:
+            self.last = {"stamp": stamp_s, "latency_ms": latency_ms, "model_ms": model_ms, "wait_ms": wait_ms}
             self.latency_ms.append(latency_ms)
             self.model_ms.append(model_ms)
+            self.wait_ms.append(wait_ms)
+            self.overhead_ms.append(latency_ms - model_ms)
             self.done_times.append(time.monotonic())
             self.processed += 1
 
@@ -101,11 +108,16 @@ class Stats:
         with self._lock:
             lat = np.asarray(self.latency_ms, np.float64)
             mod = np.asarray(self.model_ms, np.float64)
+            wait = np.asarray(self.wait_ms, np.float64)
+            over = np.asarray(self.overhead_ms, np.float64)
             t = list(self.done_times)
+            last = dict(self.last)
         rate = (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
         pct = (lambda a, q: float(np.percentile(a, q)) if a.size else float("nan"))
         return {"rate_hz": rate, "latency_p50_ms": pct(lat, 50), "latency_p95_ms": pct(lat, 95),
-                "model_p50_ms": pct(mod, 50), "processed": self.processed, "errors": self.errors}
+                "model_p50_ms": pct(mod, 50), "model_p95_ms": pct(mod, 95), "queue_wait_p50_ms": pct(wait, 50),
+                "overhead_p50_ms": pct(over, 50), "overhead_p95_ms": pct(over, 95),
+                "processed": self.processed, "errors": self.errors, "last": last}
 
 
 @dataclass

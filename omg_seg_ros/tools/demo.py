@@ -122,9 +122,8 @@ class DemoClient:
 class Player:
     """The image player process; `play` returns {stamp: frame index}."""
 
-    def __init__(self, folder: Path, rate: float) -> None:
-        self.proc = _spawn(["-m", "omg_seg_ros.image_player", str(folder), "--rate", str(rate),
-                            "--topic", f"{NS}/input/image"], pipe=True)
+    def __init__(self, player_args: list[str]) -> None:
+        self.proc = _spawn(["-m", "omg_seg_ros.image_player", *player_args, "--topic", f"{NS}/input/image"], pipe=True)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("ready"):
             raise RuntimeError(f"image player failed: {line!r}")
@@ -238,7 +237,7 @@ def run(args: argparse.Namespace) -> dict:
         if client.state() != "active":
             raise RuntimeError("node is not active:\n" + log.read_text()[-2000:])
         print(f"[demo] node active after {time.monotonic() - t0:.1f} s; playing {args.samples.name} at {args.rate} Hz")
-        player = Player(args.samples, args.rate)
+        player = Player([str(args.samples), "--rate", str(args.rate)])
         half = player.n_frames // 2
         stamps = player.play(0, half)
         last = max(stamps, key=lambda s: stamps[s])

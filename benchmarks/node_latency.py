@@ -1,0 +1,260 @@
+"""End-to-end latency of the omg_seg node over real DDS (three processes: node, camera, this client).
+
+    scripts/with_env.sh .venv/bin/python benchmarks/node_latency.py [--sizes 320x240,640x480] [--rate 30]
+        [--frames 600] [--paced 40] [--allow-random-weights] [--json bench_results/node_latency.json]
+
+Per input size it starts the node (config/perception.yaml, every output enabled and subscribed), an image
+player publishing random frames of that size, and measures:
+- paced: one frame at a time, the next only after every output of the previous arrived. Nothing queues, so
+  end-to-end minus that frame's model time (from the node's diagnostics, paired by stamp) is the ROS overhead
+  (DDS in, decode, message building, DDS out), per output.
+- camera: frames at --rate (a camera), the node keeps up as it can: end-to-end p50/p95 per output (image stamp
+  -> output received), output rate, dropped frames (node diagnostics), node CPU and memory (psutil).
+Model time = the node's own per-frame set_image + task + tracking time.
+Prints a table and writes JSON. Speed is measured here, never asserted in tests.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from omg_seg_ros.tools.demo import Player, _spawn, _stop  # noqa: E402  (same process helpers as the demo)
+
+OUTPUTS = ("semantic", "instance_ids", "detections", "segments", "overlay")
+
+
+class BenchClient:
+    """Subscribes to every output; records the receive time per (output, stamp)."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import MultiThreadedExecutor
+        from sensor_msgs.msg import Image
+        from vision_msgs.msg import Detection2DArray
+        from omg_seg_msgs.msg import SegmentArray
+
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("omg_seg_bench", context=self.context)
+        self.lock = threading.Lock()
+        self.recv: dict[str, dict[tuple[int, int], float]] = {o: {} for o in OUTPUTS}
+        self.diag: dict = {}
+        types = {"semantic": Image, "instance_ids": Image, "overlay": Image, "detections": Detection2DArray,
+                 "segments": SegmentArray}
+        for name, t in types.items():
+            self.node.create_subscription(t, f"/omg_seg/output/{name}", self._cb(name), 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _cb(self, name: str):
+        def cb(msg) -> None:
+            t = time.time()  # same machine and clock as the stamps (ROS system time)
+            with self.lock:
+                self.recv[name][(msg.header.stamp.sec, msg.header.stamp.nanosec)] = t
+        return cb
+
+    def _on_diag(self, msg) -> None:
+        for st in msg.status:
+            if st.name.startswith("omg_seg"):
+                with self.lock:
+                    self.diag = {kv.key: kv.value for kv in st.values}
+
+    def complete(self, stamp: tuple[int, int]) -> bool:
+        with self.lock:
+            return all(stamp in self.recv[o] for o in OUTPUTS)
+
+    def latencies(self, stamps, minus: Optional[dict] = None) -> dict[str, list[float]]:
+        """Per output: receive time - stamp (ms) for `stamps`, minus `minus[stamp]` ms when given."""
+        with self.lock:
+            return {o: [(self.recv[o][s] - (s[0] + s[1] * 1e-9)) * 1000.0 - (minus[s] if minus else 0.0)
+                        for s in stamps if s in self.recv[o] and (minus is None or s in minus)] for o in OUTPUTS}
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5.0)
+        self.thread.join(timeout=5.0)
+        self.node.destroy_node()
+        self.rclpy.shutdown(context=self.context)
+
+
+def _pct(v: list[float], q: float) -> Optional[float]:
+    return float(np.percentile(v, q)) if v else None
+
+
+def _diag_after(client: BenchClient, seconds: float) -> dict:
+    time.sleep(seconds)
+    with client.lock:
+        return dict(client.diag)
+
+
+def _paced(client: BenchClient, player: Player, n: int) -> tuple[list, dict]:
+    """Send n frames one at a time; returns (stamps, {stamp: model ms of that frame})."""
+    stamps, model_of = [], {}
+    for i in range(n):
+        s = next(iter(player.play(i % 8, i % 8 + 1)))
+        end = time.monotonic() + 60
+        while not client.complete(s) and time.monotonic() < end:
+            time.sleep(0.002)
+        # The node's diagnostics name the last frame's stamp and model time: pair them with this frame.
+        while time.monotonic() < end:
+            with client.lock:
+                d = dict(client.diag)
+            if abs(float(d.get("last_frame_stamp", 0)) - (s[0] + s[1] * 1e-9)) < 1e-5:
+                model_of[s] = float(d["last_frame_model_ms"])
+                break
+            time.sleep(0.01)
+        stamps.append(s)
+    return stamps, model_of
+
+
+def bench_size(size: tuple[int, int], args: argparse.Namespace, log_dir: Path) -> dict:
+    w, h = size
+    log = log_dir / f"node_{w}x{h}.log"
+    node_args = ["-m", "omg_seg_ros.node", "--ros-args", "--params-file", str(ROOT / "config" / "perception.yaml"),
+                 "-p", f"allow_random_weights:={'true' if args.allow_random_weights else 'false'}",
+                 "-p", "diagnostics_period:=0.2"]
+    node = _spawn(node_args, log=log)
+    client = player = None
+    try:
+        t0 = time.monotonic()
+        while "active: listening" not in log.read_text():
+            if node.poll() is not None or "configure failed" in log.read_text() or time.monotonic() - t0 > 600:
+                raise RuntimeError("node did not start:\n" + log.read_text()[-2000:])
+            time.sleep(0.5)
+        client = BenchClient()
+        proc = psutil.Process(node.pid)
+        player = Player(["--random", "8", "--size", f"{w}x{h}", "--rate", str(args.rate)])
+        time.sleep(3.0)  # outputs are built only for subscribers: let every subscription match first
+        _paced(client, player, 3)  # warm-up: the first frames include lazy initialisation
+        paced, model_of = _paced(client, player, args.paced)
+        d_paced = _diag_after(client, 0.5)
+        lat_paced = client.latencies(paced)
+        over = client.latencies(paced, minus=model_of)
+        # Camera rate.
+        d0 = _diag_after(client, 0.0)
+        rss0 = proc.memory_info().rss
+        cpu0, wall0 = proc.cpu_times(), time.monotonic()
+        rss_samples = []
+        sampler_stop = threading.Event()
+
+        def sample() -> None:
+            while not sampler_stop.wait(2.0):
+                rss_samples.append((round(time.monotonic() - wall0, 1), round(proc.memory_info().rss / 1e6, 1)))
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        player.proc.stdin.write(f"loop {args.frames}\n")
+        player.proc.stdin.flush()
+        cam = []
+        for line in player.proc.stdout:
+            parts = line.split()
+            if parts and parts[0] == "frame":
+                cam.append((int(parts[2]), int(parts[3])))
+            elif parts and parts[0] == "done":
+                break
+        d1 = _diag_after(client, 2.0)
+        wall = time.monotonic() - wall0
+        cpu1 = proc.cpu_times()
+        sampler_stop.set()
+        th.join()
+        rss1 = proc.memory_info().rss
+        lat_cam = client.latencies(cam)
+        with client.lock:
+            got = sorted(client.recv["segments"][s] for s in cam if s in client.recv["segments"])
+        rate = (len(got) - 1) / (got[-1] - got[0]) if len(got) > 1 else 0.0
+        return {
+            "size": f"{w}x{h}", "publish_rate_hz": args.rate, "frames_published": len(cam),
+            "paced": {"frames": len(paced), "model_p50_ms": _pct(list(model_of.values()), 50),
+                      **{f"{o}_p50_ms": _pct(v, 50) for o, v in lat_paced.items()},
+                      **{f"{o}_p95_ms": _pct(v, 95) for o, v in lat_paced.items()},
+                      **{f"{o}_overhead_p50_ms": _pct(v, 50) for o, v in over.items()},
+                      **{f"{o}_overhead_p95_ms": _pct(v, 95) for o, v in over.items()},
+                      "node_internal_overhead_p50_ms": float(d_paced.get("overhead_p50_ms", "nan")),
+                      "node_queue_wait_p50_ms": float(d_paced.get("queue_wait_p50_ms", "nan"))},
+            "camera": {"output_rate_hz": rate,
+                       "frames_processed": int(d1.get("frames_processed", 0)) - int(d0.get("frames_processed", 0)),
+                       "frames_dropped": int(d1.get("frames_dropped", 0)) - int(d0.get("frames_dropped", 0)),
+                       **{f"{o}_p50_ms": _pct(v, 50) for o, v in lat_cam.items()},
+                       **{f"{o}_p95_ms": _pct(v, 95) for o, v in lat_cam.items()},
+                       "model_p50_ms": float(d1.get("model_p50_ms", "nan")),
+                       "queue_wait_p50_ms": float(d1.get("queue_wait_p50_ms", "nan")),
+                       "node_cpu_percent": 100.0 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall,
+                       "rss_start_mb": rss0 / 1e6, "rss_end_mb": rss1 / 1e6,
+                       "rss_growth_mb": (rss1 - rss0) / 1e6, "rss_samples_mb": rss_samples},
+            "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
+                        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "")},
+        }
+    finally:
+        if player is not None:
+            player.close()
+        if client is not None:
+            client.close()
+        _stop(node)
+
+
+def _f(v: Optional[float], spec: str = ".1f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def print_table(results: list[dict]) -> None:
+    print("\nPaced (no queueing). e2e = image stamp -> output received; ROS overhead = e2e - that frame's model time")
+    print(f"{'size':>8} {'model p50':>10} {'e2e seg p50':>12} {'e2e seg p95':>12} | overhead p50 (p95) ms: "
+          + " ".join(f"{o:>14}" for o in ("segments", "semantic", "detections", "instance_ids", "overlay")))
+    for r in results:
+        p = r["paced"]
+        ov = [f"{_f(p[o + '_overhead_p50_ms'])} ({_f(p[o + '_overhead_p95_ms'])})"
+              for o in ("segments", "semantic", "detections", "instance_ids", "overlay")]
+        print(f"{r['size']:>8} {_f(p['model_p50_ms']):>10} {_f(p['segments_p50_ms']):>12} "
+              f"{_f(p['segments_p95_ms']):>12} | {'':22}" + " ".join(f"{v:>14}" for v in ov))
+    print(f"\nCamera at {results[0]['publish_rate_hz']:.0f} Hz")
+    print(f"{'size':>8} {'published':>9} {'processed':>9} {'dropped':>8} {'out Hz':>7} {'seg p50':>8} {'seg p95':>8} "
+          f"{'CPU %':>6} {'RSS MB':>7} {'dRSS MB':>8}")
+    for r in results:
+        c = r["camera"]
+        print(f"{r['size']:>8} {r['frames_published']:>9} {c['frames_processed']:>9} {c['frames_dropped']:>8} "
+              f"{c['output_rate_hz']:>7.2f} {_f(c['segments_p50_ms'], '.0f'):>8} {_f(c['segments_p95_ms'], '.0f'):>8} "
+              f"{c['node_cpu_percent']:>6.0f} {c['rss_end_mb']:>7.0f} {c['rss_growth_mb']:>8.1f}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="320x240,640x480")
+    ap.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz)")
+    ap.add_argument("--frames", type=int, default=600, help="frames published at camera rate per size")
+    ap.add_argument("--paced", type=int, default=40, help="frames sent one at a time per size")
+    ap.add_argument("--allow-random-weights", action="store_true")
+    ap.add_argument("--json", type=Path, default=ROOT / "bench_results" / "node_latency.json")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    results = []
+    for s in args.sizes.split(","):
+        w, h = (int(v) for v in s.split("x"))
+        print(f"[bench] {w}x{h}: starting node ...", flush=True)
+        results.append(bench_size((w, h), args, args.json.parent))
+    print_table(results)
+    args.json.write_text(json.dumps({"command": " ".join(sys.argv), "results": results}, indent=1))
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
