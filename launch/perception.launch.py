@@ -50,6 +50,10 @@ def generate_launch_description() -> LaunchDescription:
     overrides = {name: LaunchConfiguration(name) for name in NODE_PARAMETERS if name != "use_sim_time"}
     overrides["use_sim_time"] = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
     image_topic = LaunchConfiguration("image_topic")
+    # Shared memory large enough for camera images (see the XML); a profile the user already set wins.
+    profile = os.path.join(share, "config", "perception_fastdds.xml")
+    env = {"FASTRTPS_DEFAULT_PROFILES_FILE": profile} if os.path.exists(profile) and \
+        "FASTRTPS_DEFAULT_PROFILES_FILE" not in os.environ else {}
     node = Node(
         package=PACKAGE,
         executable="omg-seg-node",
@@ -57,6 +61,7 @@ def generate_launch_description() -> LaunchDescription:
         namespace=LaunchConfiguration("namespace"),
         output="screen",
         emulate_tty=True,
+        additional_env=env,
         parameters=[params_file, overrides],
         remappings=[
             ("~/input/image", image_topic),

@@ -57,7 +57,7 @@ def render_overlay(image: np.ndarray, segments, alpha: float = 0.5) -> np.ndarra
     lut = np.zeros((len(segments) + 1, 3), np.uint8)
     drawn = []
     for i in range(len(segments)):
-        x0, y0, x1, y1 = (int(v) for v in segments.boxes[i])
+        x0, y0, x1, y1 = messages.box_slice(segments, i)
         if x1 <= x0 or y1 <= y0:
             continue
         m = segments.masks[i, y0:y1, x0:x1]  # boxes are tight: only the box needs touching
@@ -113,16 +113,17 @@ class Outputs:
 
     def publish_frame(self, header: Header, rgb: np.ndarray, result) -> None:
         seg = result.segments
-        if self.wanted("semantic"):
-            self.pubs["semantic"].publish(messages.semantic_image_msg(seg, header))
-        if self.wanted("instance_ids"):
-            self.pubs["instance_ids"].publish(messages.instance_image_msg(seg, header))
+        # Cheapest first: consumers of detections/segments should not wait for full-frame label images.
         if self.wanted("detections"):
             self.pubs["detections"].publish(messages.detections_msg(seg, header))
         if self.wanted("segments"):
             self.pubs["segments"].publish(messages.segments_to_msg(seg, header))
         if result.targets is not None and self.wanted("targets"):
             self.pubs["targets"].publish(messages.segments_to_msg(result.targets, header, task="targets"))
+        if self.wanted("semantic"):
+            self.pubs["semantic"].publish(messages.semantic_image_msg(seg, header))
+        if self.wanted("instance_ids"):
+            self.pubs["instance_ids"].publish(messages.instance_image_msg(seg, header))
         if self.wanted("overlay"):
             shown = seg if result.targets is None else _with_targets(seg, result.targets)
             self.pubs["overlay"].publish(numpy_to_image(render_overlay(rgb, shown), "rgb8", header))
