@@ -33,9 +33,12 @@ class TrackerConfig:
                                         # models flicker between similar classes, which would split tracks
     embedding_momentum: float = 0.5     # track embedding = m * old + (1 - m) * new (then re-normalised)
     iou_grid: int = 64                  # masks are compared on a grid whose long side has this many cells
+    motion_horizon: int = 3             # IoU uses the last mask moved by the track's velocity for up to this
+                                        # many frames of absence (0 = no motion prediction)
     min_score: float = 0.0              # segments scoring below this are not tracked (track id 0)
     # --- life cycle (frames) ----------------------------------------------------------------------------
     n_init: int = 2                     # hits before a tentative track is confirmed and gets an id
+    tentative_max_age: int = 1          # frames a tentative track may go unmatched before it is dropped
     max_age: int = 15                   # frames a confirmed track survives unseen (occlusion) before removal
     reid_max_age: int = 300             # frames a removed track stays in the re-identification memory
     reid_memory_size: int = 100         # most tracks kept in that memory (oldest dropped first)
@@ -73,8 +76,8 @@ class TrackerConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"TrackerConfig.{name} must be in [0, 1], got {v}")
-        for name, lo in (("n_init", 1), ("max_age", 0), ("reid_max_age", 0), ("reid_memory_size", 0),
-                         ("iou_grid", 4), ("stuff_id_offset", 2), ("target_max_lost_frames", 0)):
+        for name, lo in (("n_init", 1), ("tentative_max_age", 0), ("max_age", 0), ("reid_max_age", 0), ("reid_memory_size", 0),
+                         ("iou_grid", 4), ("motion_horizon", 0), ("stuff_id_offset", 2), ("target_max_lost_frames", 0)):
             v = getattr(self, name)
             if int(v) != v or v < lo:
                 raise ValueError(f"TrackerConfig.{name} must be an integer >= {lo}, got {v}")

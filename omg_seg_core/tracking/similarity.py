@@ -24,7 +24,8 @@ def grid_stride(image_size: tuple[int, int], iou_grid: int) -> int:
 class GridSampler:
     """Samples bool masks [N, H, W] of one image size at the centres of stride x stride cells and bit-packs them.
 
-    `sample(masks, boxes) -> (packed uint64 [N, W64], counts int64 [N])`; counts = sampled pixels inside.
+    `sample(masks, boxes) -> (packed uint64 [N, W64], counts int64 [N])`; counts = sampled pixels inside;
+    `grid()` / `pack()` are the two halves, `shifted()` translates unpacked grids (motion prediction).
     Only the grid cells inside each mask's box are read (boxes are tight by the `Segments` contract), so the
     cost scales with object area instead of N x H x W (0.1 ms instead of about 1 ms for 50 masks at 640x480).
     """
@@ -44,7 +45,8 @@ class GridSampler:
         c1 = np.clip(-(-(hi - off) // s), 0, n_cells)
         return c0, c1
 
-    def sample(self, masks: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def grid(self, masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """bool [N, H, W] masks (+ tight boxes [N, 4]) -> bool [N, gh, gw] samples."""
         n = masks.shape[0]
         if masks.shape[1:] != self.image_size:
             raise ValueError(f"GridSampler for {self.image_size} got masks of {masks.shape[1:]}")
@@ -57,12 +59,33 @@ class GridSampler:
         for i in np.flatnonzero((r1 > r0) & (c1 > c0)):
             grid[i, r0[i]:r1[i], c0[i]:c1[i]] = masks[i, off + r0[i] * s:off + r1[i] * s:s,
                                                       off + c0[i] * s:off + c1[i] * s:s]
-        bits = np.packbits(grid.reshape(n, gh * gw), axis=1)
+        return grid
+
+    @staticmethod
+    def pack(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """bool [N, gh, gw] -> (packed uint64 [N, W64], counts int64 [N])."""
+        n = grid.shape[0]
+        bits = np.packbits(grid.reshape(n, grid.shape[1] * grid.shape[2]), axis=1)
         pad = (-bits.shape[1]) % 8
         if pad:
             bits = np.pad(bits, ((0, 0), (0, pad)))
         packed = np.ascontiguousarray(bits).view(np.uint64)
         return packed, np.bitwise_count(packed).sum(1, dtype=np.int64)
+
+    def sample(self, masks: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`pack(grid(masks, boxes))`."""
+        return self.pack(self.grid(masks, boxes))
+
+    def shifted(self, grid: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+        """Translate grids bool [T, gh, gw] by integer cell shifts [T, 2] (dx, dy); vacated cells are empty."""
+        out = np.zeros_like(grid)
+        gh, gw = self.shape
+        for i, (dx, dy) in enumerate(np.asarray(shifts, np.int64)):
+            if abs(dx) >= gw or abs(dy) >= gh:
+                continue
+            out[i, max(dy, 0):gh + min(dy, 0), max(dx, 0):gw + min(dx, 0)] = \
+                grid[i, max(-dy, 0):gh - max(dy, 0), max(-dx, 0):gw - max(dx, 0)]
+        return out
 
 
 def packed_iou(pa: np.ndarray, ca: np.ndarray, boxes_a: np.ndarray, pb: np.ndarray, cb: np.ndarray,

@@ -12,8 +12,8 @@ Id conventions (what the node publishes in `instance_ids`, `detections` and `seg
 - thing segments of tentative tracks, and segments scoring below `min_score`, carry 0 (= untracked);
 - stuff segments carry the class-based id `stuff_id_offset + class_id`, stable by construction.
 
-Life cycle: a new segment starts a TENTATIVE track; after `n_init` hits in consecutive updates it is CONFIRMED.
-A tentative track that misses one frame is deleted. A confirmed track that is not matched keeps its last
+Life cycle: a new segment starts a TENTATIVE track; after `n_init` hits it is CONFIRMED.
+A tentative track unmatched for more than `tentative_max_age` frames is deleted. A confirmed track that is not matched keeps its last
 mask and embedding and can be matched again for `max_age` frames (occlusion); after that it is removed and its
 embedding goes to the re-identification memory for `reid_max_age` frames, where an unmatched new segment of
 the same class whose embedding cosine is >= `reid_threshold` revives it with its old id.
@@ -55,6 +55,7 @@ class Track:
     class_name: str
     grid_mask: np.ndarray          # uint64 [W64], bit-packed mask samples on the IoU grid (GridSampler)
     grid_count: int                # number of grid samples inside the mask
+    grid_bool: np.ndarray          # bool [gh, gw], the same samples unpacked (shifted for motion prediction)
     box: np.ndarray                # float32 [4] xyxy, last seen
     embedding: Optional[np.ndarray]  # float32 [D] or None
     hits: int                      # number of frames matched
@@ -62,6 +63,7 @@ class Track:
     last_frame: int                # frame index of the last match
     score: float                   # last segment score
     class_votes: dict = field(default_factory=dict)  # class id -> (count, name) of matched segments
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # box centre px/frame (x, y)
 
     def age(self, frame: int) -> int:
         """Frames since the last match (0 = matched this frame)."""
@@ -165,8 +167,8 @@ class Tracker:
         det_idx = np.flatnonzero(thing & (segments.scores >= cfg.min_score))
         emb = self._embeddings(segments, det_idx)
         # Sample before selecting rows: fancy-indexing the full masks would copy N x H x W bytes.
-        packed, counts = self._sampler.sample(segments.masks, segments.boxes)
-        grids, counts = packed[det_idx], counts[det_idx]
+        gbool = self._sampler.grid(segments.masks, segments.boxes)[det_idx]
+        grids, counts = GridSampler.pack(gbool)
         boxes = segments.boxes[det_idx]
         cls = segments.class_ids[det_idx]
         names = [segments.class_names[i] for i in det_idx]
@@ -176,10 +178,11 @@ class Tracker:
         self._update_embeddings(matches, emb)
         for ti, di in matches:
             t = self._tracks[ti]
-            t.grid_mask, t.grid_count, t.box = grids[di], int(counts[di]), boxes[di].copy()
+            self._update_velocity(t, boxes[di], frame)
+            t.grid_mask, t.grid_count, t.grid_bool, t.box = grids[di], int(counts[di]), gbool[di], boxes[di].copy()
             t.score = float(segments.scores[det_idx[di]])
             self._vote_class(t, int(cls[di]), names[di])
-            t.hits += 1  # tentative tracks die on their first miss, so their hits are consecutive
+            t.hits += 1
             t.last_frame = frame
             if t.state == TENTATIVE and t.hits >= cfg.n_init:
                 self._confirm(t)
@@ -191,7 +194,9 @@ class Tracker:
             if ti in matched_tracks:
                 keep.append(t)
             elif t.state == TENTATIVE:
-                continue  # a missed tentative track was most likely a false positive
+                if t.age(frame) <= cfg.tentative_max_age:
+                    keep.append(t)  # small objects flicker in and out of the detections
+                # else: most likely a false positive
             elif t.age(frame) > cfg.max_age:
                 self._remember(t, frame)
             else:
@@ -202,7 +207,8 @@ class Tracker:
         revived = self._reidentify(unmatched_dets, cls, emb)
         for di in unmatched_dets:
             t = Track(uid=self._new_uid(), track_id=0, state=TENTATIVE, class_id=int(cls[di]),
-                      class_name=names[di], grid_mask=grids[di], grid_count=int(counts[di]), box=boxes[di].copy(),
+                      class_name=names[di], grid_mask=grids[di], grid_count=int(counts[di]),
+                      grid_bool=gbool[di], box=boxes[di].copy(),
                       embedding=None if emb is None else emb[di], hits=1, first_frame=frame, last_frame=frame,
                       score=float(segments.scores[det_idx[di]]))
             mem = revived.get(di)
@@ -262,14 +268,38 @@ class Tracker:
                              f"{emb.shape[1]} (different model?); call reset() first")
         return emb
 
-    def similarity(self, grids: np.ndarray, counts: np.ndarray, boxes: np.ndarray, cls: np.ndarray,
-                   emb: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Similarity S [T, N] of live tracks vs detections and the feasibility mask [T, N] (see config doc)."""
-        cfg = self.config
+    def _predicted_masks(self, frame: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Tracks' last grid masks and boxes moved by constant velocity over min(age, motion_horizon) frames
+        -> (packed [T, W64], counts [T], boxes [T, 4]). Camera motion and sliding objects otherwise drop the
+        IoU with the last mask below the gate for small objects."""
         tracks = self._tracks
         t_grid = np.stack([t.grid_mask for t in tracks])
         t_count = np.array([t.grid_count for t in tracks], np.int64)
-        t_box = np.stack([t.box for t in tracks])
+        t_box = np.stack([t.box for t in tracks]).astype(np.float32)
+        if self.config.motion_horizon <= 0:
+            return t_grid, t_count, t_box
+        steps = np.minimum([t.age(frame) for t in tracks], self.config.motion_horizon).astype(np.float32)
+        move = np.stack([t.velocity for t in tracks]) * steps[:, None]        # px (x, y)
+        cells = np.round(move / self._sampler.stride).astype(np.int64)
+        moving = np.flatnonzero(cells.any(1))
+        if moving.size:
+            shifted = self._sampler.shifted(np.stack([tracks[i].grid_bool for i in moving]), cells[moving])
+            t_grid[moving], t_count[moving] = GridSampler.pack(shifted)
+            t_box[moving] += np.concatenate([move[moving], move[moving]], 1)
+        return t_grid, t_count, t_box
+
+    def _update_velocity(self, t: Track, box: np.ndarray, frame: int) -> None:
+        dt = max(frame - t.last_frame, 1)
+        obs = ((box[:2] + box[2:]) - (t.box[:2] + t.box[2:])) / (2.0 * dt)
+        # First displacement initialises the velocity; later ones are smoothed (box centres jitter).
+        t.velocity = (obs if t.hits == 1 else 0.5 * t.velocity + 0.5 * obs).astype(np.float32)
+
+    def similarity(self, grids: np.ndarray, counts: np.ndarray, boxes: np.ndarray, cls: np.ndarray,
+                   emb: Optional[np.ndarray], frame: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Similarity S [T, N] of live tracks vs detections and the feasibility mask [T, N] (see config doc)."""
+        cfg = self.config
+        tracks = self._tracks
+        t_grid, t_count, t_box = self._predicted_masks(self._frame if frame is None else frame)
         t_cls = np.array([t.class_id for t in tracks], np.int64)
         num = cfg.w_iou * packed_iou(t_grid, t_count, t_box, grids, counts, boxes)
         den = np.full(num.shape, cfg.w_iou, np.float32)
@@ -297,7 +327,7 @@ class Tracker:
         n = grids.shape[0]
         if not self._tracks or n == 0:
             return [], list(range(n))
-        sim, ok = self.similarity(grids, counts, boxes, cls, emb)
+        sim, ok = self.similarity(grids, counts, boxes, cls, emb, frame)
         # Prefer recently seen tracks on (near) ties: a small penalty per frame of absence.
         ages = np.array([t.age(frame) for t in self._tracks], np.float32)
         cost = np.where(ok, 1.0 - sim + 1e-3 * ages[:, None], _FORBIDDEN)

@@ -40,7 +40,19 @@ def test_single_frame_false_positive_gets_no_id_and_burns_none():
     assert sorted(t.state for t in tr.tracks) == [TENTATIVE, TENTATIVE]
     out = tr.update(frame([a]))
     assert out.track_ids[0] == 1  # the false positive did not take id 1
-    assert len(tr.tracks) == 1
+    assert len(tr.tracks) == 2    # it may still come back once (tentative_max_age = 1) ...
+    tr.update(frame([a]))
+    assert len(tr.tracks) == 1    # ... but not after two missed frames
+    assert tr.update(frame([a, fp])).track_ids[1] == 0  # a reappearance starts a fresh tentative track
+
+
+def test_flickering_tentative_track_survives_one_miss():
+    tr = Tracker(TrackerConfig(n_init=2, tentative_max_age=1))
+    a = (0, 10, 10, 20, 20, E[0])
+    tr.update(frame([a]))
+    tr.update(frame([]))
+    (tid,) = tr.update(frame([a])).track_ids
+    assert tid > 0
 
 
 def test_same_class_same_embedding_disambiguated_by_iou():
@@ -260,3 +272,27 @@ def test_track_class_is_majority_vote_and_survives_a_flicker():
     for _ in range(3):
         tr.update(frame([(1, 10, 10, 20, 20, E[0])]))
     assert tr.tracks[0].class_name == "ball" and tr.tracks[0].track_id == tid
+
+
+def test_constant_velocity_prediction_keeps_fast_small_objects_without_embeddings():
+    def run(horizon):
+        tr = Tracker(TrackerConfig(n_init=1, motion_horizon=horizon, iou_grid=160))
+        ids = []
+        for x in (10, 13, 16, 20, 25, 31, 38, 46, 54):  # an 8-px box speeding up to 8 px per frame
+            (tid,) = tr.update(frame([(0, x, 40, 8, 8, E[0])], with_emb=False)).track_ids
+            ids.append(int(tid))
+        return ids
+
+    stable = run(3)
+    assert len(set(stable)) == 1 and stable[0] > 0
+    broken = run(0)
+    assert len(set(broken)) > 1  # without motion prediction the track breaks once steps exceed ~4 px
+
+
+def test_motion_prediction_over_an_occlusion_gap():
+    tr = Tracker(TrackerConfig(n_init=1, iou_grid=160, max_age=5, reid_memory_size=0))
+    for x in (10, 13, 17, 22):
+        (tid,) = tr.update(frame([(0, x, 40, 10, 10, E[0])], with_emb=False)).track_ids
+    tr.update(frame([], with_emb=False))       # occluded for one frame (would be at x = 27)
+    (back,) = tr.update(frame([(0, 32, 40, 10, 10, E[0])], with_emb=False)).track_ids
+    assert back == tid                         # no overlap with the last mask at x = 22: predicted x = 30.5
