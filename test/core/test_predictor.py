@@ -208,3 +208,26 @@ def test_unknown_backend_and_dtype(predictor):
         make_backend("no_such_backend", predictor.model)
     with pytest.raises(ValueError, match="float64"):
         resolve_dtype("float64")
+
+
+def test_predictor_from_checkpoint_uses_its_vocabulary_and_minilm(tmp_path, monkeypatch):
+    """The default loading path of the node: our checkpoint format -> load_model -> the checkpoint's own
+    vocabulary and the MiniLM text encoder built on the checkpoint's learned projection (real MiniLM, offline)."""
+    from omg_seg_core.model.checkpoint import save_checkpoint
+    from omg_seg_core.model.omg_seg import build_model
+    from omg_seg_core.text.sentence_text import TextProjection
+
+    monkeypatch.setenv("OMG_SEG_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(2)
+    m = build_model(TINY, pretrained_backbone=False)
+    m.text_projection = TextProjection(TINY.class_embed_dim)
+    path = save_checkpoint(tmp_path / "tiny.pth", m, vocabulary={"things": ["box,cube", "ball"], "stuff": ["floor"]})
+    p = OMGSegPredictor(path, long_side=160)
+    assert p.class_names == ["box", "ball", "floor"] and p.vocabulary.num_things == 2
+    assert p.text_encoder.name.startswith("minilm_l6")
+    torch.testing.assert_close(p.text_encoder.projection.linear.weight, m.text_projection.linear.weight)
+    p.set_image(np.full((90, 120, 3), 127, np.uint8))
+    assert p.panoptic().masks.shape[1:] == (90, 120)
+    assert len(p.text("the red box")) <= 1
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        OMGSegPredictor(tmp_path / "missing.pth")
