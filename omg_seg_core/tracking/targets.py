@@ -75,8 +75,8 @@ class TargetManager:
     """Registers targets and re-finds them each frame (see module docstring)."""
 
     def __init__(self, config: Optional[TrackerConfig] = None) -> None:
-        self.config = config if config is not None else TrackerConfig()
-        self.config.validate()
+        self._config = config if config is not None else TrackerConfig()
+        self._config.validate()
         self._targets: list[Target] = []
         self._next_id = 1
         self._frame = -1
@@ -85,6 +85,24 @@ class TargetManager:
         self._sampler: Optional[GridSampler] = None
 
     # ------------------------------------------------------------------------------------------ public
+    @property
+    def config(self) -> TrackerConfig:
+        return self._config
+
+    @config.setter
+    def config(self, cfg: TrackerConfig) -> None:
+        """Change settings between frames; a new `iou_grid` re-samples the targets' stored masks."""
+        if not isinstance(cfg, TrackerConfig):
+            raise TypeError(f"TargetManager.config must be a TrackerConfig, got {type(cfg).__name__}")
+        cfg.validate()
+        old, self._config = self._config, cfg
+        if cfg.iou_grid != old.iou_grid and self._size is not None:
+            self._sampler = GridSampler(self._size, cfg.iou_grid)
+            for t in self._targets:
+                if t.mask.shape == self._size:
+                    packed, counts = self._grid(t.mask[None], t.box[None])
+                    t.grid_mask, t.grid_count = packed[0], int(counts[0])
+
     @property
     def targets(self) -> list[Target]:
         return list(self._targets)

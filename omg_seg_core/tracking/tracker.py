@@ -93,14 +93,30 @@ class Tracker:
     """
 
     def __init__(self, config: Optional[TrackerConfig] = None) -> None:
-        self.config = config if config is not None else TrackerConfig()
-        self.config.validate()
+        self._config = config if config is not None else TrackerConfig()
+        self._config.validate()
         self._next_id = 1
         self._next_uid = 1
-        self.last_events: list[str] = []
+        self.last_events: list[str] = []     # events of the latest update()
+        self._pending: list[str] = []        # resets not yet reported (reset(), config change, time jumps)
         self.reset(reason=None)
 
     # ------------------------------------------------------------------------------------------ public
+    @property
+    def config(self) -> TrackerConfig:
+        return self._config
+
+    @config.setter
+    def config(self, cfg: TrackerConfig) -> None:
+        """Change settings between frames (ROS parameter updates). Most take effect at the next update; a new
+        `iou_grid` changes the stored masks' layout, so it resets the tracks (with the usual warning event)."""
+        if not isinstance(cfg, TrackerConfig):
+            raise TypeError(f"Tracker.config must be a TrackerConfig, got {type(cfg).__name__}")
+        cfg.validate()
+        old, self._config = self._config, cfg
+        if cfg.iou_grid != old.iou_grid and self._image_size is not None:
+            self.reset(f"iou_grid changed from {old.iou_grid} to {cfg.iou_grid}")
+
     def reset(self, reason: Optional[str] = "reset requested") -> None:
         """Forget all tracks and the re-id memory. Ids keep counting (they are not reused after a reset)."""
         self._tracks: list[Track] = []
@@ -111,7 +127,7 @@ class Tracker:
         self._sampler: Optional[GridSampler] = None
         self._embed_dim: Optional[int] = None
         if reason:
-            self.last_events = [f"tracker reset: {reason}"]
+            self._pending.append(f"tracker reset: {reason}")
             log.warning("tracker reset: %s", reason)
 
     @property
@@ -149,7 +165,6 @@ class Tracker:
         """
         if not isinstance(segments, Segments):
             raise TypeError(f"Tracker.update expects Segments, got {type(segments).__name__}")
-        self.last_events = []
         size = tuple(int(v) for v in (image_size if image_size is not None else segments.image_size))
         if len(size) != 2 or min(size) <= 0:
             raise ValueError(f"Tracker.update: bad image_size {image_size}")
@@ -244,16 +259,14 @@ class Tracker:
             events.append(f"frame index went back from {self._frame} to {frame_index}")
         if events:
             self.reset("; ".join(events))
-            events_out = list(self.last_events)
-        else:
-            events_out = []
         frame = int(frame_index) if frame_index is not None else self._frame + 1
         self._frame = frame
         self._stamp = stamp if stamp is not None else self._stamp
         if self._image_size is None:
             self._image_size = size
             self._sampler = GridSampler(size, cfg.iou_grid)
-        self.last_events = events_out
+        # Resets since the last update (requested, config change or just now) are reported with this frame.
+        self.last_events, self._pending = self._pending, []
         return frame
 
     def _embeddings(self, segments: Segments, det_idx: np.ndarray) -> Optional[np.ndarray]:

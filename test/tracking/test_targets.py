@@ -129,3 +129,20 @@ def test_register_bad_input():
         tm.register(frame([(0, 10, 10, 0, 0, E[0])]))
     with pytest.raises(ValueError, match="frame_segments or image_size"):
         tm.update(None)
+
+
+def test_live_config_change_including_iou_grid():
+    tr, tm = Tracker(TrackerConfig(n_init=1)), TargetManager()
+    seg = tr.update(frame([(0, 10, 10, 20, 20, E[0])]))
+    tid = tm.register(as_text(seg, [0]), frame_segments=seg)
+    (track,) = seg.track_ids
+    tr.config = TrackerConfig(n_init=1, match_threshold=0.3)         # no reset for ordinary settings
+    assert tr.update(frame([(0, 12, 10, 20, 20, E[0])])).track_ids[0] == track
+    tr.config = TrackerConfig(n_init=1, iou_grid=32)                  # stored grids change layout: reset
+    out = tr.update(frame([(0, 12, 10, 20, 20, E[0])]))
+    assert len(out.extra["tracker_events"]) == 1 and "iou_grid" in out.extra["tracker_events"][0]
+    tm.config = TrackerConfig(iou_grid=32, w_embedding=0.0)          # targets re-sample their masks
+    res = tm.update(out)
+    assert list(res.track_ids) == [tid] and res.extra["target_states"] == ["tracking"]
+    with pytest.raises(TypeError):
+        tr.config = {"n_init": 1}
