@@ -54,6 +54,15 @@ def _file_fingerprint(path: Path) -> str:
     return h.hexdigest()[:12]
 
 
+def _state_fingerprint(module: torch.nn.Module) -> str:
+    """Hash of every tensor's shape and first 4096 values: tells differently initialised towers apart cheaply."""
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        h.update(f"{k}{tuple(v.shape)}".encode())
+        h.update(v.detach().flatten()[:4096].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
 class ClipTextEncoder(TextEncoder):
     """open_clip text tower -> L2-normalised [N, E] (E = 768 for convnext_large_d_320).
 
@@ -92,7 +101,9 @@ class ClipTextEncoder(TextEncoder):
             self.load_state_dict(state)
         self.device = torch.device(device)
         self.model.to(self.device)
-        size = "" if text_cfg is None else f"-w{cfg.get('width')}l{cfg.get('layers')}"
+        size = "" if text_cfg is None else f"-w{cfg.get('width')}l{cfg.get('layers')}e{self.embed_dim}"
+        if tag in ("random", "dict"):  # no file to fingerprint: key the embedding cache on the weights themselves
+            tag = f"{tag}{_state_fingerprint(self.model)}"
         self.name = f"clip_{CLIP_MODEL_NAME}{size}-{tag}"
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:

@@ -165,3 +165,26 @@ def test_running_argmax_keeps_first_maximum():
     s = torch.rand(7)
     s[4] = s[2]
     assert torch.equal(_argmax0(x, s), (s.view(-1, 1, 1) * x).argmax(0))
+
+
+def test_case2_prompt_masks_and_point_boxes(golden):
+    """Official prompt path: sigmoid(mask upsampled to ori_shape) > 0.5 from the stored fp32 final logits; and
+    our original-pixel points -> resized-pixel pseudo boxes equal the official prompt coordinates."""
+    from omg_seg_core.postprocess import prompt_postprocess
+    from omg_seg_core.predictor import _point_boxes
+    from omg_seg_core.preprocess import original_to_resized_xy
+
+    c2 = golden["outputs"]["case2_prompts"]
+    im = golden["inputs"]["img_meta"]
+    meta = ImageMeta(tuple(im["ori_shape"]), tuple(im["img_shape"]), tuple(im["batch_input_shape"]))
+    seg = prompt_postprocess(c2["mask_logits_final"][0], c2["iou_logits_per_layer"][-1, 0], meta)
+    np.testing.assert_array_equal(seg.masks, unpack(c2["pred_masks_packbits"], c2["pred_masks_shape"]))
+    np.testing.assert_allclose(seg.scores, torch.sigmoid(c2["iou_logits_per_layer"][-1, 0, :, 0]).numpy())
+
+    pr = golden["inputs"]["prompts"]
+    sx, sy = meta.scale_xy
+    pts_ori = pr["points_xy"].numpy() / np.array([sx, sy])
+    np.testing.assert_allclose(_point_boxes(original_to_resized_xy(pts_ori, meta)), pr["point_coords"][3:].numpy(),
+                               atol=1e-4)
+    boxes_ori = pr["boxes_xyxy"].numpy() / np.array([sx, sy, sx, sy])
+    np.testing.assert_allclose(original_to_resized_xy(boxes_ori, meta), pr["point_coords"][:3].numpy(), atol=1e-4)

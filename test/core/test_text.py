@@ -91,6 +91,15 @@ def test_clip_text_loader_rejects_wrong_weights(tmp_path):
         ClipTextEncoder(text_cfg=SMALL_TEXT, embed_dim=32).encode(["ok", ""])
 
 
+def test_random_towers_get_distinct_cache_names():
+    torch.manual_seed(0)
+    a = ClipTextEncoder(text_cfg=SMALL_TEXT, embed_dim=32)
+    torch.manual_seed(1)
+    b = ClipTextEncoder(text_cfg=SMALL_TEXT, embed_dim=32)
+    c = ClipTextEncoder(weights=a.model.state_dict(), text_cfg=SMALL_TEXT, embed_dim=32)
+    assert a.name != b.name and a.name.endswith(c.name.split("-dict")[-1])
+
+
 def test_class_embeddings_math_and_padding(clip_pair):
     _, enc, _ = clip_pair
     vocab = Vocabulary(("couch,sofa", "cup"), ("sky",))
