@@ -87,6 +87,8 @@ class TrackerConfig:
 
     def gate_for(self, class_name: str) -> float:
         """The minimum similarity for a track of `class_name`."""
+        if not self.gate_class_names:  # the common case, called per track per frame
+            return self.match_threshold
         for n, t in zip(self.gate_class_names, self.gate_class_thresholds):
             if n == class_name:
                 return t

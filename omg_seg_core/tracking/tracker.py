@@ -191,9 +191,9 @@ class Tracker:
         matches, unmatched_dets = self._associate(grids, counts, boxes, cls, emb, frame)
         det_track: dict[int, Track] = {}
         self._update_embeddings(matches, emb)
+        self._update_velocities(matches, boxes, frame)
         for ti, di in matches:
             t = self._tracks[ti]
-            self._update_velocity(t, boxes[di], frame)
             t.grid_mask, t.grid_count, t.grid_bool, t.box = grids[di], int(counts[di]), gbool[di], boxes[di].copy()
             t.score = float(segments.scores[det_idx[di]])
             self._vote_class(t, int(cls[di]), names[di])
@@ -301,11 +301,21 @@ class Tracker:
             t_box[moving] += np.concatenate([move[moving], move[moving]], 1)
         return t_grid, t_count, t_box
 
-    def _update_velocity(self, t: Track, box: np.ndarray, frame: int) -> None:
-        dt = max(frame - t.last_frame, 1)
-        obs = ((box[:2] + box[2:]) - (t.box[:2] + t.box[2:])) / (2.0 * dt)
-        # First displacement initialises the velocity; later ones are smoothed (box centres jitter).
-        t.velocity = (obs if t.hits == 1 else 0.5 * t.velocity + 0.5 * obs).astype(np.float32)
+    def _update_velocities(self, matches: list[tuple[int, int]], boxes: np.ndarray, frame: int) -> None:
+        """Box-centre velocity (px/frame) of matched tracks, batched (called before their boxes change)."""
+        if not matches:
+            return
+        tracks = [self._tracks[ti] for ti, _ in matches]
+        new = boxes[[di for _, di in matches]]
+        old = np.stack([t.box for t in tracks])
+        dt = np.maximum([frame - t.last_frame for t in tracks], 1)[:, None]
+        obs = ((new[:, :2] + new[:, 2:]) - (old[:, :2] + old[:, 2:])) / (2.0 * dt)
+        prev = np.stack([t.velocity for t in tracks])
+        first = np.array([t.hits == 1 for t in tracks])[:, None]
+        # The first displacement initialises the velocity; later ones are smoothed (box centres jitter).
+        vel = np.where(first, obs, 0.5 * prev + 0.5 * obs).astype(np.float32)
+        for t, v in zip(tracks, vel):
+            t.velocity = v
 
     def similarity(self, grids: np.ndarray, counts: np.ndarray, boxes: np.ndarray, cls: np.ndarray,
                    emb: Optional[np.ndarray], frame: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
