@@ -99,7 +99,6 @@ def panoptic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
     stuff queries); query_index / embeddings come from the first query of the segment.
     """
     c = _check(cls_logits, mask_logits, class_names)
-    h0, w0 = meta.ori_shape
     scores, labels = F.softmax(cls_logits.float(), dim=-1).max(-1)
     keep = labels.ne(c) & (scores > thresholds.object_mask_thr)
     kept = torch.nonzero(keep).flatten()
@@ -114,7 +113,9 @@ def panoptic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
     fg = cur_masks >= thresholds.mask_threshold
     original_areas = [int(torch.count_nonzero(f)) for f in fg]  # per row: ~8x faster than a batched reduction
 
-    panoptic_seg = torch.full((h0, w0), c, dtype=torch.int32, device=cur_masks.device)
+    # Argmax regions are disjoint, so each id's final mask is the union of its queries' masks: the same pixels the
+    # official loop writes into its id map (kept as masks directly; no map, no per-id comparison pass).
+    seg_masks: dict[int, torch.Tensor] = {}
     order: list[int] = []                 # panoptic ids in order of first write
     first_query: dict[int, int] = {}
     class_of: dict[int, int] = {}
@@ -134,14 +135,17 @@ def panoptic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
             instance_id += 1
         else:
             pid = pred_class
-        panoptic_seg[mask] = pid
+        if pid in seg_masks:
+            seg_masks[pid] |= mask  # quirk 2: stuff of one class shares the id
+        else:
+            seg_masks[pid] = mask
         if pid not in first_query:
             order.append(pid)
             first_query[pid] = int(kept[k])
             class_of[pid] = pred_class
         best_score[pid] = max(best_score.get(pid, 0.0), float(cur_scores[k]))
 
-    masks = [(panoptic_seg == pid) for pid in order]
+    masks = [seg_masks[pid] for pid in order]
     present = [i for i, m in enumerate(masks) if bool(m.any())]
     if not present:
         return empty
