@@ -2,7 +2,7 @@
 
 The detector is `NoisyDetector` (ground truth with jittered masks, misses, false positives, class flips and
 noisy embeddings), so these floors test the TRACKER LOGIC, not a model. Measured with these exact settings
-(seed 3, 2 sequences x 30 frames, 320x240): IDF1 0.941, HOTA 0.738, IDSW/100f 0.0, VPQ(1,5) 0.679, target hit
+(seed 3, 2 sequences x 30 frames, 320x240): IDF1 0.943, HOTA 0.739, IDSW/100f 0.0, VPQ(1,5) 0.681, target hit
 rate 0.941; the same detections with ground-truth ids give IDF1 0.970. Floors sit a little below.
 """
 from __future__ import annotations
