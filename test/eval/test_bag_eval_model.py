@@ -30,7 +30,7 @@ def test_make_bag_then_eval_with_model(tmp_path: Path) -> None:
     assert ("untrained" in rep["meta"]["weights"]) == bool(weights)  # the report says which weights were used
     assert r["frames_evaluated"] == 3 and r["frames_with_ground_truth"] == 3 and r["skipped"] == {}
     for stage in ("preprocess", "image_graph", "panoptic", "instances", "semantic", "prompt", "tracker", "total",
-                  "node_frame"):
+                  "node_frame", "total_cpu"):
         s = r["latency_ms"][stage]
         assert s["count"] == 3 and 0 < s["p50"] <= s["p95"] <= s["max"], stage
     assert r["latency_ms"]["total"]["p50"] >= r["latency_ms"]["image_graph"]["p50"]
