@@ -16,7 +16,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -206,10 +206,42 @@ def validate_onnx(path: Path | str, cfg: Optional[ModelConfig] = None, weights: 
 
 
 # ---- feeding and unpacking (torch tensors; ONNX Runtime converts to numpy) ---------------------------------------
-def features_from_outputs(outs: Mapping[str, torch.Tensor], names: Sequence[str] = IMAGE_OUTPUTS) -> ImageFeatures:
-    """Image-graph outputs by name -> ImageFeatures (clip_feat when the graph has it)."""
+def features_from_outputs(outs: Mapping[str, torch.Tensor], input_hw: Optional[tuple[int, int]] = None,
+                          names: Sequence[str] = IMAGE_OUTPUTS) -> ImageFeatures:
+    """Image-graph outputs by name -> ImageFeatures (clip_feat when the graph has it).
+
+    input_hw: padded size of the caller's image when it was smaller than the static size. mask_logits and
+    clip_feat are then cropped to it (/4, /32), so they have the shapes the Backend protocol promises for that
+    input and post-processing can use the caller's own padded shape; mask_features / memory keep the static
+    size because they are the prompt graph's inputs."""
     mf, m32, m16, m8, ml, ce, iou, qf = (outs[n] for n in names)
-    return ImageFeatures(mf, [m32, m16, m8], ml, ce, iou, qf, outs.get(CLIP_OUTPUT))
+    clip = outs.get(CLIP_OUTPUT)
+    if input_hw is not None:
+        h, w = input_hw
+        ml = ml[..., : h // 4, : w // 4]
+        clip = clip[..., : h // 32, : w // 32] if clip is not None else None
+    return ImageFeatures(mf, [m32, m16, m8], ml, ce, iou, qf, clip)
+
+
+def make_region_fn(model: Optional[torch.nn.Module]) -> Optional[Callable[[ImageFeatures, torch.Tensor],
+                                                                       Optional[torch.Tensor]]]:
+    """`region_embed(features, mask_logits)` for graph backends: the CLIP image head (ConvNeXt-L) stays a Python
+    step on the model's device, like the text tower; None for models without one."""
+    fn = getattr(model, "region_embed", None) if model is not None else None
+    if fn is None or not getattr(getattr(model, "backbone", None), "has_region_embed", False):
+        return None
+    dev = next(model.parameters()).device
+
+    def region_embed(features: ImageFeatures, mask_logits: torch.Tensor) -> Optional[torch.Tensor]:
+        if features.clip_feat is None:
+            return None
+        f = ImageFeatures(features.mask_features, features.memory, features.mask_logits, features.class_embed,
+                          features.iou_logits, features.query_feat, features.clip_feat.to(dev))
+        with torch.inference_mode():
+            out = fn(f, mask_logits.to(dev))
+        return None if out is None else out.to(mask_logits.device)
+
+    return region_embed
 
 
 def split_prompts(boxes: torch.Tensor, max_prompts: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, int]]:
@@ -250,10 +282,12 @@ def prompt_outputs_from(chunks: Sequence[tuple[Mapping[str, torch.Tensor], int]]
         return PromptOutputs(mf.new_zeros((1, 0) + tuple(mf.shape[-2:])), ce.new_zeros((1, 0, ce.shape[-1])),
                              ce.new_zeros((1, 0, 1)), qf.new_zeros((1, 0, qf.shape[-1])))
     parts = [[outs[name][:, :n] for outs, n in chunks] for name in PROMPT_OUTPUTS]
+    h4, w4 = features.mask_logits.shape[-2:]  # crop to the caller's padded size (see features_from_outputs)
+    parts[0] = [m[..., :h4, :w4] for m in parts[0]]
     return PromptOutputs(*(torch.cat(p, dim=1) for p in parts))
 
 
 __all__ = ["FORMAT", "OPSET", "IMAGE_INPUT", "HEAD_INPUTS", "FEATURE_NAMES", "IMAGE_OUTPUTS", "CLIP_OUTPUT",
            "PROMPT_INPUTS", "PROMPT_OUTPUTS", "OnnxBundle", "OnnxMismatchError", "OnnxCorruptError",
            "config_sha256", "weights_sha256", "check_resolution", "padded_size_for", "read_onnx_metadata",
-           "validate_onnx", "features_from_outputs", "split_prompts", "prompt_feeds", "prompt_outputs_from"]
+           "validate_onnx", "features_from_outputs", "make_region_fn", "split_prompts", "prompt_feeds", "prompt_outputs_from"]

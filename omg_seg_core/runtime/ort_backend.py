@@ -56,12 +56,15 @@ class OrtBackend:
     name = "onnxruntime"
 
     def __init__(self, bundle: OnnxBundle | Path | str, device: str = "cpu", threads: Optional[int] = None,
-                 providers: Optional[Sequence[str]] = None, fp16: bool = False) -> None:
+                 providers: Optional[Sequence[str]] = None, fp16: bool = False,
+                 region_fn: Optional[Callable[[ImageFeatures, torch.Tensor], Optional[torch.Tensor]]] = None
+                 ) -> None:
         try:
             import onnxruntime as ort  # noqa: PLC0415
         except Exception as e:  # noqa: BLE001
             raise OrtUnavailableError(f"onnxruntime not importable ({type(e).__name__}: {e})") from e
         self.bundle = bundle if isinstance(bundle, OnnxBundle) else OnnxBundle.load(bundle)
+        self._region_fn = region_fn  # CLIP region head in Python (make_region_fn), None without one
         self.providers = list(providers) if providers else default_providers(device)
         missing = [p for p in self.providers if p not in ort.get_available_providers()]
         if missing:
@@ -110,10 +113,12 @@ class OrtBackend:
         return {n: torch.from_numpy(o) for n, o in zip(self._out_names[graph], outs)}
 
     def run_image(self, image: torch.Tensor) -> ImageFeatures:
-        """image [1, 3, h, w] with h <= Hp, w <= Wp (normalised, padded to 32) -> ImageFeatures at (Hp, Wp)."""
+        """image [1, 3, h, w] with h <= Hp, w <= Wp (normalised, padded to 32) -> ImageFeatures; the graph runs at
+        (Hp, Wp), mask_logits / clip_feat are cropped back to (h/4, w/4) / (h/32, w/32)."""
         if self.bundle.variant == "head":
             raise RuntimeError(f"{self.bundle.root} holds the head-only graph (features in): use run_features")
-        return features_from_outputs(self._run("image", {IMAGE_INPUT: self.bundle.pad_image(image)}))
+        hw = (int(image.shape[-2]), int(image.shape[-1]))
+        return features_from_outputs(self._run("image", {IMAGE_INPUT: self.bundle.pad_image(image)}), hw)
 
     def run_features(self, feats: Sequence[torch.Tensor]) -> ImageFeatures:
         """Head-only bundles: backbone maps [f4, f8, f16, f32] at the static size -> ImageFeatures."""
@@ -128,6 +133,10 @@ class OrtBackend:
         chunks = [(self._run("prompt", prompt_feeds(features, b, v, image_size)), n)
                   for b, v, n in split_prompts(boxes, self.max_prompts)]
         return prompt_outputs_from(chunks, features)
+
+    def region_embed(self, features: ImageFeatures, mask_logits: torch.Tensor) -> Optional[torch.Tensor]:
+        """CLIP region embeddings [N, E] (ConvNeXt-L; computed in PyTorch) or None without a CLIP head."""
+        return None if self._region_fn is None else self._region_fn(features, mask_logits)
 
     def release(self) -> None:
         self._sessions = {}

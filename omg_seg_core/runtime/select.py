@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from .backend import Backend
-from .onnx_io import OnnxCorruptError, OnnxMismatchError, check_resolution, padded_size_for
+from .onnx_io import OnnxCorruptError, OnnxMismatchError, check_resolution, make_region_fn, padded_size_for
 
 LOG = logging.getLogger(__name__)
 CHAIN = ("tensorrt", "onnxruntime", "torch")
@@ -86,13 +86,14 @@ def _build(name: str, model: Optional[torch.nn.Module], device: str, dtype: Any,
                                root=cache_root / "onnx" if cache_root else None, progress=progress)
     if name == "onnxruntime":
         # fp16 graphs when asked for and present (they pay off with the CUDA provider; on CPU fp32 is faster)
-        return OrtBackend(bundle, device=str(device), threads=threads, fp16=half and "image_fp16" in bundle.meta["files"])
+        return OrtBackend(bundle, device=str(device), threads=threads, fp16=half and "image_fp16" in bundle.meta["files"],
+                          region_fn=make_region_fn(model))
     from .trt_backend import EngineCache, TrtBackend  # noqa: PLC0415
 
     dev = str(device) if str(device).startswith("cuda") else "cuda:0"
     return TrtBackend(bundle, precision="fp16" if half else "fp32", device=dev,
                       cache=EngineCache(cache_root / "trt") if cache_root else None, build_only=build_only,
-                      progress=progress)
+                      progress=progress, region_fn=make_region_fn(model))
 
 
 def make_backend(kind: Union[str, Backend], model: Optional[torch.nn.Module] = None, device: str = "cpu",

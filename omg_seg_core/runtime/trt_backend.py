@@ -335,7 +335,9 @@ class TrtBackend:
 
     def __init__(self, bundle: OnnxBundle, precision: str = "fp16", device: str = "cuda:0",
                  cache: Optional[EngineCache] = None, workspace_gb: float = 4.0, build_only: bool = False,
-                 progress: Progress = print) -> None:
+                 progress: Progress = print,
+                 region_fn: Optional[Callable[[ImageFeatures, torch.Tensor], Optional[torch.Tensor]]] = None
+                 ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         trt = import_tensorrt()
@@ -344,6 +346,7 @@ class TrtBackend:
         self.device = device
         self._dev = torch.device(device)
         self.bundle, self.precision = bundle, precision
+        self._region_fn = region_fn
         self.input_size = bundle.input_size
         self.max_prompts = bundle.max_prompts
         self.cache = cache or EngineCache()
@@ -374,7 +377,8 @@ class TrtBackend:
     def run_image(self, image: torch.Tensor) -> ImageFeatures:
         if self.bundle.variant == "head":
             raise RuntimeError("this bundle holds the head-only graph (features in): use run_features")
-        return features_from_outputs(self._graph("image")({IMAGE_INPUT: self.bundle.pad_image(image)}))
+        hw = (int(image.shape[-2]), int(image.shape[-1]))
+        return features_from_outputs(self._graph("image")({IMAGE_INPUT: self.bundle.pad_image(image)}), hw)
 
     @torch.inference_mode()
     def run_features(self, feats: list[torch.Tensor]) -> ImageFeatures:
@@ -387,6 +391,10 @@ class TrtBackend:
         for box_chunk, valid, n in split_prompts(boxes, self.max_prompts):
             chunks.append((self._graph("prompt")(prompt_feeds(features, box_chunk, valid, image_size)), n))
         return prompt_outputs_from(chunks, features)
+
+    def region_embed(self, features: ImageFeatures, mask_logits: torch.Tensor) -> Optional[torch.Tensor]:
+        """CLIP region embeddings [N, E] (ConvNeXt-L; computed in PyTorch) or None without a CLIP head."""
+        return None if self._region_fn is None else self._region_fn(features, mask_logits)
 
     def release(self) -> None:
         self._graphs = {k: None for k in self._graphs}

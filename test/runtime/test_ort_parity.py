@@ -77,11 +77,19 @@ def test_prompt_graph_matches_torch_with_chunking_and_padding(runs):
     assert empty.mask_logits.shape == (1, 0, SIZE[0] // 4, SIZE[1] // 4)
 
 
-def test_smaller_image_is_padded_larger_is_refused(runs, image):
+def test_smaller_image_is_padded_and_outputs_cropped_larger_is_refused(runs, image):
     _, ort, _, got = runs
     small = image[..., :96, :128]
     padded = torch.nn.functional.pad(small, (0, SIZE[1] - 128, 0, SIZE[0] - 96))
-    assert _maxdiff(ort.run_image(small).mask_logits, ort.run_image(padded).mask_logits) == 0
+    f_small, f_pad = ort.run_image(small), ort.run_image(padded)
+    # the graph ran at the static size; mask logits come back at the caller's padded size / 4 (Backend protocol)
+    assert f_small.mask_logits.shape[-2:] == (24, 32) and f_pad.mask_logits.shape[-2:] == (32, 40)
+    assert _maxdiff(f_small.mask_logits, f_pad.mask_logits[..., :24, :32]) == 0
+    assert f_small.mask_features.shape == f_pad.mask_features.shape  # prompt-graph inputs keep the static size
+    boxes = torch.tensor([[4.0, 6, 60, 70]])
+    p_small, p_pad = ort.run_prompt(f_small, boxes, (90, 120)), ort.run_prompt(f_pad, boxes, (90, 120))
+    assert p_small.mask_logits.shape[-2:] == (24, 32)
+    assert _maxdiff(p_small.mask_logits, p_pad.mask_logits[..., :24, :32]) == 0
     with pytest.raises(ValueError, match="larger than this export's static input"):
         ort.run_image(torch.zeros(1, 3, SIZE[0] + 32, SIZE[1]))
 
