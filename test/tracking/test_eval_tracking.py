@@ -135,3 +135,15 @@ def test_bad_input():
         ev.add_frame(vf([(rect(0, 0, 2, 2), 1, 0)]), VideoFrame(rect(0, 0, 2, 2)[None], [1], [7], [True]))
     with pytest.raises(ValueError, match="track ids"):
         ev.add_frame(vf([(rect(0, 0, 2, 2), 0, 0)]), vf([]))
+
+
+def test_pickled_evaluator_gives_the_same_result():
+    import pickle
+
+    ev = evaluator()
+    m = rect(2, 2, 5, 5)
+    ev.add_frame(vf([(m, 1, 0)]), vf([(m, 3, 0)]))
+    clone = pickle.loads(pickle.dumps(ev))
+    for e in (ev, clone):
+        e.add_frame(vf([(m, 1, 0)]), vf([(m, 4, 0)]))
+    np.testing.assert_equal(clone.evaluate(), ev.evaluate())  # (nan == nan for the empty stuff class)

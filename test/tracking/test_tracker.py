@@ -296,3 +296,15 @@ def test_motion_prediction_over_an_occlusion_gap():
     tr.update(frame([], with_emb=False))       # occluded for one frame (would be at x = 27)
     (back,) = tr.update(frame([(0, 32, 40, 10, 10, E[0])], with_emb=False)).track_ids
     assert back == tid                         # no overlap with the last mask at x = 22: predicted x = 30.5
+
+
+def test_pickled_tracker_resumes_identically():
+    # bag_eval pickles its Tracker and VideoEvaluator as resume state.
+    import pickle
+
+    tr = Tracker(TrackerConfig(n_init=1))
+    for x in (10, 13, 16):
+        tr.update(frame([(0, x, 10, 20, 20, E[0]), (1, 90, 60, 20, 20, E[1])]))
+    clone = pickle.loads(pickle.dumps(tr))
+    nxt = frame([(1, 91, 60, 20, 20, E[1]), (0, 19, 10, 20, 20, E[0])])
+    assert list(clone.update(nxt).track_ids) == list(tr.update(nxt).track_ids)
