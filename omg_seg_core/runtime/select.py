@@ -1,17 +1,21 @@
 """Pick a backend by name, falling back TensorRT -> ONNX Runtime -> PyTorch with a clear warning.
 
-    make_backend("tensorrt", model, device="cuda:0", dtype="float16", input_size=(768, 1024))
+    make_backend("tensorrt", model, device="cuda:0", dtype="float16")
 
 - "torch": `TorchBackend` (eager; `compile=True` wraps it in torch.compile); any input size.
-- "onnxruntime": `OrtBackend` on the model's export at `input_size` (exported on demand into cache_dir()/onnx,
-  or the bundle given as `onnx_dir`); CPU threads `threads`; CUDA provider when device is cuda and it exists.
+- "onnxruntime": `OrtBackend` on the model's export (exported on demand into cache_dir()/onnx, or the bundle given
+  as `onnx_dir`); CPU threads `threads`; CUDA provider when device is cuda and it exists.
 - "tensorrt": `TrtBackend` engines built from that export (cache_dir()/trt), fp16 when dtype is float16.
+- "auto": TensorRT where tensorrt and a CUDA GPU exist, else ONNX Runtime (then the usual fallback).
+
+Sizes: with `input_size` (or `onnx_dir`) the backend has that one static size (`input_size` attribute; smaller
+inputs are padded inside and the mask outputs cropped back). Without, a `PerSizeBackend` keeps one export/engine
+per padded input size it is given, so any camera works and outputs equal PyTorch's.
 
 When a backend cannot load (library missing, no GPU, engine build failure, unreadable or mismatching ONNX) and
 `fallback=True`, the next one in the chain is tried and a `RuntimeWarning` (also logged) says what failed and
 what is used instead. Configuration mistakes (unknown name, bad size / dtype) raise ValueError and never fall back.
-The chosen backend's `name` tells which one runs; static-size backends expose `input_size` (Hp, Wp) — callers
-must pad their input to exactly that (the masks come at Hp/4 x Wp/4).
+The chosen backend's `name` tells which one runs.
 """
 from __future__ import annotations
 
@@ -22,12 +26,12 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from .backend import Backend
+from .backend import Backend, ImageFeatures, PromptOutputs
 from .onnx_io import OnnxCorruptError, OnnxMismatchError, check_resolution, make_region_fn, padded_size_for
 
 LOG = logging.getLogger(__name__)
 CHAIN = ("tensorrt", "onnxruntime", "torch")
-ALIASES = {"trt": "tensorrt", "ort": "onnxruntime", "onnx": "onnxruntime", "pytorch": "torch"}
+ALIASES = {"trt": "tensorrt", "ort": "onnxruntime", "onnx": "onnxruntime", "pytorch": "torch"}  # + "auto"
 _HALF = {"float16", "fp16", "half", torch.float16}
 
 
@@ -42,10 +46,10 @@ def canonical_name(name: str) -> str:
     return key
 
 
-def default_input_size(model: torch.nn.Module) -> tuple[int, int]:
-    """Static size for a 4:3 landscape camera at the model's long side (TINY: 256x320, CONVL: 768x1024)."""
+def default_input_size(model: torch.nn.Module, long_side: Optional[int] = None) -> tuple[int, int]:
+    """Static size for a 4:3 landscape camera at `long_side` (default the model's: TINY 256x320, CONVL 768x1024)."""
     cfg = model.cfg
-    return padded_size_for(cfg.long_side, 4 / 3, cfg.pad_size_divisor)
+    return padded_size_for(long_side or cfg.long_side, 4 / 3, cfg.pad_size_divisor)
 
 
 def _load_errors() -> tuple[type[BaseException], ...]:
@@ -96,18 +100,74 @@ def _build(name: str, model: Optional[torch.nn.Module], device: str, dtype: Any,
                       progress=progress, region_fn=make_region_fn(model))
 
 
+class PerSizeBackend:
+    """An ONNX Runtime / TensorRT backend for ANY padded input size: one static export (and engine) per size seen,
+    made on first use and cached on disk (cache_dir()/onnx, /trt), so only the very first frame of a new camera
+    size pays for it (robots pre-build with `omg-seg-export --long-side .. --aspect .. --engine --build-only`).
+    Outputs then equal PyTorch's exactly (no extra letterbox padding). The first size is built eagerly, so a
+    backend that cannot load fails at construction, where make_backend can fall back. Keeps `max_sizes` sizes."""
+
+    input_size = None  # accepts any size, like TorchBackend
+
+    def __init__(self, name: str, factory: Callable[[tuple[int, int]], Backend], first_size: tuple[int, int],
+                 max_sizes: int = 2) -> None:
+        self.name = name
+        self._factory, self._max = factory, max_sizes
+        self._by_size: dict[tuple[int, int], Backend] = {}
+        self.device = self._get(first_size).device
+
+    def _get(self, size: tuple[int, int]) -> Backend:
+        if size in self._by_size:
+            self._by_size[size] = self._by_size.pop(size)  # most recently used last
+            return self._by_size[size]
+        backend = self._factory(size)
+        self._by_size[size] = backend
+        while len(self._by_size) > self._max:
+            oldest = next(iter(self._by_size))
+            self._by_size.pop(oldest).release()
+        return backend
+
+    def run_image(self, image: torch.Tensor) -> ImageFeatures:
+        return self._get((int(image.shape[-2]), int(image.shape[-1]))).run_image(image)
+
+    def run_prompt(self, features: ImageFeatures, boxes: torch.Tensor, image_size: tuple[int, int]) -> PromptOutputs:
+        mf = features.mask_features  # at the static size of the backend that made these features
+        return self._get((int(mf.shape[-2]) * 4, int(mf.shape[-1]) * 4)).run_prompt(features, boxes, image_size)
+
+    def region_embed(self, features: ImageFeatures, mask_logits: torch.Tensor) -> Optional[torch.Tensor]:
+        fn = getattr(next(reversed(self._by_size.values())), "region_embed", None)
+        return None if fn is None else fn(features, mask_logits)
+
+    def release(self) -> None:
+        for b in self._by_size.values():
+            b.release()
+        self._by_size = {}
+
+
+def _trt_present() -> bool:
+    try:
+        import tensorrt  # noqa: F401, PLC0415
+    except Exception:  # noqa: BLE001
+        return False
+    return torch.cuda.is_available()
+
+
 def make_backend(kind: Union[str, Backend], model: Optional[torch.nn.Module] = None, device: str = "cpu",
                  dtype: Any = "float32", *, compile: bool = False, input_size: Optional[tuple[int, int]] = None,
                  onnx_dir: Optional[Union[str, Path]] = None, threads: Optional[int] = None, max_prompts: int = 16,
                  cache_root: Optional[Union[str, Path]] = None, fallback: bool = True, build_only: bool = False,
-                 progress: Callable[[str], None] = print, **unused: Any) -> Backend:
-    """Backend `kind` ("tensorrt" | "onnxruntime" | "torch", or aliases trt/ort/onnx/pytorch; a Backend instance
-    passes through) for `model` (an OMGSeg). input_size: static (Hp, Wp) for ONNX Runtime / TensorRT, multiples
-    of 32 (default: 4:3 at the model's long side). cache_root: replaces cache_dir() for exports and engines.
+                 long_side: Optional[int] = None, progress: Callable[[str], None] = print, **unused: Any) -> Backend:
+    """Backend `kind` ("tensorrt" | "onnxruntime" | "torch" | "auto", or aliases trt/ort/onnx/pytorch; a Backend
+    instance passes through) for `model` (an OMGSeg). "auto": TensorRT where tensorrt and a GPU exist, else ONNX
+    Runtime. input_size: one static (Hp, Wp) for ONNX Runtime / TensorRT (multiples of 32); None (default) gives a
+    PerSizeBackend that exports per padded size seen, starting with 4:3 at `long_side` (default: the model's).
+    onnx_dir: use that export bundle (its size). cache_root: replaces cache_dir() for exports and engines.
     fallback: on a load failure try the next backend in TensorRT -> ONNX Runtime -> PyTorch with a warning;
     False raises BackendUnavailableError instead. Other keyword arguments are ignored (predictor pass-through)."""
     if not isinstance(kind, str):
         return kind
+    if str(kind).lower() == "auto":
+        kind = "tensorrt" if _trt_present() else "onnxruntime"
     first = canonical_name(kind)
     chain = CHAIN[CHAIN.index(first):] if fallback else (first,)
     errors = _load_errors()
@@ -117,10 +177,16 @@ def make_backend(kind: Union[str, Backend], model: Optional[torch.nn.Module] = N
         dev = device
         if name == "torch" and str(device).startswith("cuda") and not torch.cuda.is_available() and i > 0:
             dev = "cpu"  # last resort after GPU backends failed for lack of a GPU
+        def build(size: Optional[tuple[int, int]], name: str = name, dev: str = dev) -> Backend:
+            return _build(name, model, dev, dtype, compile=compile, input_size=size, onnx_dir=onnx_dir,
+                          threads=threads, max_prompts=max_prompts, cache_root=root, build_only=build_only,
+                          progress=progress)
+
         try:
-            backend = _build(name, model, dev, dtype, compile=compile, input_size=input_size, onnx_dir=onnx_dir,
-                             threads=threads, max_prompts=max_prompts, cache_root=root, build_only=build_only,
-                             progress=progress)
+            if name != "torch" and input_size is None and onnx_dir is None and model is not None and not build_only:
+                backend = PerSizeBackend(name, build, default_input_size(model, long_side))
+            else:
+                backend = build(input_size)
         except errors as e:
             failures.append(f"{name}: {type(e).__name__}: {e}")
             if i + 1 < len(chain):
@@ -133,4 +199,5 @@ def make_backend(kind: Union[str, Backend], model: Optional[torch.nn.Module] = N
     raise BackendUnavailableError("no backend could load:\n  " + "\n  ".join(failures))
 
 
-__all__ = ["make_backend", "canonical_name", "default_input_size", "BackendUnavailableError", "CHAIN"]
+__all__ = ["make_backend", "canonical_name", "default_input_size", "PerSizeBackend", "BackendUnavailableError",
+           "CHAIN"]

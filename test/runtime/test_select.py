@@ -86,3 +86,28 @@ def test_predictor_hook_delegates_here(tiny_model, tiny_bundle):
     b = predictor_make_backend("ort", tiny_model, device="cpu", dtype="float32", compile=False,
                                onnx_dir=tiny_bundle.root, threads=1)
     assert b.name == "onnxruntime"
+
+
+def test_per_size_backend_exports_each_padded_size_once(tiny_model, tmp_path, image):
+    msgs: list[str] = []
+    b = make_backend("ort", tiny_model, long_side=160, cache_root=tmp_path, threads=1, progress=msgs.append)
+    assert b.name == "onnxruntime" and b.input_size is None
+    assert sum(m.startswith("exporting image graph") for m in msgs) == 1  # eager first size: 4:3 at 160 = 128x160
+    f = b.run_image(image)  # 128x160: the first size, no new export
+    assert sum(m.startswith("exporting image graph") for m in msgs) == 1
+    small = image[..., :96, :]
+    g = b.run_image(small)  # a new padded size: its own exact-size export
+    assert sum(m.startswith("exporting image graph") for m in msgs) == 2
+    with torch.no_grad():
+        ref = tiny_model.forward_image(small)
+    assert (g.mask_logits - ref.mask_logits).abs().max().item() < 1e-3  # exact size: equals PyTorch
+    boxes = torch.tensor([[4.0, 6, 60, 70]])
+    assert b.run_prompt(g, boxes, (90, 160)).mask_logits.shape[-2:] == (24, 40)
+    assert b.run_prompt(f, boxes, (120, 160)).mask_logits.shape[-2:] == (32, 40)
+    assert len(list((tmp_path / "onnx").iterdir())) == 2  # cached on disk for the next start
+    b.release()
+
+
+def test_auto_picks_what_this_machine_has(tiny_model, tiny_bundle):
+    b = make_backend("auto", tiny_model, onnx_dir=tiny_bundle.root, **QUIET)
+    assert b.name == ("tensorrt" if _trt_usable() else "onnxruntime")
