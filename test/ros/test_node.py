@@ -293,6 +293,35 @@ def test_thresholds_change_at_run_time_and_bad_values_are_rejected(client, seg_n
         col.close()
 
 
+def test_outputs_can_be_switched_off_at_run_time(client, seg_node):
+    from omg_seg_msgs.msg import SegmentArray
+
+    segs = client.collector(SegmentArray, f"{NS}/output/segments")
+    over = client.collector(Image, f"{NS}/output/overlay")
+    cam = Camera(client)
+    try:
+        assert client.set_params("omg_seg", **{"outputs.overlay": False})[0].successful
+        t_off = cam.send()
+        time.sleep(1.0)
+        end = time.monotonic() + 60
+        while len([m for m in segs.msgs if stamp(m) > t_off]) < 2 and time.monotonic() < end:
+            cam.send()
+            time.sleep(0.5)
+        assert len([m for m in segs.msgs if stamp(m) > t_off]) >= 2
+        assert not [m for m in over.msgs if stamp(m) > t_off], "overlay published while switched off"
+        assert client.set_params("omg_seg", **{"outputs.overlay": True})[0].successful
+        t_on = cam.send()
+        end = time.monotonic() + 60
+        while not [m for m in over.msgs if stamp(m) >= t_on] and time.monotonic() < end:
+            cam.send()
+            time.sleep(0.5)
+        assert [m for m in over.msgs if stamp(m) >= t_on]
+    finally:
+        cam.close()
+        segs.close()
+        over.close()
+
+
 def test_vocabulary_changes_at_run_time(client, seg_node, tmp_path):
     from vision_msgs.msg import LabelInfo
 
