@@ -2,6 +2,7 @@
 
     scripts/with_env.sh .venv/bin/python benchmarks/backends.py                      # tiny at 320x240, CPU
     scripts/with_env.sh .venv/bin/python benchmarks/backends.py --models tiny convl --sizes 320x240 1024x768
+    scripts/with_env.sh .venv/bin/python benchmarks/backends.py --models convl --long-side 320 --threads 1 --reps 5
 
 For each (model, camera size WxH) the image is letterboxed to the model's long side, padded to 32 (the static
 export size), and every backend runs the image graph (`run_image`, what `set_image` costs) and the prompt graph
@@ -101,13 +102,14 @@ def bench_one(name: str, cam_wh: tuple[int, int], args: argparse.Namespace, work
     model, weights = _load(name)
     cfg = model.cfg
     w, h = cam_wh
-    size = padded_size_for(cfg.long_side, w / h, cfg.pad_size_divisor)
+    long_side = args.long_side or cfg.long_side
+    size = padded_size_for(long_side, w / h, cfg.pad_size_divisor)
     print(f"\n== {cfg.name} ({weights} weights), camera {w}x{h} -> static input {size[0]}x{size[1]} (HxW)", flush=True)
     t0 = time.monotonic()
     bundle = export_onnx(model, workdir / f"{cfg.name}-{size[0]}x{size[1]}", size, max_prompts=4, fp16=False,
                          slim=not args.no_slim, progress=lambda s: None)
     print(f"   export: {time.monotonic() - t0:.1f} s", flush=True)
-    scale = cfg.long_side / max(w, h)
+    scale = long_side / max(w, h)
     img_shape = (int(h * scale + 0.5), int(w * scale + 0.5))  # resized image (prompt boxes live here)
     image = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
     boxes = torch.tensor([[10.0, 10, 120, 100], [50, 40, 200, 180], [150, 20, 300, 230], [5, 5, 11, 11]])
@@ -165,6 +167,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--sizes", nargs="+", default=["320x240"], help="camera sizes WxH")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                    help="CPU thread counts to time torch and onnxruntime with (each gets its own rows)")
+    p.add_argument("--long-side", type=int, help="resize long side (default: each model's own, tiny 320, convl 1024)")
     p.add_argument("--reps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--compile", action="store_true", help="also time torch.compile (slow first call)")
