@@ -107,3 +107,12 @@ def test_fp16_graph_runs_in_onnxruntime_close_to_fp32(tiny_bundle, runs, image):
     m = onnx.load(str(tiny_bundle.path("image", fp16=True)))
     half = sum(i.data_type == onnx.TensorProto.FLOAT16 for i in m.graph.initializer)
     assert half > 0 and {n.op_type for n in m.graph.node} >= {"Cast", "Conv", "MatMul"}
+    # precision split: Conv/MatMul/Gemm in fp16, LayerNorm / Softmax / GridSample kept in fp32
+    inferred = onnx.shape_inference.infer_shapes(m)
+    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(m.graph.input)}
+    types.update({i.name: i.data_type for i in m.graph.initializer})
+    for node in m.graph.node:
+        if node.op_type in ("Conv", "MatMul", "Gemm"):
+            assert types.get(node.input[0]) == onnx.TensorProto.FLOAT16, node.name
+        if node.op_type in ("LayerNormalization", "Softmax", "GridSample"):
+            assert types.get(node.input[0]) == onnx.TensorProto.FLOAT, node.name
