@@ -70,7 +70,8 @@ class OrtBackend:
         if missing:
             raise OrtUnavailableError(f"onnxruntime providers {missing} not available here "
                                       f"(have {ort.get_available_providers()})")
-        self.device = device if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        # outputs come back as CPU tensors (numpy) whichever provider computes them: that is the device callers see
+        self.device = "cpu"
         self.input_size = self.bundle.input_size
         self.max_prompts = self.bundle.max_prompts
         opts = ort.SessionOptions()

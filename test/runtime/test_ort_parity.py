@@ -116,3 +116,38 @@ def test_fp16_graph_runs_in_onnxruntime_close_to_fp32(tiny_bundle, runs, image):
             assert types.get(node.input[0]) == onnx.TensorProto.FLOAT16, node.name
         if node.op_type in ("LayerNormalization", "Softmax", "GridSample"):
             assert types.get(node.input[0]) == onnx.TensorProto.FLOAT, node.name
+
+
+def _gpu_reason(need_ort_cuda: bool) -> str | None:
+    if not torch.cuda.is_available():
+        return "no CUDA GPU"
+    if need_ort_cuda:
+        from omg_seg_core.runtime.ort_backend import available_providers
+
+        if "CUDAExecutionProvider" not in available_providers():
+            return "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)"
+    return None
+
+
+def test_onnxruntime_cuda_matches_cpu(tiny_bundle, runs, image):
+    reason = _gpu_reason(True)
+    if reason:
+        pytest.skip(reason)
+    _, ort_cpu, _, ref = runs
+    got = OrtBackend(tiny_bundle, device="cuda:0").run_image(image)
+    assert _maxdiff(ref.mask_logits, got.mask_logits) < 1e-3 * max(1.0, ref.mask_logits.abs().max().item())
+
+
+def test_torch_fp16_on_gpu_close_to_fp32(tiny_model, image):
+    reason = _gpu_reason(False)
+    if reason:
+        pytest.skip(reason)
+    import copy
+
+    from omg_seg_core.runtime.torch_backend import TorchBackend
+
+    with torch.no_grad():
+        ref = tiny_model.forward_image(image)
+    got = TorchBackend(copy.deepcopy(tiny_model), "cuda:0", dtype="float16").run_image(image)
+    scale = ref.mask_logits.abs().max().item()
+    assert _maxdiff(ref.mask_logits, got.mask_logits.cpu()) < 0.05 * scale
