@@ -106,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
 
         bundle = ensure_bundle(model, size, max_prompts=args.max_prompts, fp16=args.fp16)
     print(f"ONNX bundle: {bundle.root} ({size[0]}x{size[1]}, {time.monotonic() - t0:.1f} s)")
+    for graph, ops in bundle.meta.get("ops", {}).items():  # the static check passed for every op listed here
+        print(f"  {graph} graph ops (all in trt_supported_ops.txt): "
+              + ", ".join(f"{op} x{n}" for op, n in ops.items()))
     if args.engine:
         from ..runtime.trt_backend import EngineCache, TrtBackend  # noqa: PLC0415
 

@@ -12,7 +12,9 @@ BASE = ["--model", "tiny", "--random-weights", "--no-slim", "--max-prompts", "2"
 def test_export_writes_a_loadable_bundle(tmp_path, capsys):
     out = tmp_path / "bundle"
     assert main(BASE + ["--size", "64x96", "--out", str(out)]) == 0
-    assert "ONNX bundle:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "ONNX bundle:" in printed and "prompt graph ops (all in trt_supported_ops.txt): " in printed
+    assert "GridSample x" in printed  # the deformable attention's sampling op is listed
     bundle = OnnxBundle.load(out)
     assert bundle.input_size == (64, 96) and bundle.max_prompts == 2
     assert set(bundle.meta["files"]) == {"image", "prompt"}
