@@ -199,7 +199,12 @@ def markdown(report: dict) -> str:
                   f"box {_pct(pr['box']['miou'])} % / {pr['box']['count']})"]
     tr = r.get("tracking")
     if tr:
-        lines += ["", "## Tracking", ""] + [f"- {k}: {v}" for k, v in tr.items() if not isinstance(v, dict)]
+        def fmt(v: Any) -> str:
+            return f"{v:.3f}" if isinstance(v, float) else ("n/a" if v is None else str(v))
+
+        lines += ["", "## Tracking and video metrics (fractions)", "",
+                  " | ".join(f"{k} {fmt(tr[k])}" for k in ("IDF1", "HOTA", "IDSW", "vpq", "stq") if k in tr), ""]
+        lines += [f"- {k}: {fmt(v)}" for k, v in tr.items() if not isinstance(v, dict)]
     lat = r.get("latency_ms")
     if lat:
         lines += ["", "## Latency (ms)", "", "| stage | p50 | p95 | mean | max | n |", "|---|---|---|---|---|---|"]

@@ -83,7 +83,7 @@ class Evaluation:
     """Accumulates metrics frame by frame. Use `add_frame` for evaluated frames and `skip` for the others."""
 
     def __init__(self, class_names: Sequence[str], is_thing: Sequence[bool], worst_k: int = 6,
-                 thumb_long_side: int = 256) -> None:
+                 thumb_long_side: int = 320) -> None:
         self.class_names = list(class_names)
         self.is_thing = [bool(t) for t in is_thing]
         self.things = [c for c, t in enumerate(self.is_thing) if t]
