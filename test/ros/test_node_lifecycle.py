@@ -69,3 +69,24 @@ def test_node_refuses_to_start_without_weights(client, tmp_path_factory):
         assert state == "unconfigured"
     finally:
         assert proc.stop() == 0
+
+
+def test_autostart_false_waits_for_a_lifecycle_manager(client, tmp_path_factory):
+    """autostart:=false: nothing is loaded until configure; configure + activate over the real services."""
+    name = "omg_seg_managed"
+    proc = start_node(tmp_path_factory, name, ["-p", "autostart:=false"])
+    try:
+        deadline = time.monotonic() + 120
+        state = None
+        while time.monotonic() < deadline and state != "unconfigured":
+            try:
+                state = client.state(name)
+            except TimeoutError:
+                assert proc.alive(), proc.log()
+        assert state == "unconfigured"
+        assert "configured: model" not in proc.log()  # no model loaded yet
+        assert client.lifecycle(name, "configure") and client.state(name) == "inactive"
+        assert client.lifecycle(name, "activate") and client.state(name) == "active"
+        assert f"/{name}/input/image" in proc.log()
+    finally:
+        assert proc.stop() == 0
