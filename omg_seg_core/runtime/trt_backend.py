@@ -1,7 +1,8 @@
 """TensorRT backend: engines built from the exported ONNX graphs with the TensorRT Python API, cached on disk.
 
 Precision per TensorRT major version (TensorRT 11 removed the FP16/INT8 builder flags):
-- TensorRT 10.x: the fp32 ONNX graph, `BuilderFlag.FP16` for "fp16" (TensorRT picks fp16 kernels per layer);
+- TensorRT 10.x: the fp32 ONNX graph, `BuilderFlag.FP16` for "fp16" (TensorRT picks fp16 kernels per layer;
+  normalisation / softmax / reduce / grid-sample layers are asked to stay fp32);
 - TensorRT 11+: strongly typed networks, so "fp16" needs the fp16 ONNX graph (`omg-seg-export --fp16`), whose
   types TensorRT keeps as written (LayerNorm / Softmax / GridSample sampling left in fp32 by the exporter).
 
@@ -9,39 +10,30 @@ Engine cache (`cache_dir()/trt/trt-<version>_sm<cc>/`): one `<graph>-<onnx sha25
 per key plus a JSON sidecar (full key + sha256 of the engine bytes) and one `timing.cache` per TensorRT version and
 GPU. An engine whose sidecar is missing or does not match (truncated / corrupt file, other key) is deleted and
 rebuilt; an engine that TensorRT refuses to deserialise (other TensorRT version, other GPU) is rebuilt once — a
-second failure raises instead of looping. `tensorrt` and CUDA are imported lazily: everything above the
-`TrtBackend` class runs (and is tested) on machines without them.
+second failure raises instead of looping (cache logic: trt_cache.py, TensorRT-free and tested everywhere).
+`tensorrt` is imported lazily, so this module imports on machines without it.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import threading
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 
-from ..config import cache_dir
 from .backend import ImageFeatures, PromptOutputs
 from .onnx_io import (HEAD_INPUTS, IMAGE_INPUT, OnnxBundle, features_from_outputs, prompt_feeds,
                       prompt_outputs_from, split_prompts)
+from .trt_cache import PRECISIONS, EngineBuildError, EngineCache, EngineKey, file_sha256, load_or_build
 
 LOG = logging.getLogger(__name__)
-PRECISIONS = ("fp16", "fp32")
 Progress = Callable[[str], None]
 
 
 class TrtUnavailableError(RuntimeError):
     """TensorRT or a CUDA GPU is missing: the caller may fall back to another backend."""
-
-
-class EngineBuildError(RuntimeError):
-    """The ONNX graph could not be parsed or built into an engine (message carries the parser errors)."""
 
 
 def import_tensorrt() -> Any:
@@ -59,115 +51,6 @@ def trt_major(version: str) -> int:
         return int(str(version).split(".")[0])
     except ValueError as e:
         raise ValueError(f"cannot parse TensorRT version {version!r}") from e
-
-
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file (the ONNX graph; its external weights file is hashed by the exporter's metadata)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class EngineKey:
-    """Everything an engine depends on. Any change gives another file name, so stale engines are never loaded."""
-
-    graph: str                          # "image" | "prompt"
-    trt_version: str                    # tensorrt.__version__
-    compute_capability: tuple[int, int]
-    onnx_sha256: str
-    input_shape: tuple[int, ...]        # static shape of the first input, e.g. (1, 3, 480, 640)
-    precision: str                      # "fp16" | "fp32"
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if len(self.onnx_sha256) < 16:
-            raise ValueError(f"onnx_sha256 looks truncated: {self.onnx_sha256!r}")
-
-    @property
-    def dir_name(self) -> str:
-        major, minor = self.compute_capability
-        return f"trt-{self.trt_version}_sm{major}{minor}"
-
-    @property
-    def stem(self) -> str:
-        shape = "x".join(str(int(s)) for s in self.input_shape)
-        return f"{self.graph}-{self.onnx_sha256[:16]}-{shape}-{self.precision}"
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["compute_capability"] = list(self.compute_capability)
-        d["input_shape"] = list(self.input_shape)
-        return d
-
-
-class EngineCache:
-    """Engine + sidecar + timing-cache files under one root. Writes are atomic (temp file + rename), so an
-    interrupted build leaves no half-written engine behind and re-running is safe."""
-
-    def __init__(self, root: Optional[Path] = None) -> None:
-        self.root = Path(root) if root is not None else cache_dir() / "trt"
-
-    def engine_path(self, key: EngineKey) -> Path:
-        return self.root / key.dir_name / f"{key.stem}.engine"
-
-    def meta_path(self, key: EngineKey) -> Path:
-        return self.root / key.dir_name / f"{key.stem}.json"
-
-    def timing_cache_path(self, key: EngineKey) -> Path:
-        return self.root / key.dir_name / "timing.cache"
-
-    @staticmethod
-    def _atomic_write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-
-    def write(self, key: EngineKey, engine: bytes) -> Path:
-        path = self.engine_path(key)
-        self._atomic_write(path, engine)
-        meta = {"key": key.to_json(), "sha256": hashlib.sha256(engine).hexdigest(), "size": len(engine),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        self._atomic_write(self.meta_path(key), json.dumps(meta, indent=1).encode())
-        return path
-
-    def read(self, key: EngineKey) -> Optional[bytes]:
-        """Engine bytes, or None when absent. A corrupt entry (sidecar missing/unreadable, other key, size or hash
-        mismatch) is deleted with a warning and reported as absent, so the caller rebuilds it."""
-        path, meta_path = self.engine_path(key), self.meta_path(key)
-        if not path.exists():
-            return None
-        reason = None
-        try:
-            meta = json.loads(meta_path.read_text())
-            data = path.read_bytes()
-            if meta.get("key") != key.to_json():
-                reason = "its sidecar describes another key"
-            elif meta.get("size") != len(data) or meta.get("sha256") != hashlib.sha256(data).hexdigest():
-                reason = f"size/sha256 mismatch ({len(data)} B on disk, {meta.get('size')} B recorded)"
-        except (OSError, ValueError, AttributeError) as e:
-            reason = f"sidecar {meta_path.name} unreadable ({type(e).__name__}: {e})"
-        if reason is not None:
-            LOG.warning("TensorRT engine cache %s is corrupt (%s): deleting it, it will be rebuilt", path, reason)
-            self.invalidate(key)
-            return None
-        return data
-
-    def invalidate(self, key: EngineKey) -> None:
-        for p in (self.engine_path(key), self.meta_path(key)):
-            p.unlink(missing_ok=True)
-
-    def read_timing_cache(self, key: EngineKey) -> bytes:
-        p = self.timing_cache_path(key)
-        return p.read_bytes() if p.exists() else b""
-
-    def write_timing_cache(self, key: EngineKey, data: bytes) -> None:
-        if data:
-            self._atomic_write(self.timing_cache_path(key), data)
 
 
 class _ElapsedPrinter:
@@ -217,6 +100,27 @@ def _progress_monitor(trt: Any, progress: Progress) -> Any:
     return Monitor()
 
 
+def _keep_sensitive_layers_fp32(trt: Any, network: Any, config: Any) -> int:
+    """TensorRT 10 + FP16 flag: ask for fp32 in normalisation, softmax, reductions and grid sampling (the split the
+    fp16 ONNX graph encodes for TensorRT 11; LayerNorm in fp16 overflows after attention, TensorRT warns)."""
+    names = ("NORMALIZATION", "SOFTMAX", "REDUCE", "GRID_SAMPLE")
+    sensitive = {getattr(trt.LayerType, n) for n in names if hasattr(trt.LayerType, n)}
+    flag = getattr(trt.BuilderFlag, "PREFER_PRECISION_CONSTRAINTS", None)
+    if flag is None or not sensitive:
+        return 0
+    config.set_flag(flag)
+    count = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type in sensitive:
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                if layer.get_output(j).dtype in (trt.float32, trt.float16):
+                    layer.set_output_type(j, trt.float32)
+            count += 1
+    return count
+
+
 def build_engine(onnx_path: Path, precision: str, timing_cache: bytes = b"", workspace_gb: float = 4.0,
                  progress: Progress = print) -> tuple[bytes, bytes]:
     """Parse `onnx_path` and build a serialised engine. Returns (engine bytes, updated timing cache bytes).
@@ -240,6 +144,7 @@ def build_engine(onnx_path: Path, precision: str, timing_cache: bytes = b"", wor
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     if precision == "fp16" and not strongly:
         config.set_flag(trt.BuilderFlag.FP16)
+        _keep_sensitive_layers_fp32(trt, network, config)
     try:
         cache = config.create_timing_cache(timing_cache)
     except Exception:  # a corrupt timing cache only costs build time: start a fresh one
@@ -257,33 +162,6 @@ def build_engine(onnx_path: Path, precision: str, timing_cache: bytes = b"", wor
         raise EngineBuildError(f"TensorRT failed to build an engine for {onnx_path} (see the TensorRT log above)")
     progress(f"built {what} in {time.monotonic() - timer.t0:.1f} s")
     return bytes(serialized), bytes(config.get_timing_cache().serialize())
-
-
-def load_or_build(onnx_path: Path, key: EngineKey, cache: EngineCache, deserialize: Callable[[bytes], Any],
-                  build: Callable[[], tuple[bytes, bytes]], progress: Progress = print) -> Any:
-    """Return deserialize(engine bytes) from the cache, building (and caching) the engine when absent, corrupt
-    or refused by `deserialize` (returns None / raises). Rebuilds at most once: a freshly built engine that
-    still does not deserialise raises EngineBuildError (no crash loop). TensorRT-independent for testing."""
-    data = cache.read(key)
-    if data is not None:
-        try:
-            engine = deserialize(data)
-        except Exception as e:  # noqa: BLE001 (TensorRT raises various types on foreign engines)
-            LOG.warning("deserialising %s failed (%s)", cache.engine_path(key), e)
-            engine = None
-        if engine is not None:
-            return engine
-        progress(f"cached engine {cache.engine_path(key).name} does not load here (other TensorRT/GPU or "
-                 f"corrupt): rebuilding")
-        cache.invalidate(key)
-    engine_bytes, timing = build()
-    cache.write(key, engine_bytes)
-    cache.write_timing_cache(key, timing)
-    engine = deserialize(engine_bytes)
-    if engine is None:
-        cache.invalidate(key)
-        raise EngineBuildError(f"engine freshly built from {onnx_path} does not deserialise; not retrying")
-    return engine
 
 
 def _torch_dtype(trt: Any, dt: Any) -> torch.dtype:

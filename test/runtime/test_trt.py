@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from omg_seg_core.runtime.trt_backend import (EngineBuildError, EngineCache, EngineKey, TrtUnavailableError,
-                                              file_sha256, import_tensorrt, load_or_build, trt_major)
+from omg_seg_core.runtime.trt_backend import TrtUnavailableError, import_tensorrt, trt_major
+from omg_seg_core.runtime.trt_cache import EngineBuildError, EngineCache, EngineKey, file_sha256, load_or_build
 
 
 def _key(**kw) -> EngineKey:
