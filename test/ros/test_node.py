@@ -244,6 +244,28 @@ def test_bad_input_images_are_dropped_with_a_warning(client, seg_node):
         cam.close()
 
 
+def test_a_camera_that_changes_resolution_is_followed(client, seg_node):
+    """Tracker and targets reset on a size change; outputs take the new size; the node keeps serving."""
+    from omg_seg_msgs.msg import SegmentArray
+
+    col = client.collector(SegmentArray, f"{NS}/output/segments")
+    cam = Camera(client)
+    try:
+        small = scene(8)[::2, ::2].copy()  # 160x120
+        end = time.monotonic() + 60
+        sent = set()
+        while not any(stamp(m) in sent for m in col.msgs) and time.monotonic() < end:
+            sent.add(cam.send(small))
+            time.sleep(0.5)
+        m = [m for m in col.wait(timeout=30) if stamp(m) in sent][-1]
+        assert (m.image_height, m.image_width) == (H // 2, W // 2)
+        assert all(s.roi.x_offset + s.roi.width <= W // 2 for s in m.segments)
+        assert seg_node.alive()
+    finally:
+        cam.close()
+        col.close()
+
+
 def test_stale_frames_are_dropped_and_counted(client, seg_node):
     d0 = diag(client)
     cam = Camera(client)
