@@ -231,3 +231,50 @@ def test_predictor_from_checkpoint_uses_its_vocabulary_and_minilm(tmp_path, monk
     assert len(p.text("the red box")) <= 1
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         OMGSegPredictor(tmp_path / "missing.pth")
+
+
+class _RegionBackbone(torch.nn.Module):
+    """A small backbone WITH a CLIP-style region head (mask-pooled stride-32 features -> linear), so the text()
+    ensemble path runs without building the 200M ConvNeXt-L. Same interface as clip_convnext's backbone."""
+
+    has_region_embed = True
+
+    def __init__(self, inner, dim):
+        super().__init__()
+        self.inner, self.channels = inner, inner.channels
+        self.proj = torch.nn.Linear(inner.channels[-1], dim)
+
+    def forward(self, x):
+        return self.inner(x)
+
+    def region_embed(self, f32, mask_logits):
+        m = torch.nn.functional.interpolate(mask_logits[None].float(), size=f32.shape[-2:], mode="bilinear")[0] > 0
+        pooled = (m[:, None] * f32[0][None]).sum((2, 3)) / m.sum((1, 2)).clamp_min(1)[:, None]
+        return self.proj(pooled)
+
+
+def test_text_uses_clip_region_ensemble_when_the_model_has_one():
+    from dataclasses import replace
+
+    from omg_seg_core.model.backbones.base import build_backbone
+    from omg_seg_core.model.omg_seg import build_model
+    from omg_seg_core.text.query import phrase_scores
+
+    cfg = replace(TINY, has_clip_head=True)
+    torch.manual_seed(3)
+    bb = _RegionBackbone(build_backbone(cfg.backbone, pretrained=False), cfg.class_embed_dim)
+    model = build_model(cfg, backbone=bb)
+    enc = ClipTextEncoder(text_cfg=SMALL_TEXT, embed_dim=cfg.class_embed_dim)
+    p = OMGSegPredictor(model, text_encoder=enc, vocabulary={"things": ["box", "ball"], "stuff": ["floor"]})
+    p.set_image((np.random.RandomState(1).rand(96, 128, 3) * 255).astype(np.uint8))
+    f = p.features
+    assert f.clip_feat is not None
+    out = p.text("find the red box", max_results=p.cfg.num_queries)
+    phrase = p._phrase_embedding("red box")
+    with torch.no_grad():
+        region = model.region_embed(f, f.mask_logits[0])
+    with_clip = phrase_scores(f.class_embed[0], p._text_embed, phrase, cfg.logit_scale, None, region,
+                              cfg.ensemble_alpha_seen, cfg.ensemble_alpha_unseen)
+    head_only = phrase_scores(f.class_embed[0], p._text_embed, phrase, cfg.logit_scale)
+    np.testing.assert_allclose(out.scores, with_clip[out.query_index].numpy(), rtol=1e-5)
+    assert not torch.allclose(with_clip, head_only)
