@@ -97,6 +97,12 @@ def build_pipeline(values: dict[str, Any], warn: Callable[[str], None] = log.war
     except (FileNotFoundError, ValueError, TypeError, KeyError, ImportError) as e:
         raise ModelLoadError(f"cannot load model '{cfg.name}' (backend {values.get('backend')}, device "
                              f"{values.get('device')}): {e}") from e
+    try:
+        # Load the text tower now: with cached class embeddings it would otherwise load on the first
+        # ~/segment_text call (about 2 s for MiniLM) and that caller would wait for it.
+        predictor.text_encoder.encode(["object"])
+    except Exception as e:  # text requests will report their own error; frames do not need the text tower
+        warn(f"text encoder warm-up failed: {type(e).__name__}: {e}")
     tracker = targets = None
     if values.get("tracking.enabled", True):
         try:

@@ -296,6 +296,7 @@ def _finish(client: DemoClient, stamps: dict, args, out: Path, summary: dict, im
     from omg_seg_ros.messages import msg_to_masks
 
     with client.lock:
+        segs = {s: m for s, m in client.segments.items() if s in stamps}
         overlays = {s: v for s, v in client.overlays.items() if s in stamps}
         targets = {s: m for s, m in client.targets.items() if s in stamps}
         diag = dict(client.diag or {})
@@ -325,9 +326,17 @@ def _finish(client: DemoClient, stamps: dict, args, out: Path, summary: dict, im
         "red_box_target_frames": len(target_iou),
         "red_box_target_mean_iou": float(np.mean(target_iou)) if target_iou else None,
         "node_diagnostics": diag})
+    if segs:
+        s_last = max(segs, key=lambda s: stamps[s])
+        found = [f"{x.class_name}" + (f" #{x.id}" if x.id and x.is_thing else "") + f" ({x.score:.2f})"
+                 for x in segs[s_last].segments]
+        summary["last_frame"] = {"frame": stamps[s_last], "segments": found}
+        print(f"[demo] frame {stamps[s_last]} ({len(found)} segments): {', '.join(found) or 'nothing'}")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"[demo] {summary['frames_published']} frames published at {args.rate} Hz, {len(overlays)} processed "
-          f"(the rest dropped as stale), output {fps:.1f} FPS")
+    dropped = summary["frames_published"] - len(overlays)
+    print(f"[demo] {summary['frames_published']} frames published at {args.rate} Hz, {len(overlays)} processed"
+          + (f" ({dropped} dropped as stale: the node always takes the newest frame)" if dropped else "")
+          + f", output {fps:.1f} FPS")
     if lat:
         print(f"[demo] end-to-end latency (image stamp -> overlay received) p50 {summary['latency_ms_p50']:.0f} ms, "
               f"p95 {summary['latency_ms_p95']:.0f} ms; model p50 {diag.get('model_p50_ms', '?')} ms")
