@@ -131,8 +131,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except TrtUnavailableError as e:
         print(f"omg-seg-export: cannot build TensorRT engines here: {e}", file=sys.stderr)
         return EXIT_NO_TRT
-    except (ValueError, TypeError, KeyError, FileNotFoundError, CheckpointError, OnnxCorruptError,
-            OnnxMismatchError, EngineBuildError) as e:
+    except (ValueError, TypeError, KeyError, OSError, CheckpointError, OnnxCorruptError, OnnxMismatchError,
+            EngineBuildError) as e:  # OSError: unwritable --out, disk full, missing weights file
         print(f"omg-seg-export: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -31,6 +31,13 @@ def test_bad_arguments_exit_2_with_a_clear_message(tmp_path, capsys, args, messa
     assert message in capsys.readouterr().err
 
 
+def test_unwritable_output_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(BASE + ["--size", "64x96", "--out", str(blocker / "bundle")]) == EXIT_BAD_INPUT
+    assert "omg-seg-export: error:" in capsys.readouterr().err
+
+
 def test_unknown_model_and_unparsable_size(capsys):
     assert main(["--model", "no_such_model.pth", "--size", "64x96"]) == EXIT_BAD_INPUT
     assert "neither a model name nor a checkpoint" in capsys.readouterr().err
