@@ -1,7 +1,7 @@
 """End-to-end latency of the omg_seg node over real DDS (three processes: node, camera, this client).
 
     scripts/with_env.sh .venv/bin/python benchmarks/node_latency.py [--sizes 320x240,640x480] [--rate 30]
-        [--frames 600] [--paced 40] [--allow-random-weights] [--json bench_results/node_latency.json]
+        [--frames 600] [--paced 40] [--weights CKPT | --allow-random-weights] [--json bench_results/node_latency.json]
 
 Per input size it starts the node (config/perception.yaml, every output enabled and subscribed), an image
 player publishing random frames of that size, and measures:
@@ -130,6 +130,8 @@ def bench_size(size: tuple[int, int], args: argparse.Namespace, log_dir: Path) -
     node_args = ["-m", "omg_seg_ros.node", "--ros-args", "--params-file", str(ROOT / "config" / "perception.yaml"),
                  "-p", f"allow_random_weights:={'true' if args.allow_random_weights else 'false'}",
                  "-p", "diagnostics_period:=0.2"]
+    if args.weights:
+        node_args += ["-p", f"weights:={args.weights}"]
     node = _spawn(node_args, log=log)
     client = player = None
     try:
@@ -199,6 +201,7 @@ def bench_size(size: tuple[int, int], args: argparse.Namespace, log_dir: Path) -
                        "node_cpu_percent": 100.0 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall,
                        "rss_start_mb": rss0 / 1e6, "rss_end_mb": rss1 / 1e6,
                        "rss_growth_mb": (rss1 - rss0) / 1e6, "rss_samples_mb": rss_samples},
+            "weights": args.weights or ("random" if args.allow_random_weights else "models/omg_seg_tiny.pth"),
             "machine": {"cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
                         "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "")},
         }
@@ -241,6 +244,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--frames", type=int, default=600, help="frames published at camera rate per size")
     ap.add_argument("--paced", type=int, default=40, help="frames sent one at a time per size")
     ap.add_argument("--allow-random-weights", action="store_true")
+    ap.add_argument("--weights", default="", help="checkpoint (default: the shipped models/omg_seg_tiny.pth)")
     ap.add_argument("--json", type=Path, default=ROOT / "bench_results" / "node_latency.json")
     args = ap.parse_args(argv)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
