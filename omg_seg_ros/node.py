@@ -111,7 +111,9 @@ class OmgSegNode(LifecycleNode):
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._stop_io()
-        if self.pipeline is not None and str(self.p("device")).startswith("cuda"):
+        # The device the predictor really runs on ("auto" may have picked a GPU); CPU memory is kept so that
+        # re-activating is instant.
+        if self.pipeline is not None and getattr(self.pipeline.predictor.device, "type", "cpu") == "cuda":
             release_device_memory(self.pipeline)
             self._released = True
         self.get_logger().info("inactive")
