@@ -2,14 +2,14 @@
 
 The wiring test uses the real architecture with random weights (no checkpoint needed): it checks the contract
 between the two (boxes in original-image pixels inside the image, one result per active target, results used as
-candidates), not segmentation quality.
+candidates), not segmentation quality. The video floor runs the shipped small model when it is present.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from omg_seg_core.config import TINY
+from omg_seg_core.config import TINY, default_checkpoint_path
 from omg_seg_core.structures import Segments
 from omg_seg_core.tracking import LOST, TRACKING, TargetManager, TrackerConfig
 
@@ -64,3 +64,25 @@ def test_prompt_refind_contract_with_real_predictor(random_predictor):
     rec.boxes.clear()
     tm.update(None, predictor=rec, image_size=(120, 160))
     assert len(rec.boxes[0]) == 1
+
+
+@pytest.mark.skipif(default_checkpoint_path() is None, reason="models/omg_seg_tiny.pth not present")
+def test_small_model_video_floor():
+    """Shipped omg_seg_tiny (commit 0181256, 2500 iterations) on one held-out sequence (seed 11, 16 frames,
+    320x240): measured IDF1 0.719 (same detections with ground-truth ids: 0.780), IDSW 0, target hit rate 1.0
+    over 15 visible frames. Floors sit below; the model, not the tracker, limits these numbers."""
+    from omg_seg_core.cli.eval_video import _to_world_classes, evaluate
+    from omg_seg_core.data.synth import world
+    from omg_seg_core.predictor import OMGSegPredictor
+
+    pred = OMGSegPredictor(str(default_checkpoint_path()))
+
+    def detect(frame):
+        pred.set_image(frame.rgb)
+        return _to_world_classes(pred.panoptic(), world.CLASS_NAMES)
+
+    m = evaluate(detect, pred, sequences=1, length=16, seed=11, split="heldout", size=(240, 320), n_targets=2,
+                 fps=10.0, tracker_cfg=TrackerConfig(), windows=(1, 5), log=lambda s: None)
+    assert m["IDF1"] >= 0.65 and m["IDF1"] >= m["oracle_ids"]["IDF1"] - 0.1
+    assert m["IDSW_per_100_frames"] <= 7.0
+    assert m["target_visible_frames"] >= 10 and m["target_iou50_fraction"] >= 0.8
