@@ -72,7 +72,17 @@ def needs_trt() -> None:
 
 @pytest.fixture(scope="session")
 def image() -> torch.Tensor:
-    """A normalised image at the export size (random values: the graphs' parity does not depend on content)."""
-    return torch.randn(1, 3, *SIZE, generator=torch.Generator().manual_seed(1))
+    """A normalised, padded image at the export size: a drawn scene (two coloured boxes on grey, 120x160 padded to
+    128x160) so a trained model finds objects in it too; a random image would give empty panoptic results."""
+    import numpy as np
+
+    from omg_seg_core.preprocess import preprocess
+
+    rgb = np.full((120, 160, 3), 90, np.uint8)
+    rgb[20:60, 20:80] = (220, 30, 30)
+    rgb[60:115, 80:150] = (30, 30, 220)
+    x, meta = preprocess(rgb, 160, 32)
+    assert tuple(x.shape[-2:]) == SIZE
+    return x
 
 
