@@ -114,6 +114,8 @@ def evaluate(detect: Callable[[Any], Segments], predictor: Any, sequences: int, 
     gen = SynthGenerator(size[1], size[0], split=split, seed=seed)
     rng = np.random.default_rng(seed)
     per_seq, times = [], {"detect": [], "tracker": [], "targets": []}
+    all_reg_iou: list[float] = []
+    good = [0, 0]  # visible frames / hits of targets whose request itself was right (IoU >= 0.5)
     try:
         for s in range(sequences):
             tracker, targets = Tracker(tracker_cfg), TargetManager(tracker_cfg)
@@ -124,6 +126,7 @@ def evaluate(detect: Callable[[Any], Segments], predictor: Any, sequences: int, 
             seq_ev.start_sequence()
             oracle.start_sequence()
             registered: dict[int, int] = {}  # target id -> GT uid
+            reg_iou: dict[int, float] = {}   # target id -> IoU of the registered mask with the GT mask
             for t, frame in enumerate(gen.sequence(s, length)):
                 gt = frame.to_segments()
                 stamp = t / fps
@@ -140,6 +143,10 @@ def evaluate(detect: Callable[[Any], Segments], predictor: Any, sequences: int, 
                         tid = _register(targets, info, j, gt, det, tracked, predictor, stamp)
                         if tid is not None:
                             registered[tid] = info.track_id
+                            # How good was the request itself (prompt / text result vs ground truth)?
+                            reg_iou[tid] = float(mask_iou_matrix(
+                                gt.masks[list(gt.track_ids).index(info.track_id)][None],
+                                targets.targets[-1].mask[None])[0, 0])
                 else:
                     out = targets.update(tracked, predictor=predictor, frame_index=t, stamp=stamp)
                     times["targets"].append(time.perf_counter() - t2)
@@ -154,6 +161,10 @@ def evaluate(detect: Callable[[Any], Segments], predictor: Any, sequences: int, 
                         g = gt.masks[list(gt.track_ids).index(uid)] if uid in gt.track_ids else None
                         for e in ev, seq_ev:
                             e.add_target(g, out.masks[row])
+                        if reg_iou[int(tid)] >= 0.5 and g is not None and g.any():
+                            good[0] += 1
+                            good[1] += mask_iou_matrix(g[None], out.masks[row][None])[0, 0] >= 0.5
+            all_reg_iou.extend(reg_iou.values())
             r = {**seq_ev.tracking(), **seq_ev.targets(), "targets_registered": len(registered)}
             per_seq.append({k: r[k] for k in ("IDF1", "HOTA", "IDSW", "frames", "gt_tracks", "pred_tracks",
                                                "target_visible_frames", "target_iou50_fraction",
@@ -166,6 +177,9 @@ def evaluate(detect: Callable[[Any], Segments], predictor: Any, sequences: int, 
     orc = oracle.evaluate()
     metrics["oracle_ids"] = {k: orc[k] for k in ("IDF1", "HOTA", "DetA", "AssA", "MOTA", "vpq", "IDSW")}
     metrics["per_sequence"] = per_seq
+    metrics["target_request_ious"] = [round(v, 3) for v in all_reg_iou]
+    metrics["target_iou50_fraction_good_requests"] = good[1] / good[0] if good[0] else float("nan")
+    metrics["target_visible_frames_good_requests"] = good[0]
     metrics["ms_per_frame"] = {k: 1e3 * float(np.median(v)) if v else float("nan") for k, v in times.items()}
     return metrics
 
@@ -220,6 +234,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"{'IDF1':>6} {'HOTA':>6} {'IDSW/100f':>9} {'VPQ':>6} {'MOTA':>6} {'target IoU>=.5':>14}")
     print(f"{metrics['IDF1']:>6.3f} {metrics['HOTA']:>6.3f} {metrics['IDSW_per_100_frames']:>9.2f} "
           f"{metrics['vpq']:>6.3f} {metrics['MOTA']:>6.3f} {metrics['target_iou50_fraction']:>14.3f}")
+    print(f"target requests: IoU with ground truth {metrics['target_request_ious']}; hit rate of the targets whose "
+          f"request was right (IoU >= 0.5): {metrics['target_iou50_fraction_good_requests']:.3f} over "
+          f"{metrics['target_visible_frames_good_requests']} visible frames")
     o = metrics["oracle_ids"]
     print(f"same detections with ground-truth ids (upper bound): IDF1 {o['IDF1']:.3f} HOTA {o['HOTA']:.3f} "
           f"VPQ {o['vpq']:.3f} MOTA {o['MOTA']:.3f}")

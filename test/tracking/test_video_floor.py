@@ -42,6 +42,7 @@ def test_cli_writes_json(tmp_path):
     d = json.loads(out.read_text())
     assert d["source"] == "gt-noisy" and d["tracker_config"]["n_init"] == 1 and d["noise"]["p_drop"] > 0
     assert 0.0 <= d["metrics"]["IDF1"] <= 1.0 and set(d["metrics"]["per_window"]) == {"1", "2"}
+    assert all(0.0 <= v <= 1.0 for v in d["metrics"]["target_request_ious"])
 
 
 def test_noisy_detector_embedding_statistics_match_its_documentation():
