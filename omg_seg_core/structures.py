@@ -104,7 +104,7 @@ class Segments:
 
     def areas(self) -> np.ndarray:
         """Pixel count per mask, int64 [N]."""
-        return self.masks.reshape(len(self), -1).sum(1).astype(np.int64)
+        return self.masks.sum(axis=(1, 2), dtype=np.int64)
 
     def semantic_map(self, ignore: int = SEMANTIC_IGNORE) -> np.ndarray:
         """uint16 [H, W] class-id map; later segments overwrite earlier ones; `ignore` where no mask."""
