@@ -212,3 +212,23 @@ def test_every_texture_photo_loads_offline():
         img = texture_image(name)
         assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 256, name
         assert img.std() > 10, f"{name} is not a photograph"
+
+
+def test_torchvision_and_timm_import_after_the_renderer(tmp_path):
+    """A fresh process that opens the EGL renderer first and imports torchvision / timm afterwards (what a training
+    script that builds the generator before the model does) must not crash, and frames must stay identical."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import hashlib\n"
+            "from omg_seg_core.data.synth.generator import SynthGenerator\n"
+            "g = SynthGenerator(96, 72, seed=0)\n"
+            "a = g.frame(3).rgb\n"
+            "import torchvision, timm\n"
+            "b = g.frame(3).rgb\n"
+            "print(hashlib.md5(a.tobytes()).hexdigest() == hashlib.md5(b.tobytes()).hexdigest())\n")
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-2000:]}"
+    assert r.stdout.strip().splitlines()[-1] == "True"

@@ -149,6 +149,19 @@ def _f4(m: np.ndarray) -> bytes:
     return np.ascontiguousarray(m.T, dtype="f4").tobytes()  # GLSL matrices are column-major
 
 
+def _load_triton_first() -> None:
+    """Import triton (if installed) BEFORE the EGL context exists. triton bundles its own LLVM; torch imports it
+    lazily (torchvision, timm and torch._dynamo do), and loading it after Mesa's llvmpipe has initialised its LLVM
+    segfaults the process. Loaded first, both coexist (checked: frames render identically either way)."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is not None:
+        try:
+            import triton  # noqa: F401, PLC0415
+        except Exception:  # noqa: BLE001  (a broken triton is torch's problem, not the renderer's)
+            pass
+
+
 class Renderer:
     """Renders `Scene`s to (rgb uint8 [H, W, 3], labels int32 [H, W]). One OpenGL context per instance."""
 
@@ -157,6 +170,7 @@ class Renderer:
             import moderngl
         except ImportError as e:
             raise RuntimeError("the synthetic renderer needs the 'moderngl' package (pip install moderngl)") from e
+        _load_triton_first()
         try:
             self.ctx = moderngl.create_standalone_context(backend="egl")
         except Exception as e:
