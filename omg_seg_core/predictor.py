@@ -91,6 +91,7 @@ class OMGSegPredictor:
         if self.long_side < 32:
             raise ValueError(f"long_side must be >= 32, got {long_side}")
         self.thresholds = thresholds if thresholds is not None else TaskThresholds()
+        backend_kw.setdefault("long_side", self.long_side)  # ONNX Runtime / TensorRT pre-build this size
         self.backend = make_backend(backend, self.model, device=device, dtype=dtype, compile=compile, **backend_kw)
         self.device = torch.device(getattr(self.backend, "device", device))
         self.text_encoder = text_encoder if text_encoder is not None else make_text_encoder(

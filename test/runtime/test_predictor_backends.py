@@ -58,3 +58,16 @@ def test_other_aspect_ratio_keeps_original_geometry(predictors):
     seg = p_ort.panoptic()
     assert seg.masks.shape[1:] == (90, 160)
     assert p_ort.features.mask_logits.shape[-2:] == (24, 40)  # cropped back to the predictor's padded size
+
+
+def test_predictor_long_side_sets_the_first_export_size(tiny_model, tmp_path, monkeypatch):
+    """Without an export bundle the ONNX Runtime backend exports on construction at the predictor's long side
+    (4:3 landscape), not the model's default, so a robot's first frame at that size pays no export."""
+    monkeypatch.setenv("OMG_SEG_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    enc = ClipTextEncoder(text_cfg=SMALL_TEXT, embed_dim=tiny_model.cfg.class_embed_dim)
+    p = OMGSegPredictor(tiny_model, backend="onnxruntime", threads=1, max_prompts=2, text_encoder=enc,
+                        vocabulary="robot_workspace", long_side=160)
+    assert list(p.backend._by_size) == [(128, 160)]  # 160 x 120 -> padded to 32: 128 x 160
+    p.set_image(_scene(120, 160))
+    assert list(p.backend._by_size) == [(128, 160)]  # the frame reused the construction-time export
