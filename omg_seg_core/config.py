@@ -10,8 +10,31 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
-#: Repository root (config/, models/ live here in a source checkout; installed data goes to share/omg_seg_ros).
+#: Where the Python packages live: the repository root in a source checkout, site-packages when installed.
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _data_root() -> Path:
+    """Folder holding config/, models/ and data/: $OMG_SEG_DATA_DIR, else the source checkout, else the installed
+    share/omg_seg_ros (setup.py data_files) of a colcon install (<prefix>/lib/pythonX.Y/site-packages) or of the
+    Python environment (sys.prefix)."""
+    import os
+    import sys
+
+    if os.environ.get("OMG_SEG_DATA_DIR"):
+        return Path(os.environ["OMG_SEG_DATA_DIR"])
+    if (PACKAGE_ROOT / "config" / "vocabularies").is_dir():
+        return PACKAGE_ROOT
+    prefixes = ([PACKAGE_ROOT.parents[2]] if len(PACKAGE_ROOT.parents) > 2 else []) + [Path(sys.prefix)]
+    for prefix in prefixes:
+        share = prefix / "share" / "omg_seg_ros"
+        if (share / "config" / "vocabularies").is_dir():
+            return share
+    return PACKAGE_ROOT
+
+
+#: config/, models/, data/ (see _data_root).
+DATA_ROOT = _data_root()
 
 # ImageNet statistics in 0-255 RGB (OMG-Seg uses these, not CLIP's, although the backbone is a CLIP tower).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -122,11 +145,11 @@ class TaskThresholds:
 
 def default_vocabulary_path() -> Path:
     """The shipped COCO-panoptic vocabulary (133 classes: 80 things then 53 stuff)."""
-    return PACKAGE_ROOT / "config" / "vocabularies" / "coco_panoptic.yaml"
+    return DATA_ROOT / "config" / "vocabularies" / "coco_panoptic.yaml"
 
 
 def default_checkpoint_path(name: str = "omg_seg_tiny") -> Optional[Path]:
-    p = PACKAGE_ROOT / "models" / f"{name}.pth"
+    p = DATA_ROOT / "models" / f"{name}.pth"
     return p if p.exists() else None
 
 
@@ -139,6 +162,6 @@ def cache_dir() -> Path:
 
 __all__ = [
     "ModelConfig", "CONVL", "TINY", "MODEL_CONFIGS", "get_model_config", "TaskThresholds",
-    "IMAGENET_MEAN", "IMAGENET_STD", "PACKAGE_ROOT", "default_vocabulary_path", "default_checkpoint_path",
+    "IMAGENET_MEAN", "IMAGENET_STD", "PACKAGE_ROOT", "DATA_ROOT", "default_vocabulary_path", "default_checkpoint_path",
     "cache_dir",
 ]

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from omg_seg_core.config import PACKAGE_ROOT, TaskThresholds, default_checkpoint_path, get_model_config
+from omg_seg_core.config import DATA_ROOT, TaskThresholds, default_checkpoint_path, get_model_config
 
 from .pipeline import Pipeline
 
@@ -22,10 +22,10 @@ class ModelLoadError(RuntimeError):
 
 
 def resolve_path(path: str) -> Path:
-    """Expand ~ and $VARS; relative paths are tried against the working directory, then the package root."""
+    """Expand ~ and $VARS; relative paths are tried against the working directory, then the package data root (source checkout or installed share/omg_seg_ros)."""
     p = Path(os.path.expandvars(os.path.expanduser(path)))
-    if not p.is_absolute() and not p.exists() and (PACKAGE_ROOT / p).exists():
-        p = PACKAGE_ROOT / p
+    if not p.is_absolute() and not p.exists() and (DATA_ROOT / p).exists():
+        p = DATA_ROOT / p
     return p
 
 

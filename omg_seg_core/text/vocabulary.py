@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from ..config import PACKAGE_ROOT, cache_dir
+from ..config import DATA_ROOT, cache_dir
 from .base import TextEncoder
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ VILD_TEMPLATES: tuple[str, ...] = (
     "There is a large {} in the scene.",
 )
 
-VOCABULARY_DIR = PACKAGE_ROOT / "config" / "vocabularies"
+VOCABULARY_DIR = DATA_ROOT / "config" / "vocabularies"
 
 
 def split_synonyms(name: str) -> list[str]:

@@ -25,9 +25,9 @@ from typing import Optional
 
 import numpy as np
 
-from omg_seg_core.config import PACKAGE_ROOT
+from omg_seg_core.config import DATA_ROOT, PACKAGE_ROOT
 
-SAMPLES = PACKAGE_ROOT / "data" / "samples" / "robot_scene"
+SAMPLES = DATA_ROOT / "data" / "samples" / "robot_scene"
 NS = "/omg_seg"
 
 
@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("overlay_*.png"):
         old.unlink()
-    node_args = ["-m", "omg_seg_ros.node", "--ros-args", "--params-file", str(PACKAGE_ROOT / "config" / "perception.yaml"),
+    node_args = ["-m", "omg_seg_ros.node", "--ros-args", "--params-file", str(DATA_ROOT / "config" / "perception.yaml"),
                  "-p", f"model:={args.model}",
                  "-p", f"allow_random_weights:={'true' if args.allow_random_weights else 'false'}"]
     if args.weights:  # an empty override ("weights:=") is a parse error in rcl; the YAML default is ''

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from omg_seg_core.config import PACKAGE_ROOT
+from omg_seg_core.config import DATA_ROOT
 
 #: Thing shapes in class-id order (0..6). The canonical (first) name is what phrases use.
 THING_CLASSES: tuple[str, ...] = ("box", "ball", "cylinder", "cone", "ring", "bottle", "mug")
@@ -102,7 +102,7 @@ def allowed_combos(split: str) -> list[tuple[str, str]]:
 
 def vocabulary_path() -> Path:
     """The shipped vocabulary file for this world (things then stuff, synonyms comma-separated)."""
-    return PACKAGE_ROOT / "config" / "vocabularies" / "robot_workspace.yaml"
+    return DATA_ROOT / "config" / "vocabularies" / "robot_workspace.yaml"
 
 
 def vocabulary_lists() -> tuple[list[str], list[str]]:
