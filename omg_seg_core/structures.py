@@ -38,6 +38,20 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
     return boxes
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of xyxy boxes a [N, 4] and b [M, 4] -> float32 [N, M]."""
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
+    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+
+
 @dataclass
 class Segments:
     """N segments of one image (see module docstring for shapes and conventions)."""
@@ -101,6 +115,14 @@ class Segments:
             track_ids=self.track_ids[idx], query_index=self.query_index[idx],
             embeddings=None if self.embeddings is None else self.embeddings[idx], extra=dict(self.extra),
         )
+
+    def box_slice(self, i: int) -> tuple[int, int, int, int]:
+        """Segment i's tight box as clipped integers (x0, y0, x1, y1) for slicing masks[i, y0:y1, x0:x1]; boxes
+        come from the masks, so the whole mask lies inside (empty mask: x1 <= x0)."""
+        h, w = self.image_size
+        x0, y0, x1, y1 = (float(v) for v in self.boxes[i])
+        return (max(0, int(np.floor(x0))), max(0, int(np.floor(y0))), min(w, int(np.ceil(x1))),
+                min(h, int(np.ceil(y1))))
 
     def areas(self) -> np.ndarray:
         """Pixel count per mask, int64 [N]."""

@@ -125,14 +125,6 @@ def label_info_msg(class_names: Sequence[str], header, threshold: float = 0.0):
     return out
 
 
-def box_slice(seg: Segments, i: int) -> tuple[int, int, int, int]:
-    """Segment i's box as clipped integer (x0, y0, x1, y1) for slicing; Segments boxes are tight around the
-    mask (computed from it), so the mask is entirely inside."""
-    h, w = seg.image_size
-    x0, y0, x1, y1 = (float(v) for v in seg.boxes[i])
-    return (max(0, int(np.floor(x0))), max(0, int(np.floor(y0))), min(w, int(np.ceil(x1))), min(h, int(np.ceil(y1))))
-
-
 def _paint(seg: Segments, values: np.ndarray, fill: int) -> np.ndarray:
     """uint16 [H, W] map: `values[i]` where mask i is set (later segments win), `fill` elsewhere; negative
     values are skipped. Same result as Segments.semantic_map, but each mask is only touched inside its tight
@@ -140,7 +132,7 @@ def _paint(seg: Segments, values: np.ndarray, fill: int) -> np.ndarray:
     out = np.full(seg.image_size, fill, np.uint16)
     for i in range(len(seg)):
         v = int(values[i])
-        x0, y0, x1, y1 = box_slice(seg, i)
+        x0, y0, x1, y1 = seg.box_slice(i)
         if v < 0 or x1 <= x0 or y1 <= y0:
             continue
         out[y0:y1, x0:x1][seg.masks[i, y0:y1, x0:x1]] = min(v, 65535)

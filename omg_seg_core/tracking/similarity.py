@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from ..structures import box_iou
+
 #: A grid mask with fewer samples than this is considered too small for a reliable grid IoU.
 MIN_GRID_SAMPLES = 4
 
@@ -104,20 +106,6 @@ def packed_iou(pa: np.ndarray, ca: np.ndarray, boxes_a: np.ndarray, pb: np.ndarr
         iou[r, c] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
     small = (ca < MIN_GRID_SAMPLES)[:, None] | (cb < MIN_GRID_SAMPLES)[None, :]
     return np.where(small, biou, iou).astype(np.float32)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of xyxy boxes a [N, 4] and b [M, 4] -> float32 [N, M]."""
-    a = np.asarray(a, np.float32).reshape(-1, 4)
-    b = np.asarray(b, np.float32).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = (a[:, 2] - a[:, 0]).clip(0) * (a[:, 3] - a[:, 1]).clip(0)
-    area_b = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
