@@ -6,6 +6,7 @@ resolve there when the code runs from that prefix, far from the repository."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -32,9 +33,15 @@ print(json.dumps(dict(data_root=str(DATA_ROOT), package_root=str(PACKAGE_ROOT),
 @pytest.fixture(scope="module")
 def prefix(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("install")
+    # setuptools builds in the source folder (build/, *.egg-info): build from a copy so the checkout stays clean
+    src = tmp_path_factory.mktemp("src") / "omg_seg_ros"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "install", "log", "demo_output", "runs", "data_cache", "cache", "bench_results",
+        "__pycache__", "*.egg-info", ".pytest_cache"))
     # --ignore-installed: without it pip first uninstalls the venv's editable omg_seg_ros
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-                        "--quiet", "--ignore-installed", "--prefix", str(p), str(ROOT)], capture_output=True, text=True, timeout=300)
+                        "--quiet", "--ignore-installed", "--prefix", str(p), str(src)], capture_output=True, text=True,
+                       timeout=300)
     if r.returncode != 0:
         pytest.fail(f"pip install --prefix failed:\n{r.stdout}\n{r.stderr}")
     return p
