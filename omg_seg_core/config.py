@@ -122,6 +122,10 @@ def get_model_config(name: str) -> ModelConfig:
     return MODEL_CONFIGS[key]
 
 
+#: How prompt() answers (TaskThresholds.prompt_source; omg_seg_core/prompt_select.py explains each).
+PROMPT_SOURCES = ("auto", "decoder", "queries")
+
+
 @dataclass
 class TaskThresholds:
     """Post-processing knobs. Defaults are the official OMG-Seg test config (object_mask_thr 0.0, iou_thr 0.8,
@@ -135,11 +139,14 @@ class TaskThresholds:
     instance_score_thr: float = 0.0  # instances: drop results below this score (0 keeps the official behaviour)
     text_max_results: int = 1        # text(): default number of masks returned
     text_score_thr: float = 0.0      # text(): drop matches below this score
+    prompt_source: str = "auto"      # prompt(): auto | decoder (official) | queries (see prompt_select.py)
 
     def updated(self, **kw: Any) -> "TaskThresholds":
         unknown = set(kw) - {f.name for f in fields(self)}
         if unknown:
             raise ValueError(f"TaskThresholds: unknown threshold(s) {sorted(unknown)}")
+        if "prompt_source" in kw and kw["prompt_source"] not in PROMPT_SOURCES:
+            raise ValueError(f"prompt_source must be one of {list(PROMPT_SOURCES)}, got {kw['prompt_source']!r}")
         return replace(self, **kw)
 
 
@@ -161,7 +168,7 @@ def cache_dir() -> Path:
 
 
 __all__ = [
-    "ModelConfig", "CONVL", "TINY", "MODEL_CONFIGS", "get_model_config", "TaskThresholds",
+    "ModelConfig", "CONVL", "TINY", "MODEL_CONFIGS", "get_model_config", "TaskThresholds", "PROMPT_SOURCES",
     "IMAGENET_MEAN", "IMAGENET_STD", "PACKAGE_ROOT", "DATA_ROOT", "default_vocabulary_path", "default_checkpoint_path",
     "cache_dir",
 ]

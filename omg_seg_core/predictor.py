@@ -27,6 +27,7 @@ from .model.heads import classify
 from .postprocess import (instance_postprocess, masks_for_queries, panoptic_postprocess, prompt_postprocess,
                           semantic_postprocess)
 from .preprocess import ImageMeta, original_to_resized_xy, preprocess, validate_image
+from .prompt_select import choose_queries, replace_with_queries
 from .runtime.backend import Backend, ImageFeatures
 from .structures import Segments
 from .text import TextEncoder, make_text_encoder
@@ -216,6 +217,9 @@ class OMGSegPredictor:
         resized-image pixels (official), each box one prompt. Negative points are run as prompts too and
         remove from every positive mask the pixels their mask explains better (see postprocess.prompt_postprocess).
         score = sigmoid(objectness logit); class = most likely vocabulary class; extra['prompt_kind'].
+        thresholds.prompt_source ("auto" default, "decoder" = official, "queries") may answer a prompt with the
+        object query under the click / fitting the box instead (prompt_select.py; not with negative points):
+        its class score, class, query embedding and query_index; extra['prompt_source'] = "query" | "decoder".
         """
         feats, meta = self._require()
         pts, labels, bxs = _validate_prompts(points, point_labels, boxes, meta.ori_shape)
@@ -236,8 +240,25 @@ class OMGSegPredictor:
                 out.mask_logits[0, :n_pos], out.iou_logits[0, :n_pos], meta, self.thresholds, cls_logits=cls,
                 class_names=self._names, num_things=self._vocab.num_things, query_feat=out.query_feat[0, :n_pos],
                 negative_mask_logits=out.mask_logits[0, n_pos:] if len(neg_pts) else None)
+            if len(neg_pts) == 0:
+                seg = self._prefer_object_queries(seg, pos_pts, bxs)
+            else:
+                seg.extra["prompt_source"] = ["decoder"] * n_pos
         seg.extra["prompt_kind"] = ["point"] * len(pos_pts) + ["box"] * len(bxs)
         return seg
+
+    def _prefer_object_queries(self, seg: Segments, points: np.ndarray, boxes: np.ndarray) -> Segments:
+        """Replace prompt-decoder masks by the object query under the click / fitting the box where
+        thresholds.prompt_source says so (see prompt_select.py); extra['prompt_source'] says which per prompt."""
+        feats, meta = self._require()
+        cls = self._class_logits()
+        probs = torch.softmax(cls.float(), dim=-1)[:, :-1]
+        q_scores, q_classes = probs.max(-1)
+        choice = choose_queries(feats.mask_logits[0], q_scores, meta, points, boxes, seg.masks, seg.scores,
+                                self.thresholds)
+        seg.extra["prompt_source"] = ["query" if u else "decoder" for u in choice.use_query]
+        return replace_with_queries(seg, choice, feats.mask_logits[0], feats.query_feat[0], q_scores, q_classes,
+                                    self._names, self._vocab.num_things, meta, self.thresholds)
 
     # ---- text ----------------------------------------------------------------------------------------------
     def text(self, query: str, max_results: Optional[int] = None) -> Segments:

@@ -107,8 +107,12 @@ def test_point_equals_its_pseudo_box(predictor):
     sx, sy = w / W, h / H
     x, y = 100.0, 80.0
     box = [(x * sx - 3) / sx, (y * sy - 3) / sy, (x * sx + 3) / sx, (y * sy + 3) / sy]
-    a = p.prompt(points=[[x, y]])
-    b = p.prompt(boxes=[box])
+    p.set_thresholds(prompt_source="decoder")  # the prompt decoder itself (auto may pick object queries)
+    try:
+        a = p.prompt(points=[[x, y]])
+        b = p.prompt(boxes=[box])
+    finally:
+        p.set_thresholds(prompt_source="auto")
     assert len(a) == len(b) == 1 and a.masks.shape == (1, H, W)
     np.testing.assert_array_equal(a.masks, b.masks)
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
@@ -119,7 +123,12 @@ def test_prompt_order_and_negative_clicks(predictor):
     p = predictor
     out = p.prompt(points=[[50, 50], [250, 150], [120, 60]], point_labels=[1, 0, 1], boxes=[[10, 10, 200, 190]])
     assert len(out) == 3 and out.extra["prompt_kind"] == ["point", "point", "box"]
-    plain = p.prompt(points=[[50, 50], [120, 60]], boxes=[[10, 10, 200, 190]])
+    assert out.extra["prompt_source"] == ["decoder"] * 3  # negative clicks refine the prompt decoder's masks
+    p.set_thresholds(prompt_source="decoder")
+    try:
+        plain = p.prompt(points=[[50, 50], [120, 60]], boxes=[[10, 10, 200, 190]])
+    finally:
+        p.set_thresholds(prompt_source="auto")
     assert np.all(out.masks <= plain.masks)  # a negative click only removes pixels
     np.testing.assert_allclose(out.scores, plain.scores, rtol=1e-5)
 
