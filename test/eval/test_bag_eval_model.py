@@ -8,9 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-# torchvision (imported by timm for the backbone) segfaults when first imported after the scene renderer has
-# created an EGL context in this process; importing it at collection time, before any test renders, avoids that.
-import torchvision  # noqa: F401
 
 from omg_seg_core.config import default_checkpoint_path
 from omg_seg_ros.tools import bag_eval, bagio, make_bag

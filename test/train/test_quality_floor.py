@@ -2,7 +2,6 @@
 on the first 12 held-out scenes of seed 7 (full numbers for 100 scenes: models/MODEL_CARD.md). A regression in
 the model, the predictor or the post-processing fails here."""
 import pytest
-import timm  # noqa: F401  - import before the generator's OpenGL (EGL) context: the reverse order segfaults here
 import torch
 
 from omg_seg_core.config import PACKAGE_ROOT, TINY, ModelConfig

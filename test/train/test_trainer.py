@@ -5,7 +5,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import timm  # noqa: F401  - import before the generator's OpenGL (EGL) context: the reverse order segfaults here
 import torch
 
 from omg_seg_core.train.config import load_train_config
