@@ -11,18 +11,18 @@ query under the click) the object query is the better answer. `prompt_source`:
 - "auto" (default): the decoder's mask unless the object query is more convincing: for a click, when the decoder
   mask misses the click or its objectness is below the query's class score x mask probability at the click; for a
   box, when the query's mask box has a higher IoU with the given box than the decoder mask's box.
-Candidates are scored on the 1/4-resolution logits (cheap for 300 queries); the chosen query's mask is then
+Candidates are scored on the 1/4-resolution logits (cheap for 300 queries); for boxes the best TOP_K are
+re-checked with their full-resolution masks, which are then reused as the answer; a click's chosen query is
 upsampled exactly like every other mask. Coordinates: points [P, 2] xy and boxes [B, 4] xyxy in original pixels.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from typing import Sequence
 
 from .config import PROMPT_SOURCES, TaskThresholds
 from .postprocess import masks_for_queries
@@ -40,6 +40,8 @@ class QueryChoice:
     query: np.ndarray       # int64 [P], index into the decoder's object queries
     confidence: np.ndarray  # float32 [P]: class score x mask probability at the click, or x box IoU for boxes
     use_query: np.ndarray   # bool [P]
+    n_points: int = 0       # rows [0, n_points) are clicks, the rest boxes
+    box_masks: Optional[np.ndarray] = None  # bool [P - n_points, H0, W0]: each box's chosen query mask (upsampled)
 
 
 def query_probs_at(mask_logits: torch.Tensor, points: np.ndarray, meta: ImageMeta) -> torch.Tensor:
@@ -96,14 +98,16 @@ def choose_queries(mask_logits: torch.Tensor, query_scores: torch.Tensor, meta: 
         # coarse boxes from the 1/4 grid pick TOP_K candidates per box; their exact masks decide
         coarse = box_iou(boxes, query_boxes(mask_logits, meta, thresholds.mask_threshold)) * s.numpy()[None]
         cand = np.unique(np.argsort(-coarse, axis=1)[:, :TOP_K])
-        exact = box_iou(boxes, masks_to_boxes(masks_for_queries(mask_logits, cand.tolist(), meta, thresholds)))
+        cand_masks = masks_for_queries(mask_logits, cand.tolist(), meta, thresholds)
+        exact = box_iou(boxes, masks_to_boxes(cand_masks))
         fit = exact * s.numpy()[cand][None]  # [B, K']
         best = fit.argmax(1)
         query[n_pts:] = cand[best]
         conf[n_pts:] = fit.max(1)
         own_iou = box_iou(boxes, masks_to_boxes(decoder_masks[n_pts:])).diagonal()
         use[n_pts:] = (mode == "queries") | (exact[np.arange(n_box), best] > own_iou)
-    return QueryChoice(query, conf, use)
+        return QueryChoice(query, conf, use, n_pts, cand_masks[best])
+    return QueryChoice(query, conf, use, n_pts)
 
 
 def replace_with_queries(seg: Segments, choice: QueryChoice, mask_logits: torch.Tensor, query_feat: torch.Tensor,
@@ -119,7 +123,10 @@ def replace_with_queries(seg: Segments, choice: QueryChoice, mask_logits: torch.
     qt = torch.as_tensor(q, device=mask_logits.device)
     masks, scores, class_ids = seg.masks.copy(), seg.scores.copy(), seg.class_ids.copy()
     names, query_index = list(seg.class_names), seg.query_index.copy()
-    masks[rows] = masks_for_queries(mask_logits, q.tolist(), meta, thresholds)
+    clicks, box_rows = rows[rows < choice.n_points], rows[rows >= choice.n_points]
+    masks[clicks] = masks_for_queries(mask_logits, choice.query[clicks].tolist(), meta, thresholds)
+    if len(box_rows):
+        masks[box_rows] = choice.box_masks[box_rows - choice.n_points]
     scores[rows] = query_scores[qt].float().cpu().numpy()
     class_ids[rows] = query_classes[qt].cpu().numpy()
     for r in rows:

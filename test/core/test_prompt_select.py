@@ -48,6 +48,7 @@ def test_confident_decoder_mask_containing_the_click_is_kept():
 def test_box_takes_the_query_whose_mask_fits_it_unless_the_decoder_fits_better():
     c = _choose("auto", boxes=[[32, 0, 64, 32]])
     assert c.query.tolist() == [1] and c.use_query.tolist() == [True]
+    assert c.box_masks.shape == (1, 64, 64) and c.box_masks[0, :30, 34:].all() and not c.box_masks[0, :, :30].any()
     dec = np.zeros((1, 64, 64), bool)
     dec[0, 0:32, 32:64] = True  # the decoder's mask fits the box exactly: kept
     assert not _choose("auto", boxes=[[32, 0, 64, 32]], dec_masks=dec).use_query[0]
