@@ -141,12 +141,14 @@ class TaskThresholds:
     text_score_thr: float = 0.0      # text(): drop matches below this score
     prompt_source: str = "auto"      # prompt(): auto | decoder (official) | queries (see prompt_select.py)
 
+    def __post_init__(self) -> None:
+        if self.prompt_source not in PROMPT_SOURCES:
+            raise ValueError(f"prompt_source must be one of {list(PROMPT_SOURCES)}, got {self.prompt_source!r}")
+
     def updated(self, **kw: Any) -> "TaskThresholds":
         unknown = set(kw) - {f.name for f in fields(self)}
         if unknown:
             raise ValueError(f"TaskThresholds: unknown threshold(s) {sorted(unknown)}")
-        if "prompt_source" in kw and kw["prompt_source"] not in PROMPT_SOURCES:
-            raise ValueError(f"prompt_source must be one of {list(PROMPT_SOURCES)}, got {kw['prompt_source']!r}")
         return replace(self, **kw)
 
 

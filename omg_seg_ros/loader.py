@@ -22,7 +22,8 @@ class ModelLoadError(RuntimeError):
 
 
 def resolve_path(path: str) -> Path:
-    """Expand ~ and $VARS; relative paths are tried against the working directory, then the package data root (source checkout or installed share/omg_seg_ros)."""
+    """Expand ~ and $VARS; relative paths are tried against the working directory, then DATA_ROOT (the source
+    checkout or the installed share/omg_seg_ros)."""
     p = Path(os.path.expandvars(os.path.expanduser(path)))
     if not p.is_absolute() and not p.exists() and (DATA_ROOT / p).exists():
         p = DATA_ROOT / p

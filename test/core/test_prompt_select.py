@@ -57,6 +57,8 @@ def test_box_takes_the_query_whose_mask_fits_it_unless_the_decoder_fits_better()
 def test_unknown_mode_is_rejected():
     with pytest.raises(ValueError, match="prompt_source"):
         TaskThresholds().updated(prompt_source="sam")
+    with pytest.raises(ValueError, match="prompt_source"):
+        TaskThresholds(prompt_source="")
 
 
 CKPT = PACKAGE_ROOT / "models" / "omg_seg_tiny.pth"

@@ -289,6 +289,10 @@ def test_thresholds_change_at_run_time_and_bad_values_are_rejected(client, seg_n
     assert not res[0].successful and "mask_threshold" in res[0].reason
     res = client.set_params("omg_seg", task="bogus")
     assert not res[0].successful and "task" in res[0].reason
+    res = client.set_params("omg_seg", prompt_source="sam")
+    assert not res[0].successful and "prompt_source" in res[0].reason
+    assert client.set_params("omg_seg", prompt_source="decoder")[0].successful
+    assert client.set_params("omg_seg", prompt_source="auto")[0].successful
     col = client.collector(SegmentArray, f"{NS}/output/segments")
     cam = Camera(client)
     try:
