@@ -9,15 +9,15 @@ from omg_seg_core.config import PACKAGE_ROOT, TINY, ModelConfig
 CKPT = PACKAGE_ROOT / "models" / "omg_seg_tiny.pth"
 
 #: Measured on these 12 scenes with the committed checkpoint (see MODEL_CARD.md), minus a margin for platform noise.
-#: Measured: PQ 0.442, mIoU 0.582, click 0.582, box 0.630 (prompt_source auto; the prompt decoder alone: click
-#: 0.284, box 0.379), referring seen 0.526 (n=57), held-out 0.500 (n=14).
+#: Measured: PQ 0.583, mIoU 0.750, click 0.711, box 0.718 (prompt_source auto), referring seen 0.702 (n=57),
+#: held-out 0.714 (n=14).
 FLOORS = {
-    "pq": 0.40,
-    "miou": 0.54,
-    "click_miou": 0.53,
-    "box_miou": 0.58,
-    "referring_seen": 0.45,
-    "referring_unseen": 0.35,
+    "pq": 0.54,
+    "miou": 0.71,
+    "click_miou": 0.66,
+    "box_miou": 0.67,
+    "referring_seen": 0.63,
+    "referring_unseen": 0.57,
 }
 
 
