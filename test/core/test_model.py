@@ -239,3 +239,20 @@ def test_onnx_export_of_both_graphs_matches(tiny, image, tmp_path):
         outs = sess.run(None, {i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs)})
         for o, r in zip(outs, ref):
             assert np.abs(o - r.numpy()).max() < 1e-3, path
+
+
+def test_small_backbone_stays_channels_last_after_loading():
+    """The EfficientNet body runs channels_last (faster oneDNN convolutions); loading with assign=True, as
+    checkpoint.py does, must not silently fall back to NCHW weights (every call would then convert them)."""
+    from omg_seg_core.model.omg_seg import build_model
+
+    torch.manual_seed(0)
+    src = build_model(TINY, pretrained_backbone=False)
+    dst = build_model(TINY, pretrained_backbone=False)
+    dst.load_state_dict({k: v.clone().contiguous() for k, v in src.state_dict().items()}, assign=True)
+    w = dst.backbone.body.conv_stem.weight
+    assert w.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        feats = dst.backbone(x)
+    assert all(f.is_contiguous() for f in feats)  # callers get plain NCHW features

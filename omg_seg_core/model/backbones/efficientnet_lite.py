@@ -62,6 +62,10 @@ def map_packaged_weights(src: dict[str, torch.Tensor], dst: dict[str, torch.Tens
     return out
 
 
+def _restore_channels_last(module: "EfficientNetLite0Backbone", _incompatible_keys: object) -> None:
+    module.body.to(memory_format=torch.channels_last)
+
+
 class EfficientNetLite0Backbone(Backbone):
     """`forward(img [B, 3, H, W]) -> [f4, f8, f16, f32]` with `channels = (24, 40, 112, 320)`.
 
@@ -82,6 +86,8 @@ class EfficientNetLite0Backbone(Backbone):
         if got != CHANNELS:  # pragma: no cover - guards against a timm change
             raise RuntimeError(f"timm tf_efficientnet_lite0 features have channels {got}, expected {CHANNELS}")
         self.body.to(memory_format=torch.channels_last)  # see forward()
+        # loading with assign=True (checkpoint.py) replaces the weights by plain NCHW tensors: restore the layout
+        self.register_load_state_dict_post_hook(_restore_channels_last)
         if pretrained:
             self.load_packaged_weights()
         self.frozen_stages = frozen_stages
@@ -112,9 +118,7 @@ class EfficientNetLite0Backbone(Backbone):
         2 CPU threads) and returns the usual contiguous NCHW features. Exports trace the plain layout."""
         if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or img.dim() != 4:
             return list(self.body(img))
-        stem = self.body.conv_stem.weight
-        if not stem.is_contiguous(memory_format=torch.channels_last):
-            self.body.to(memory_format=torch.channels_last)  # once; .to(device/dtype) and load_state_dict keep it
+        # weights were made channels_last in __init__ (.to(device/dtype) and load_state_dict keep the layout)
         return [f.contiguous() for f in self.body(img.contiguous(memory_format=torch.channels_last))]
 
 
