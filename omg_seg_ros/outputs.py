@@ -108,7 +108,7 @@ def _with_targets(seg, targets):
     """Frame segments followed by the found targets (drawn last, on top)."""
     from omg_seg_core.structures import Segments
 
-    found = targets.select(np.flatnonzero(targets.masks.reshape(len(targets), -1).any(1)))
+    found = targets.select(targets.areas() > 0)  # lost targets (empty masks) are not drawn
     if len(found) == 0:
         return seg
     return Segments(
