@@ -2,8 +2,8 @@
 
 OMG-Seg answers a click or box with a prompt query run through the decoder (official behaviour,
 `prompt_source: decoder`). The same image pass also produced object queries (the panoptic ones); when the prompt
-path is weak (the shipped small model: held-out click mIoU 0.36 from the prompt decoder vs 0.68 from the object
-query under the click) the object query is the better answer. `prompt_source`:
+path is weak (the shipped small model: held-out click mIoU 0.38 from the prompt decoder vs 0.70 with `auto`,
+models/MODEL_CARD.md) the object query is the better answer. `prompt_source`:
 - "decoder": always the prompt decoder's mask (official);
 - "queries": always the object query: for a click the query that panoptic fusion would assign the clicked pixel
   to (argmax over queries of class score x mask probability there); for a box the query whose mask box fits the
