@@ -125,30 +125,16 @@ def label_info_msg(class_names: Sequence[str], header, threshold: float = 0.0):
     return out
 
 
-def _paint(seg: Segments, values: np.ndarray, fill: int) -> np.ndarray:
-    """uint16 [H, W] map: `values[i]` where mask i is set (later segments win), `fill` elsewhere; negative
-    values are skipped. Same result as Segments.semantic_map, but each mask is only touched inside its tight
-    box (a few ms less per frame at 640x480, which is the node's latency budget)."""
-    out = np.full(seg.image_size, fill, np.uint16)
-    for i in range(len(seg)):
-        v = int(values[i])
-        x0, y0, x1, y1 = seg.box_slice(i)
-        if v < 0 or x1 <= x0 or y1 <= y0:
-            continue
-        out[y0:y1, x0:x1][seg.masks[i, y0:y1, x0:x1]] = min(v, 65535)
-    return out
-
-
 def semantic_image_msg(seg: Segments, header):
     """mono16 class-id image (65535 = unlabelled)."""
-    return numpy_to_image(_paint(seg, seg.class_ids, SEMANTIC_IGNORE), "mono16", header)
+    return numpy_to_image(seg.semantic_map(SEMANTIC_IGNORE), "mono16", header)
 
 
 def instance_image_msg(seg: Segments, header):
     """mono16 instance image: track ids of things (0 = none; untracked things get 0 too, so every non-zero
     value matches a `Detection2D.id` / `Segment.id`)."""
     ids = np.where(seg.is_thing & (seg.track_ids > 0), seg.track_ids, -1)
-    return numpy_to_image(_paint(seg, ids, 0), "mono16", header)
+    return numpy_to_image(seg.paint(ids, 0), "mono16", header)
 
 
 def diagnostics_msg(node_name: str, stamp, level: int, message: str, values: dict,

@@ -21,3 +21,39 @@ def test_areas_and_boxes_follow_the_masks() -> None:
     assert seg.areas().tolist() == [6, 1]
     assert seg.boxes.tolist() == [[2, 1, 5, 3], [0, 0, 1, 1]]  # xyxy, exclusive max
     assert seg.select([1]).class_names == ["table"]
+
+
+def _overlapping() -> Segments:
+    rng = np.random.default_rng(0)
+    masks = rng.random((5, 24, 32)) < 0.3          # scattered pixels: boxes span most of the image
+    masks[2] = False                                # one empty mask
+    masks[3] = False
+    masks[3, 5:9, 10:20] = True                     # a compact one on top of the others
+    return Segments(masks, np.ones(5), [4, -1, 2, 9, 1], ["a", "none", "b", "c", "d"],
+                    [True, True, False, True, False], track_ids=[7, 0, 0, 70000, 3])
+
+
+def test_label_maps_match_a_plain_per_pixel_reference() -> None:
+    seg = _overlapping()
+    ref_sem = np.full(seg.image_size, 65535, np.uint16)
+    ref_inst = np.zeros(seg.image_size, np.uint16)
+    for i, m in enumerate(seg.masks):               # later segments win; no class (-1) is skipped
+        if seg.class_ids[i] >= 0:
+            ref_sem[m] = seg.class_ids[i]
+        if seg.is_thing[i]:
+            ref_inst[m] = min(seg.track_ids[i] if seg.track_ids[i] > 0 else i + 1, 65535)
+    np.testing.assert_array_equal(seg.semantic_map(), ref_sem)
+    np.testing.assert_array_equal(seg.instance_id_map(), ref_inst)
+    assert seg.instance_id_map().max() == 65535     # 70000 is clipped to the mono16 range
+
+
+def test_paint_checks_the_number_of_values() -> None:
+    seg = _overlapping()
+    out = seg.paint(np.arange(5), 99)
+    assert out.dtype == np.uint16 and (out[~seg.masks.any(0)] == 99).all()
+    try:
+        seg.paint([1, 2], 0)
+    except ValueError as e:
+        assert "2 values for 5 segments" in str(e)
+    else:
+        raise AssertionError("paint accepted 2 values for 5 segments")
