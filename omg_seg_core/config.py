@@ -66,18 +66,20 @@ class ModelConfig:
     has_clip_head: bool = True         # CLIP image head for region embeddings (open-vocabulary ensemble)
     ensemble_alpha_seen: float = 0.4   # p = q^(1-a) * c^a for classes seen in training
     ensemble_alpha_unseen: float = 0.8
-    dtype: str = "float32"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} | {"dtype"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"ModelConfig: unknown field(s) {sorted(unknown)}")
         d = dict(d)
+        # Checkpoints written before 2026-12-02 store a "dtype" field that never affected the model (the
+        # compute dtype is a load/predictor option): accepted and ignored so they keep loading.
+        d.pop("dtype", None)
         d["backbone_channels"] = tuple(d["backbone_channels"])
         return cls(**d)
 
