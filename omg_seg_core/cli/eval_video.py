@@ -102,8 +102,12 @@ def _register(targets: TargetManager, info, j: int, gt: Segments, det: Segments,
 def evaluate(detect: Callable[[Any], Segments], predictor: Any, sequences: int, length: int, seed: int,
              split: str, size: tuple[int, int], n_targets: int, fps: float, tracker_cfg: TrackerConfig,
              windows: tuple[int, ...], on_reset: Optional[Callable[[], None]] = None,
-             log: Callable[[str], None] = print) -> dict:
-    """Run detector + tracker + targets over generated sequences; returns the metrics dict."""
+             log: Callable[[str], None] = print, generator: Any = None) -> dict:
+    """Run detector + tracker + targets over generated sequences; returns the metrics dict.
+
+    `generator`: anything with `.sequence(index, length)` yielding `SynthFrame`s (e.g. frames rendered once and
+    replayed by benchmarks/tune_tracker.py); None = a `SynthGenerator(split, seed, size)` made and closed here.
+    """
     from ..data.synth import SynthGenerator, world
 
     names = world.CLASS_NAMES
@@ -111,7 +115,8 @@ def evaluate(detect: Callable[[Any], Segments], predictor: Any, sequences: int, 
     ev = VideoEvaluator(names, is_thing, windows=windows)
     # Same detections with ids copied from the ground truth: the best any tracker could do with them.
     oracle = VideoEvaluator(names, is_thing, windows=windows)
-    gen = SynthGenerator(size[1], size[0], split=split, seed=seed)
+    own = generator is None
+    gen = SynthGenerator(size[1], size[0], split=split, seed=seed) if own else generator
     rng = np.random.default_rng(seed)
     per_seq, times = [], {"detect": [], "tracker": [], "targets": []}
     all_reg_iou: list[float] = []
@@ -172,7 +177,8 @@ def evaluate(detect: Callable[[Any], Segments], predictor: Any, sequences: int, 
             log(f"sequence {s}: IDF1 {r['IDF1']:.3f} HOTA {r['HOTA']:.3f} IDSW {r['IDSW']} "
                 f"targets {len(registered)} hit {r['target_iou50_fraction']:.3f}")
     finally:
-        gen.close()
+        if own:
+            gen.close()
     metrics = ev.evaluate()
     orc = oracle.evaluate()
     metrics["oracle_ids"] = {k: orc[k] for k in ("IDF1", "HOTA", "DetA", "AssA", "MOTA", "vpq", "IDSW")}

@@ -142,3 +142,13 @@ def test_our_format_errors(tmp_path):
     torch.save({"format": "omg_seg_ros/1", "config": TINY.to_dict(), "model": sd}, p)
     with pytest.raises(CheckpointError, match="head.query_embed.weight"):
         load_model(p)
+
+
+def test_configs_of_older_checkpoints_still_load():
+    """Checkpoints written before ModelConfig lost its unused `dtype` field store it; it is accepted and ignored,
+    while any other unknown field is still refused."""
+    from omg_seg_core.config import ModelConfig
+
+    assert ModelConfig.from_dict({**TINY.to_dict(), "dtype": "float32"}) == TINY
+    with pytest.raises(ValueError, match="unknown field"):
+        ModelConfig.from_dict({**TINY.to_dict(), "dtyp": "float32"})
