@@ -132,8 +132,13 @@ class Trainer:
         if not isinstance(st, dict) or st.get("format") != TRAIN_STATE_FORMAT:
             raise ValueError(f"{path}: not an omg-seg training state (field 'format' is "
                              f"{st.get('format') if isinstance(st, dict) else type(st).__name__!r})")
-        if st["model_config"] != self.model.cfg.to_dict():
-            diff = {k: (v, self.model.cfg.to_dict().get(k)) for k, v in st["model_config"].items()
+        # Through ModelConfig so states of older versions (with since-removed fields such as dtype) compare.
+        try:
+            saved = ModelConfig.from_dict(st["model_config"]).to_dict()
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: field 'model_config' is not a model config: {e}") from None
+        if saved != self.model.cfg.to_dict():
+            diff = {k: (v, self.model.cfg.to_dict().get(k)) for k, v in saved.items()
                     if self.model.cfg.to_dict().get(k) != v}
             raise ValueError(f"{path}: field 'model_config' differs from this run's model: {diff}")
         self.model.load_state_dict(st["model"], strict=True)
