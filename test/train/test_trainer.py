@@ -88,6 +88,16 @@ def test_resume_with_other_architecture_names_the_field(tiny_data, tmp_path):
         Trainer(_cfg(tiny_data, tmp_path / "x"), resume=True)
 
 
+def test_states_saved_with_the_old_dtype_field_resume(tiny_data, tmp_path):
+    from omg_seg_core.train.trainer import Trainer
+
+    tr = Trainer(_cfg(tiny_data, tmp_path / "d"))
+    st = tr.state()
+    st["model_config"] = dict(st["model_config"], dtype="float32")  # written before ModelConfig.dtype was dropped
+    torch.save(st, tmp_path / "d" / "last.pt")
+    assert Trainer(_cfg(tiny_data, tmp_path / "d"), resume=True).it == 0
+
+
 def test_corrupt_and_unknown_class_datasets_name_the_file(tiny_data, tmp_path):
     from omg_seg_core.train.sources import CocoPanopticSource
 
