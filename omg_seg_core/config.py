@@ -72,14 +72,12 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in fields(cls)} | {"dtype"}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"ModelConfig: unknown field(s) {sorted(unknown)}")
-        d = dict(d)
         # Checkpoints written before 2026-12-02 store a "dtype" field that never affected the model (the
         # compute dtype is a load/predictor option): accepted and ignored so they keep loading.
-        d.pop("dtype", None)
+        d = {k: v for k, v in d.items() if k != "dtype"}
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"ModelConfig: unknown field(s) {sorted(unknown)}")
         d["backbone_channels"] = tuple(d["backbone_channels"])
         return cls(**d)
 
