@@ -137,9 +137,9 @@ class Trainer:
             saved = ModelConfig.from_dict(st["model_config"]).to_dict()
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: field 'model_config' is not a model config: {e}") from None
-        if saved != self.model.cfg.to_dict():
-            diff = {k: (v, self.model.cfg.to_dict().get(k)) for k, v in saved.items()
-                    if self.model.cfg.to_dict().get(k) != v}
+        current = self.model.cfg.to_dict()
+        if saved != current:
+            diff = {k: (v, current.get(k)) for k, v in saved.items() if current.get(k) != v}
             raise ValueError(f"{path}: field 'model_config' differs from this run's model: {diff}")
         self.model.load_state_dict(st["model"], strict=True)
         self.opt.load_state_dict(st["optimizer"])
