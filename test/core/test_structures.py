@@ -1,5 +1,6 @@
 """Segments: the one result type every task returns; empty results must behave like any other."""
 import numpy as np
+import pytest
 
 from omg_seg_core.structures import Segments
 
@@ -51,9 +52,5 @@ def test_paint_checks_the_number_of_values() -> None:
     seg = _overlapping()
     out = seg.paint(np.arange(5), 99)
     assert out.dtype == np.uint16 and (out[~seg.masks.any(0)] == 99).all()
-    try:
+    with pytest.raises(ValueError, match="2 values for 5 segments"):
         seg.paint([1, 2], 0)
-    except ValueError as e:
-        assert "2 values for 5 segments" in str(e)
-    else:
-        raise AssertionError("paint accepted 2 values for 5 segments")
