@@ -129,7 +129,8 @@ PROMPT_SOURCES = ("auto", "decoder", "queries")
 @dataclass
 class TaskThresholds:
     """Post-processing knobs. Defaults are the official OMG-Seg test config (object_mask_thr 0.0, iou_thr 0.8,
-    filter_low_score True, max_per_image 100)."""
+    filter_low_score True, max_per_image 100), except for prompts: `prompt_source="decoder"` and
+    `box_prompt_margin=-1` give the official prompt outputs (see prompt_select.py)."""
 
     object_mask_thr: float = 0.0     # panoptic: drop queries whose best class score is <= this
     iou_thr: float = 0.8             # panoptic: keep a segment when argmax area / (sigmoid>=0.5 area) >= this
@@ -140,10 +141,15 @@ class TaskThresholds:
     text_max_results: int = 1        # text(): default number of masks returned
     text_score_thr: float = 0.0      # text(): drop matches below this score
     prompt_source: str = "auto"      # prompt(): auto | decoder (official) | queries (see prompt_select.py)
+    box_prompt_margin: float = 0.1   # prompt(): box prompts keep mask pixels within the box grown by this fraction
+                                     # of its width/height per side; < 0 keeps the whole mask (official)
 
     def __post_init__(self) -> None:
         if self.prompt_source not in PROMPT_SOURCES:
             raise ValueError(f"prompt_source must be one of {list(PROMPT_SOURCES)}, got {self.prompt_source!r}")
+        if isinstance(self.box_prompt_margin, bool) or not isinstance(self.box_prompt_margin, (int, float)):
+            raise ValueError(f"box_prompt_margin must be a number (< 0 disables the crop), "
+                             f"got {self.box_prompt_margin!r}")
 
     def updated(self, **kw: Any) -> "TaskThresholds":
         unknown = set(kw) - {f.name for f in fields(self)}

@@ -16,6 +16,7 @@ import os
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -27,7 +28,7 @@ from .model.heads import classify
 from .postprocess import (instance_postprocess, masks_for_queries, panoptic_postprocess, prompt_postprocess,
                           semantic_postprocess)
 from .preprocess import ImageMeta, original_to_resized_xy, preprocess, validate_image
-from .prompt_select import choose_queries, replace_with_queries
+from .prompt_select import choose_queries, crop_to_boxes, replace_with_queries
 from .runtime.backend import Backend, ImageFeatures
 from .structures import Segments
 from .text import TextEncoder, make_text_encoder
@@ -217,6 +218,7 @@ class OMGSegPredictor:
         resized-image pixels (official), each box one prompt. Negative points are run as prompts too and
         remove from every positive mask the pixels their mask explains better (see postprocess.prompt_postprocess).
         score = sigmoid(objectness logit); class = most likely vocabulary class; extra['prompt_kind'].
+        Box prompts' masks are cropped to the box grown by thresholds.box_prompt_margin (< 0: official, uncropped).
         thresholds.prompt_source ("auto" default, "decoder" = official, "queries") may answer a prompt with the
         object query under the click / fitting the box instead (prompt_select.py; not with negative points):
         its class score, class, query embedding and query_index; extra['prompt_source'] = "query" | "decoder".
@@ -244,6 +246,10 @@ class OMGSegPredictor:
                 seg = self._prefer_object_queries(seg, pos_pts, bxs)
             else:
                 seg.extra["prompt_source"] = ["decoder"] * n_pos
+            if len(bxs) and self.thresholds.box_prompt_margin >= 0:  # after the choice (prompt_select.py)
+                masks = seg.masks.copy()
+                masks[len(pos_pts):] = crop_to_boxes(masks[len(pos_pts):], bxs, self.thresholds.box_prompt_margin)
+                seg = replace(seg, masks=masks, boxes=None)
         seg.extra["prompt_kind"] = ["point"] * len(pos_pts) + ["box"] * len(bxs)
         return seg
 

@@ -2,14 +2,18 @@
 combinations) of a model on generated held-out scenes (see omg_seg_core/train/synth_eval.py).
 
     omg-seg-eval-synth [--checkpoint models/omg_seg_tiny.pth] [--images 100] [--seed 7] [--speed] [--json OUT]
+                       [--thresholds prompt_source=decoder box_prompt_margin=-1 ...]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Optional
+
+from . import parse_overrides
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -31,6 +35,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     ap.add_argument("--speed", action="store_true", help="also time set_image+panoptic, prompt and text")
     ap.add_argument("--json", type=Path, default=None, help="write all metrics here")
+    ap.add_argument("--thresholds", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="TaskThresholds overrides, e.g. prompt_source=decoder box_prompt_margin=-1")
     a = ap.parse_args(argv)
     if a.images < 1:
         ap.error("--images must be >= 1")
@@ -44,12 +50,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     pred = OMGSegPredictor(a.model, checkpoint=a.checkpoint, vocabulary=world.vocabulary_path())
+    try:
+        pred.set_thresholds(**parse_overrides(a.thresholds, "--thresholds"))
+    except (TypeError, ValueError) as e:
+        ap.error(str(e))
     frames = heldout_frames(a.images, a.seed, a.size, a.split)
     with torch.inference_mode():
         metrics = evaluate_frames(pred, frames, progress=True)
         speed = measure_speed(pred, frames) if a.speed else None
     metrics.update(model=a.model, checkpoint=str(a.checkpoint or ""), seed=a.seed, split=a.split,
-                   size=list(a.size), threads=torch.get_num_threads(), speed=speed)
+                   size=list(a.size), threads=torch.get_num_threads(), speed=speed,
+                   thresholds=dataclasses.asdict(pred.thresholds))
     print(format_report(metrics, speed))
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)

@@ -28,22 +28,12 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..eval.tracking import VideoEvaluator, mask_iou_matrix
+from . import parse_overrides
 from ..structures import Segments
 from ..tracking import TargetManager, Tracker, TrackerConfig
 from ..tracking.noisy_detections import NoiseConfig, NoisyDetector
 
 MIN_TARGET_AREA = 300  # px: a target must be clearly visible in the frame it is requested in
-
-
-def _parse_overrides(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"--tracker expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k] = json.loads(v) if v[:1] in "[{" or v.replace(".", "", 1).replace("-", "", 1).isdigit() \
-            or v in ("true", "false") else v
-    return out
 
 
 def _to_world_classes(seg: Segments, names: tuple[str, ...]) -> Segments:
@@ -212,7 +202,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         ap.error("--source model needs --model")
     if args.sequences < 1 or args.length < 2:
         ap.error("need --sequences >= 1 and --length >= 2")
-    tracker_cfg = TrackerConfig().updated(**_parse_overrides(args.tracker))
+    tracker_cfg = TrackerConfig().updated(**parse_overrides(args.tracker, "--tracker"))
     from ..data.synth import world
 
     predictor, noise = None, None

@@ -10,6 +10,7 @@ import torch
 
 from omg_seg_core.config import TINY
 from omg_seg_core.predictor import OMGSegPredictor
+from omg_seg_core.structures import masks_to_boxes
 from omg_seg_core.text.clip_text import ClipTextEncoder
 
 SMALL_TEXT = dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2)
@@ -107,12 +108,14 @@ def test_point_equals_its_pseudo_box(predictor):
     sx, sy = w / W, h / H
     x, y = 100.0, 80.0
     box = [(x * sx - 3) / sx, (y * sy - 3) / sy, (x * sx + 3) / sx, (y * sy + 3) / sy]
-    p.set_thresholds(prompt_source="decoder")  # the prompt decoder itself (auto may pick object queries)
+    saved = p.thresholds
+    # the prompt decoder itself (auto may pick object queries), boxes not cropped (a point's mask is not)
+    p.set_thresholds(prompt_source="decoder", box_prompt_margin=-1)
     try:
         a = p.prompt(points=[[x, y]])
         b = p.prompt(boxes=[box])
     finally:
-        p.set_thresholds(prompt_source="auto")
+        p.thresholds = saved
     assert len(a) == len(b) == 1 and a.masks.shape == (1, H, W)
     np.testing.assert_array_equal(a.masks, b.masks)
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
@@ -131,6 +134,26 @@ def test_prompt_order_and_negative_clicks(predictor):
         p.set_thresholds(prompt_source="auto")
     assert np.all(out.masks <= plain.masks)  # a negative click only removes pixels
     np.testing.assert_allclose(out.scores, plain.scores, rtol=1e-5)
+
+
+def test_box_prompt_masks_stay_in_their_grown_box(predictor):
+    p = predictor
+    boxes = np.array([[60, 40, 160, 120], [0, 0, 40, 30]], np.float32)
+    saved = p.thresholds
+    assert saved.box_prompt_margin == 0.1  # the default
+    try:
+        p.set_thresholds(prompt_source="decoder", box_prompt_margin=-1)  # official: whole masks
+        full = p.prompt(boxes=boxes)
+        p.set_thresholds(box_prompt_margin=0.15)
+        cut = p.prompt(boxes=boxes)
+    finally:
+        p.thresholds = saved
+    inside = np.zeros((2, H, W), bool)
+    inside[0, 28:132, 45:175] = True  # 0.15 x (100, 80) = (15, 12) px per side
+    inside[1, 0:35, 0:46] = True
+    np.testing.assert_array_equal(cut.masks, full.masks & inside)
+    assert (full.masks & ~inside).any()  # the random model's masks do leak: the crop was exercised
+    np.testing.assert_array_equal(cut.boxes, masks_to_boxes(cut.masks))  # boxes recomputed from the cut masks
 
 
 def test_negative_click_rule():
