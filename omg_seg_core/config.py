@@ -129,8 +129,9 @@ PROMPT_SOURCES = ("auto", "decoder", "queries")
 @dataclass
 class TaskThresholds:
     """Post-processing knobs. Defaults are the official OMG-Seg test config (object_mask_thr 0.0, iou_thr 0.8,
-    filter_low_score True, max_per_image 100), except for prompts: `prompt_source="decoder"` and
-    `box_prompt_margin=-1` give the official prompt outputs (see prompt_select.py)."""
+    filter_low_score True, max_per_image 100), except for prompts: `prompt_source="decoder"`,
+    `box_prompt_margin=-1` and `click_connected=False` give the official prompt outputs (prompt_select.py,
+    prompt_refine.py)."""
 
     object_mask_thr: float = 0.0     # panoptic: drop queries whose best class score is <= this
     iou_thr: float = 0.8             # panoptic: keep a segment when argmax area / (sigmoid>=0.5 area) >= this
@@ -143,6 +144,8 @@ class TaskThresholds:
     prompt_source: str = "auto"      # prompt(): auto | decoder (official) | queries (see prompt_select.py)
     box_prompt_margin: float = 0.1   # prompt(): box prompts keep mask pixels within the box grown by this fraction
                                      # of its width/height per side; < 0 keeps the whole mask (official)
+    click_connected: bool = True     # prompt(): a click keeps the connected part of its mask under the click
+                                     # (False: the whole mask, official); see prompt_refine.py
 
     def __post_init__(self) -> None:
         if self.prompt_source not in PROMPT_SOURCES:
@@ -150,6 +153,8 @@ class TaskThresholds:
         if isinstance(self.box_prompt_margin, bool) or not isinstance(self.box_prompt_margin, (int, float)):
             raise ValueError(f"box_prompt_margin must be a number (< 0 disables the crop), "
                              f"got {self.box_prompt_margin!r}")
+        if not isinstance(self.click_connected, bool):
+            raise ValueError(f"click_connected must be true or false, got {self.click_connected!r}")
 
     def updated(self, **kw: Any) -> "TaskThresholds":
         unknown = set(kw) - {f.name for f in fields(self)}

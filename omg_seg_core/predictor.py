@@ -28,7 +28,8 @@ from .model.heads import classify
 from .postprocess import (instance_postprocess, masks_for_queries, panoptic_postprocess, prompt_postprocess,
                           semantic_postprocess)
 from .preprocess import ImageMeta, original_to_resized_xy, preprocess, validate_image
-from .prompt_select import choose_queries, crop_to_boxes, replace_with_queries
+from .prompt_refine import crop_to_boxes, keep_clicked_component
+from .prompt_select import choose_queries, replace_with_queries
 from .runtime.backend import Backend, ImageFeatures
 from .structures import Segments
 from .text import TextEncoder, make_text_encoder
@@ -218,7 +219,8 @@ class OMGSegPredictor:
         resized-image pixels (official), each box one prompt. Negative points are run as prompts too and
         remove from every positive mask the pixels their mask explains better (see postprocess.prompt_postprocess).
         score = sigmoid(objectness logit); class = most likely vocabulary class; extra['prompt_kind'].
-        Box prompts' masks are cropped to the box grown by thresholds.box_prompt_margin (< 0: official, uncropped).
+        The chosen masks are then refined (prompt_refine.py): a box's cut to the box grown by
+        thresholds.box_prompt_margin, a click's to its connected part under the click (thresholds.click_connected).
         thresholds.prompt_source ("auto" default, "decoder" = official, "queries") may answer a prompt with the
         object query under the click / fitting the box instead (prompt_select.py; not with negative points):
         its class score, class, query embedding and query_index; extra['prompt_source'] = "query" | "decoder".
@@ -246,12 +248,23 @@ class OMGSegPredictor:
                 seg = self._prefer_object_queries(seg, pos_pts, bxs)
             else:
                 seg.extra["prompt_source"] = ["decoder"] * n_pos
-            if len(bxs) and self.thresholds.box_prompt_margin >= 0:  # after the choice (prompt_select.py)
-                masks = seg.masks.copy()
-                masks[len(pos_pts):] = crop_to_boxes(masks[len(pos_pts):], bxs, self.thresholds.box_prompt_margin)
-                seg = replace(seg, masks=masks, boxes=None)
+            seg = self._refine_prompt_masks(seg, pos_pts, bxs)
         seg.extra["prompt_kind"] = ["point"] * len(pos_pts) + ["box"] * len(bxs)
         return seg
+
+    def _refine_prompt_masks(self, seg: Segments, points: np.ndarray, boxes: np.ndarray) -> Segments:
+        """Box rows cut to their grown box, click rows to their clicked component (prompt_refine.py), as the
+        thresholds say; boxes recomputed. Rows: positive points, then boxes."""
+        th, n = self.thresholds, len(points)
+        cut_boxes, cut_clicks = len(boxes) > 0 and th.box_prompt_margin >= 0, n > 0 and th.click_connected
+        if not (cut_boxes or cut_clicks):
+            return seg
+        masks = seg.masks.copy()
+        if cut_clicks:
+            masks[:n] = keep_clicked_component(masks[:n], points)
+        if cut_boxes:
+            masks[n:] = crop_to_boxes(masks[n:], boxes, th.box_prompt_margin)
+        return replace(seg, masks=masks, boxes=None)
 
     def _prefer_object_queries(self, seg: Segments, points: np.ndarray, boxes: np.ndarray) -> Segments:
         """Replace prompt-decoder masks by the object query under the click / fitting the box where

@@ -11,10 +11,8 @@ models/MODEL_CARD.md) the object query is the better answer. `prompt_source`:
 - "auto" (default): the decoder's mask unless the object query is more convincing: for a click, when the decoder
   mask misses the click or its objectness is below the query's class score x mask probability at the click; for a
   box, when the query's mask box has a higher IoU with the given box than the decoder mask's box.
-Box prompts (every source): an object given by its box lies inside it, so once the answer is chosen, mask pixels
-outside the box grown by `box_prompt_margin` of its width/height per side are dropped (`crop_to_boxes`; a mask that
-leaks onto a neighbour keeps only the boxed object). The choice itself compares the uncropped masks: cropped, a
-stuff mask that covers the whole image would fit every box.
+The chosen answer is then refined by the prompt's geometry (prompt_refine.py: box crop, clicked component); the
+choice itself compares the unrefined masks (cut to a box, a stuff mask covering the image would fit every box).
 Candidates are scored on the 1/4-resolution logits (cheap for 300 queries); for boxes the best TOP_K are
 re-checked with their full-resolution masks, which are then reused as the answer; a click's chosen query is
 upsampled exactly like every other mask. Coordinates: points [P, 2] xy and boxes [B, 4] xyxy in original pixels.
@@ -69,27 +67,6 @@ def query_boxes(mask_logits: torch.Tensor, meta: ImageMeta, mask_threshold: floa
     boxes = masks_to_boxes((crop.float() > logit_thr).cpu().numpy()) * 4.0
     sx, sy = meta.scale_xy
     return boxes / np.array([sx, sy, sx, sy], np.float32)
-
-
-def crop_to_boxes(masks: np.ndarray, boxes: np.ndarray, margin: float) -> np.ndarray:
-    """masks bool [B, H, W] with pixels outside boxes [B, 4] (xyxy, pixels) grown by `margin` x box width/height
-    per side set False (a copy); margin < 0 returns the masks unchanged."""
-    if margin < 0 or len(masks) == 0:
-        return masks
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    if len(boxes) != len(masks):
-        raise ValueError(f"crop_to_boxes: {len(masks)} masks but {len(boxes)} boxes")
-    h, w = masks.shape[1:]
-    grow = margin * np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, 1) * np.array([-1, -1, 1, 1], np.float32)
-    g = boxes + grow
-    x0 = np.clip(np.floor(g[:, 0]), 0, w).astype(int)
-    y0 = np.clip(np.floor(g[:, 1]), 0, h).astype(int)
-    x1 = np.clip(np.ceil(g[:, 2]), 0, w).astype(int)
-    y1 = np.clip(np.ceil(g[:, 3]), 0, h).astype(int)
-    out = np.zeros_like(masks)
-    for i in range(len(masks)):
-        out[i, y0[i]:y1[i], x0[i]:x1[i]] = masks[i, y0[i]:y1[i], x0[i]:x1[i]]
-    return out
 
 
 def choose_queries(mask_logits: torch.Tensor, query_scores: torch.Tensor, meta: ImageMeta,
@@ -170,5 +147,4 @@ def replace_with_queries(seg: Segments, choice: QueryChoice, mask_logits: torch.
                     extra=extra)
 
 
-__all__ = ["PROMPT_SOURCES", "QueryChoice", "crop_to_boxes", "replace_with_queries", "query_probs_at", "query_boxes",
-           "choose_queries"]
+__all__ = ["PROMPT_SOURCES", "QueryChoice", "replace_with_queries", "query_probs_at", "query_boxes", "choose_queries"]

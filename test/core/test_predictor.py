@@ -109,8 +109,8 @@ def test_point_equals_its_pseudo_box(predictor):
     x, y = 100.0, 80.0
     box = [(x * sx - 3) / sx, (y * sy - 3) / sy, (x * sx + 3) / sx, (y * sy + 3) / sy]
     saved = p.thresholds
-    # the prompt decoder itself (auto may pick object queries), boxes not cropped (a point's mask is not)
-    p.set_thresholds(prompt_source="decoder", box_prompt_margin=-1)
+    # the prompt decoder itself (auto may pick object queries), masks not refined by the prompts' geometry
+    p.set_thresholds(prompt_source="decoder", box_prompt_margin=-1, click_connected=False)
     try:
         a = p.prompt(points=[[x, y]])
         b = p.prompt(boxes=[box])
@@ -154,6 +154,30 @@ def test_box_prompt_masks_stay_in_their_grown_box(predictor):
     np.testing.assert_array_equal(cut.masks, full.masks & inside)
     assert (full.masks & ~inside).any()  # the random model's masks do leak: the crop was exercised
     np.testing.assert_array_equal(cut.boxes, masks_to_boxes(cut.masks))  # boxes recomputed from the cut masks
+
+
+def test_click_masks_keep_the_clicked_part(predictor):
+    from scipy import ndimage
+
+    p = predictor
+    clicks = np.array([[100, 80], [230, 140], [20, 190]], np.float32)
+    saved = p.thresholds
+    try:
+        p.set_thresholds(prompt_source="decoder", click_connected=False)  # official: whole masks
+        full = p.prompt(points=clicks)
+        p.set_thresholds(click_connected=True)
+        cut = p.prompt(points=clicks)
+    finally:
+        p.thresholds = saved
+    assert saved.click_connected  # the default
+    assert np.all(cut.masks <= full.masks)
+    for k, (x, y) in enumerate(clicks.astype(int)):
+        if full.masks[k, y, x]:
+            labels, n = ndimage.label(cut.masks[k], structure=np.ones((3, 3)))
+            assert n == 1 and cut.masks[k, y, x]
+        else:
+            np.testing.assert_array_equal(cut.masks[k], full.masks[k])
+    np.testing.assert_array_equal(cut.boxes, masks_to_boxes(cut.masks))
 
 
 def test_negative_click_rule():

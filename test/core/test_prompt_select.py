@@ -8,7 +8,7 @@ import torch
 
 from omg_seg_core.config import PACKAGE_ROOT, TaskThresholds
 from omg_seg_core.preprocess import ImageMeta
-from omg_seg_core.prompt_select import choose_queries, crop_to_boxes
+from omg_seg_core.prompt_select import choose_queries
 
 META = ImageMeta((64, 64), (64, 64), (64, 64))
 
@@ -54,20 +54,6 @@ def test_box_takes_the_query_whose_mask_fits_it_unless_the_decoder_fits_better()
     assert not _choose("auto", boxes=[[32, 0, 64, 32]], dec_masks=dec).use_query[0]
 
 
-def test_crop_to_boxes_keeps_the_grown_box_only():
-    masks = np.ones((2, 40, 50), bool)
-    boxes = np.array([[10, 5, 30, 25], [-5, 30, 60, 45]], np.float32)  # the second one crosses the image border
-    out = crop_to_boxes(masks, boxes, 0.1)  # grown by 2 px per side (0.1 x 20)
-    ref = np.zeros_like(masks)
-    ref[0, 3:27, 8:32] = True
-    ref[1, 28:40, 0:50] = True  # y from 30 - 1.5 (floor 28), clipped at the image
-    np.testing.assert_array_equal(out, ref)
-    assert masks.all()  # a copy: the input is untouched
-    assert crop_to_boxes(masks, boxes, -1) is masks
-    with pytest.raises(ValueError, match="2 masks but 1 boxes"):
-        crop_to_boxes(masks, boxes[:1], 0.1)
-
-
 def test_box_choice_compares_uncropped_masks():
     """A stuff query covering the whole image must not win a small box: cropped to the box it would fit it
     perfectly, so the choice is made on the whole masks (the predictor crops the chosen answer afterwards)."""
@@ -84,8 +70,6 @@ def test_unknown_mode_is_rejected():
         TaskThresholds().updated(prompt_source="sam")
     with pytest.raises(ValueError, match="prompt_source"):
         TaskThresholds(prompt_source="")
-    with pytest.raises(ValueError, match="box_prompt_margin"):
-        TaskThresholds().updated(box_prompt_margin="wide")
 
 
 CKPT = PACKAGE_ROOT / "models" / "omg_seg_tiny.pth"
