@@ -6,15 +6,16 @@
 What the node pays per frame for its default task (the issue #3 speed bar), unlike benchmarks/backends.py, which
 times the image graph alone: preprocessing, image graph and panoptic post-processing through `OMGSegPredictor`, on
 real scenes (post-processing cost depends on how many segments the model keeps, so random weights would not do).
-Each backend cycles over --images held-out scenes (seed --seed, 320x240), --warmup calls, then the median of --reps
-calls. Prints a table with the ratio to torch eager and writes JSON (--json).
+Each backend runs `synth_eval.measure_speed` (the loop of `omg-seg-eval-synth --speed`: --images held-out scenes,
+seed --seed, 320x240, 3 warm-up frames, then the median of --reps frames, each set_image + panoptic() followed by
+one click prompt() and one text() on the cached features). Prints a table with the ratio to torch eager (and the
+prompt / text cost per backend) and writes JSON (--json).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,27 +25,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from omg_seg_core.predictor import OMGSegPredictor  # noqa: E402
-from omg_seg_core.train.synth_eval import heldout_frames  # noqa: E402
+from omg_seg_core.train.synth_eval import heldout_frames, measure_speed  # noqa: E402
 
 
-def measure(backend: str, threads: int, frames: list, reps: int, warmup: int) -> dict[str, float]:
-    """Median ms of set_image+panoptic, and of its image-graph and post-processing stages, for one backend."""
+def measure(backend: str, threads: int, frames: list, reps: int) -> dict[str, float]:
+    """`measure_speed` (the loop `omg-seg-eval-synth --speed` runs) for one backend at `threads` threads."""
     torch.set_num_threads(threads)
     kw = {"threads": threads} if backend == "onnxruntime" else {}
-    pred = OMGSegPredictor("omg_seg_tiny", backend=backend, **kw)
-    total, graph, post = [], [], []
-    for i in range(warmup + reps):
-        frame = frames[i % len(frames)]
-        t0 = time.perf_counter()
-        pred.set_image(frame.rgb)
-        pred.panoptic()
-        dt = (time.perf_counter() - t0) * 1e3
-        if i >= warmup:
-            total.append(dt)
-            graph.append(pred.last_timings["image_graph"])
-            post.append(pred.last_timings["postprocess"])
-    return {"set_image+panoptic": statistics.median(total), "image_graph": statistics.median(graph),
-            "postprocess": statistics.median(post)}
+    return measure_speed(OMGSegPredictor("omg_seg_tiny", backend=backend, **kw), frames, repeats=reps)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -54,21 +42,21 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--images", type=int, default=12)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--json", default="benchmarks/results/predictor_loop.json")
     args = ap.parse_args(argv)
     frames = heldout_frames(args.images, seed=args.seed)
-    rows = [dict(backend=b, threads=t, **measure(b, t, frames, args.reps, args.warmup))
+    rows = [dict(backend=b, threads=t, **measure(b, t, frames, args.reps))
             for t in args.threads for b in args.backends]
-    print(f"{'backend':<12} {'threads':>7} {'total ms':>9} {'graph ms':>9} {'post ms':>8} {'vs eager':>9}")
+    print(f"{'backend':<12} {'threads':>7} {'total ms':>9} {'graph ms':>9} {'post ms':>8} {'vs eager':>9} "
+          f"{'prompt ms':>9} {'text ms':>8}")
     for r in rows:
-        eager = next((e["set_image+panoptic"] for e in rows if e["backend"] == "torch" and e["threads"] == r["threads"]),
-                     None)
-        r["speedup_vs_eager"] = eager / r["set_image+panoptic"] if eager else None
+        eager = next((e["set_image_panoptic_ms"] for e in rows
+                      if e["backend"] == "torch" and e["threads"] == r["threads"]), None)
+        r["speedup_vs_eager"] = eager / r["set_image_panoptic_ms"] if eager else None
         ratio = f"{r['speedup_vs_eager']:.2f}x" if eager else "-"
-        print(f"{r['backend']:<12} {r['threads']:>7} {r['set_image+panoptic']:>9.1f} {r['image_graph']:>9.1f} "
-              f"{r['postprocess']:>8.1f} {ratio:>9}")
-    out = {"rows": rows, "images": args.images, "seed": args.seed, "reps": args.reps, "warmup": args.warmup,
+        print(f"{r['backend']:<12} {r['threads']:>7} {r['set_image_panoptic_ms']:>9.1f} {r['image_graph_ms']:>9.1f} "
+              f"{r['postprocess_ms']:>8.1f} {ratio:>9} {r['prompt_ms']:>9.1f} {r['text_ms']:>8.1f}")
+    out = {"rows": rows, "images": args.images, "seed": args.seed, "reps": args.reps,
            "machine": platform.node(), "processor": platform.processor(), "torch": torch.__version__,
            "date": time.strftime("%Y-%m-%d")}
     if args.json:

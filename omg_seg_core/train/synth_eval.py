@@ -106,17 +106,19 @@ def heldout_frames(n: int, seed: int, size: tuple[int, int] = (320, 240), split:
 
 
 def measure_speed(predictor, frames: list[SynthFrame], repeats: int = 20) -> dict[str, float]:
-    """Median ms of set_image + panoptic(), and of one prompt() / text() call on cached features."""
+    """Median ms of set_image + panoptic() (and of its image-graph and post-processing stages, from the predictor's
+    `last_timings`), and of one prompt() / text() call on cached features."""
     def med(xs: list[float]) -> float:
         return float(np.median(xs)) * 1e3
 
-    img_t, prm_t, txt_t = [], [], []
+    img_t, graph_t, post_t, prm_t, txt_t = [], [], [], [], []
     for k in range(repeats + 3):
         f = frames[k % len(frames)]
         t0 = time.perf_counter()
         predictor.set_image(f.rgb)
         predictor.panoptic()
         t1 = time.perf_counter()
+        stages = dict(predictor.last_timings)
         h, w = f.rgb.shape[:2]
         predictor.prompt(points=np.array([[w / 2, h / 2]], np.float32))
         t2 = time.perf_counter()
@@ -124,10 +126,12 @@ def measure_speed(predictor, frames: list[SynthFrame], repeats: int = 20) -> dic
         t3 = time.perf_counter()
         if k >= 3:  # warm-up
             img_t.append(t1 - t0)
+            graph_t.append(stages["image_graph"] / 1e3)
+            post_t.append(stages["postprocess"] / 1e3)
             prm_t.append(t2 - t1)
             txt_t.append(t3 - t2)
-    return {"set_image_panoptic_ms": med(img_t), "prompt_ms": med(prm_t), "text_ms": med(txt_t),
-            "repeats": repeats}
+    return {"set_image_panoptic_ms": med(img_t), "image_graph_ms": med(graph_t), "postprocess_ms": med(post_t),
+            "prompt_ms": med(prm_t), "text_ms": med(txt_t), "repeats": repeats}
 
 
 def format_report(m: dict[str, Any], speed: Optional[dict[str, float]] = None) -> str:
