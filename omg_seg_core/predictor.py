@@ -7,8 +7,10 @@
     p.text("segment the red box")                # text tower + scoring of the cached queries
 
 All coordinates are ORIGINAL-image pixels (x right, y down; boxes xyxy), all results are `Segments` at the
-original resolution. Thresholds come from `TaskThresholds` (`set_thresholds`). Per-stage timings of the last
-calls are in `last_timings` (milliseconds).
+original resolution. Thresholds come from `TaskThresholds` (`set_thresholds`): the official OMG-Seg values,
+except where the checkpoint records values tuned for it (`default_thresholds`; the shipped omg-seg-tiny keeps
+partly occluded segments with iou_thr 0.6, models/MODEL_CARD.md). Per-stage timings of the last calls are in
+`last_timings` (milliseconds).
 """
 from __future__ import annotations
 
@@ -59,6 +61,19 @@ def make_backend(kind: Union[str, Backend], model: Optional[nn.Module], device: 
     return select.make_backend(kind, model=model, device=device, dtype=dtype, **kw)
 
 
+def checkpoint_thresholds(meta: dict[str, Any]) -> TaskThresholds:
+    """The official TaskThresholds, updated with the values a checkpoint of ours records as tuned for it
+    (`meta["meta"]["thresholds"]`, written by `omg-seg-train --export ... --thresholds iou_thr=0.6`). A bad entry is
+    a ValueError naming the checkpoint."""
+    rec = (meta.get("meta") or {}).get("thresholds") or {}
+    try:
+        if not isinstance(rec, dict):
+            raise ValueError(f"expected a mapping of TaskThresholds names to values, got {type(rec).__name__}")
+        return TaskThresholds().updated(**rec)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"checkpoint {meta.get('weights')}: meta.thresholds: {e}") from None
+
+
 class OMGSegPredictor:
     """See module docstring. Construction arguments:
 
@@ -93,7 +108,8 @@ class OMGSegPredictor:
         self.long_side = int(long_side if long_side is not None else self.cfg.long_side)
         if self.long_side < 32:
             raise ValueError(f"long_side must be >= 32, got {long_side}")
-        self.thresholds = thresholds if thresholds is not None else TaskThresholds()
+        self.default_thresholds = checkpoint_thresholds(meta)
+        self.thresholds = thresholds if thresholds is not None else self.default_thresholds
         backend_kw.setdefault("long_side", self.long_side)  # ONNX Runtime / TensorRT pre-build this size
         self.backend = make_backend(backend, self.model, device=device, dtype=dtype, compile=compile, **backend_kw)
         self.device = torch.device(getattr(self.backend, "device", device))
@@ -147,8 +163,11 @@ class OMGSegPredictor:
         return vocab
 
     def set_thresholds(self, **kw: Any) -> TaskThresholds:
-        """Update post-processing thresholds by name (unknown names -> ValueError)."""
-        self.thresholds = self.thresholds.updated(**kw)
+        """Update post-processing thresholds by name (unknown names -> ValueError); a value of None restores
+        that threshold's `default_thresholds` value (the checkpoint's, else the official one)."""
+        d = self.default_thresholds
+        self.thresholds = self.thresholds.updated(**{k: getattr(d, k, None) if v is None else v
+                                                     for k, v in kw.items()})
         return self.thresholds
 
     # ---- image ---------------------------------------------------------------------------------------------
@@ -407,4 +426,4 @@ def _validate_prompts(points: Any, point_labels: Any, boxes: Any, ori_shape: tup
     return pts, labels, bxs
 
 
-__all__ = ["OMGSegPredictor", "make_backend"]
+__all__ = ["OMGSegPredictor", "make_backend", "checkpoint_thresholds"]

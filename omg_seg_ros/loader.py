@@ -30,11 +30,15 @@ def resolve_path(path: str) -> Path:
     return p
 
 
-def thresholds_from(values: dict[str, Any]) -> TaskThresholds:
-    """TaskThresholds from parameter values with the same names (missing names keep their defaults)."""
+def threshold_overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """The TaskThresholds entries among parameter values, for `set_thresholds`: a model-default value (negative
+    fraction, params.is_model_default) becomes None, which the predictor resolves to its default_thresholds."""
     from dataclasses import fields
 
-    return TaskThresholds(**{f.name: values[f.name] for f in fields(TaskThresholds) if f.name in values})
+    from .params import is_model_default
+
+    names = {f.name for f in fields(TaskThresholds)}
+    return {k: None if is_model_default(k, v) else v for k, v in values.items() if k in names}
 
 
 def tracker_config_from(values: dict[str, Any]):
@@ -93,8 +97,8 @@ def build_pipeline(values: dict[str, Any], warn: Callable[[str], None] = log.war
         predictor = OMGSegPredictor(
             model, checkpoint=weights if isinstance(model, str) else None, backbone_weights=backbone_weights,
             backend=_backend_name(values.get("backend", "torch")), device=values.get("device", "cpu"),
-            dtype=values.get("dtype", "float32"), long_side=long_side, thresholds=thresholds_from(values),
-            vocabulary=vocab)
+            dtype=values.get("dtype", "float32"), long_side=long_side, vocabulary=vocab)
+        predictor.set_thresholds(**threshold_overrides(values))
     except (FileNotFoundError, ValueError, TypeError, KeyError, ImportError) as e:
         raise ModelLoadError(f"cannot load model '{cfg.name}' (backend {values.get('backend')}, device "
                              f"{values.get('device')}): {e}") from e
@@ -137,5 +141,5 @@ def release_device_memory(pipeline: Optional[Pipeline]) -> None:
                 pass
 
 
-__all__ = ["ModelLoadError", "build_pipeline", "release_device_memory", "thresholds_from", "tracker_config_from",
+__all__ = ["ModelLoadError", "build_pipeline", "release_device_memory", "threshold_overrides", "tracker_config_from",
            "resolve_path"]

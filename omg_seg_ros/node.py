@@ -27,7 +27,7 @@ from std_msgs.msg import Header
 
 from . import messages, params
 from .conversions import ImageError, compressed_to_rgb, image_to_rgb
-from .loader import ModelLoadError, build_pipeline, release_device_memory, thresholds_from, tracker_config_from
+from .loader import ModelLoadError, build_pipeline, release_device_memory, threshold_overrides, tracker_config_from
 from .outputs import Outputs
 from .pipeline import Frame, FrameMailbox, Pipeline, Stats, stamp_to_seconds
 from .services import Services
@@ -277,7 +277,7 @@ class OmgSegNode(LifecycleNode):
 
     def _apply_runtime(self, new: dict[str, Any]) -> None:
         pipe = self.pipeline
-        thr = {k: v for k, v in new.items() if k in thresholds_from({}).__dataclass_fields__}
+        thr = threshold_overrides(new)
         if thr and pipe is not None:
             pipe.set_thresholds(**thr)
         if pipe is not None and "task" in new:

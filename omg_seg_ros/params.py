@@ -51,10 +51,28 @@ RECONFIGURE = {"model", "weights", "backbone_weights", "allow_random_weights", "
                "input_long_side"}
 
 
+#: Thresholds that are fractions in [0, 1]. For these a negative parameter value means "the model's default": the
+#: value the checkpoint records as tuned for it, else the official one (`OMGSegPredictor.default_thresholds`).
+UNIT_THRESHOLDS = ("mask_threshold", "object_mask_thr", "iou_thr", "instance_score_thr", "text_score_thr")
+#: Node defaults that differ from TaskThresholds(): iou_thr follows the model (shipped omg-seg-tiny 0.6, official 0.8).
+THRESHOLD_DEFAULTS = {"iou_thr": -1.0}
+
+
 def threshold_params() -> list[tuple[str, Any, str]]:
-    """TaskThresholds fields as parameters (same names, same defaults)."""
+    """TaskThresholds fields as parameters (same names; same defaults except THRESHOLD_DEFAULTS)."""
     d = TaskThresholds()
-    return [(f.name, getattr(d, f.name), f"TaskThresholds.{f.name}") for f in fields(TaskThresholds)]
+    out = []
+    for f in fields(TaskThresholds):
+        desc = f"TaskThresholds.{f.name}"
+        if f.name in UNIT_THRESHOLDS:
+            desc += "; < 0 = the model's default (the checkpoint's tuned value, else official)"
+        out.append((f.name, THRESHOLD_DEFAULTS.get(f.name, getattr(d, f.name)), desc))
+    return out
+
+
+def is_model_default(name: str, value: Any) -> bool:
+    """True when a threshold parameter value asks for the model's default (a negative fraction)."""
+    return name in UNIT_THRESHOLDS and isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0
 
 
 def tracker_params() -> list[tuple[str, Any, str]]:
@@ -118,9 +136,8 @@ def validate(name: str, value: Any) -> None:
         TaskThresholds().updated(**{name: value})
         if name in ("max_per_image", "text_max_results") and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
-        if name in ("mask_threshold", "object_mask_thr", "iou_thr", "instance_score_thr", "text_score_thr") \
-                and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if name in UNIT_THRESHOLDS and value > 1.0:
+            raise ValueError(f"{name} must be in [0, 1] (or < 0 for the model's default), got {value}")
 
 
 def input_qos(reliability: str, depth: int):
@@ -143,5 +160,6 @@ def latched_qos():
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-__all__ = ["CORE", "RUNTIME", "RUNTIME_PREFIXES", "RECONFIGURE", "all_params", "threshold_params",
+__all__ = ["CORE", "RUNTIME", "RUNTIME_PREFIXES", "RECONFIGURE", "UNIT_THRESHOLDS", "THRESHOLD_DEFAULTS",
+           "all_params", "threshold_params", "is_model_default",
            "tracker_params", "coerce", "validate", "input_qos", "latched_qos"]

@@ -1,10 +1,12 @@
 """`omg-seg-train`: train / fine-tune an OMG-Seg model with joint panoptic, video, prompt and referring tasks.
 
     omg-seg-train --config config/train_tiny.yaml [--resume] [--set optim.iters=2000 data.root=DIR ...]
-                  [--export models/omg_seg_tiny.pth]
+                  [--export models/omg_seg_tiny.pth [--thresholds iou_thr=0.6 ...]]
 
 Writes `<out_dir>/last.pt` (resumable training state, atomically, every few minutes), `<out_dir>/log.jsonl`
-(losses, validation) and, with --export, a checkpoint in the shipped format (fp16 unless --fp32).
+(losses, validation) and, with --export, a checkpoint in the shipped format (fp16 unless --fp32). --thresholds
+records post-processing values tuned for the model in the checkpoint; the predictor and the node start from them
+instead of the official ones (`OMGSegPredictor.default_thresholds`).
 """
 from __future__ import annotations
 
@@ -25,15 +27,27 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--export", type=Path, default=None, help="after training, write the shipped-format checkpoint")
     ap.add_argument("--export-only", action="store_true", help="do not train; export <out_dir>/last.pt (needs --export)")
     ap.add_argument("--fp32", action="store_true", help="export in float32 (default fp16)")
+    ap.add_argument("--thresholds", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="with --export: TaskThresholds values tuned for this model, stored in the checkpoint "
+                         "(e.g. iou_thr=0.6); the predictor's and node's defaults")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    from . import parse_overrides
+    from ..config import TaskThresholds
     from ..train.config import load_train_config
     from ..train.trainer import Trainer
 
     cfg = load_train_config(a.config, a.set)
     if a.export_only and a.export is None:
         ap.error("--export-only needs --export PATH")
+    if a.thresholds and a.export is None:
+        ap.error("--thresholds needs --export PATH")
+    thresholds = parse_overrides(a.thresholds, "--thresholds")
+    try:
+        TaskThresholds().updated(**thresholds)
+    except (ValueError, TypeError) as e:
+        ap.error(f"--thresholds: {e}")
     trainer = Trainer(cfg, resume=a.resume or a.export_only)
     if a.export_only:
         if trainer.it == 0:
@@ -44,7 +58,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         summary = trainer.run()
     if a.export is not None:
         summary["export"] = str(trainer.export(a.export, half=not a.fp32,
-                                               meta={"command": " ".join(["omg-seg-train"] + sys.argv[1:])}))
+                                               meta={"command": " ".join(["omg-seg-train"] + sys.argv[1:]),
+                                                     **({"thresholds": thresholds} if thresholds else {})}))
     print(json.dumps(summary))
     return 0
 

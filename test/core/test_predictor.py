@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from omg_seg_core.config import TINY
+from omg_seg_core.config import TINY, TaskThresholds
 from omg_seg_core.predictor import OMGSegPredictor
 from omg_seg_core.structures import masks_to_boxes
 from omg_seg_core.text.clip_text import ClipTextEncoder
@@ -287,6 +287,34 @@ def test_predictor_from_checkpoint_uses_its_vocabulary_and_minilm(tmp_path, monk
     assert len(p.text("the red box")) <= 1
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         OMGSegPredictor(tmp_path / "missing.pth")
+
+
+def test_checkpoint_thresholds_with_a_bad_entry_name_the_file(tmp_path):
+    from omg_seg_core.model.checkpoint import save_checkpoint
+    from omg_seg_core.model.omg_seg import build_model
+    from omg_seg_core.text.sentence_text import TextProjection
+
+    torch.manual_seed(2)
+    m = build_model(TINY, pretrained_backbone=False)
+    m.text_projection = TextProjection(TINY.class_embed_dim)
+    vocab = {"things": ["box"], "stuff": ["floor"]}
+    for bad in ({"iou_threshold": 0.6}, [0.6]):
+        path = save_checkpoint(tmp_path / "bad.pth", m, vocabulary=vocab, meta={"thresholds": bad})
+        with pytest.raises(ValueError, match=r"bad\.pth: meta\.thresholds"):
+            OMGSegPredictor(path, long_side=64)
+
+
+def test_shipped_model_starts_from_its_tuned_iou_thr():
+    """models/omg_seg_tiny.pth records iou_thr 0.6 (tuned on held-out seed 21, MODEL_CARD); everything else is
+    the official OMG-Seg test config."""
+    from dataclasses import asdict
+
+    from omg_seg_core.config import default_checkpoint_path
+
+    p = OMGSegPredictor(default_checkpoint_path("omg_seg_tiny"))
+    got, official = asdict(p.thresholds), asdict(TaskThresholds())
+    assert got.pop("iou_thr") == 0.6 and official.pop("iou_thr") == 0.8
+    assert got == official
 
 
 class _RegionBackbone(torch.nn.Module):

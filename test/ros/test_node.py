@@ -287,6 +287,10 @@ def test_thresholds_change_at_run_time_and_bad_values_are_rejected(client, seg_n
 
     res = client.set_params("omg_seg", mask_threshold=1.5)
     assert not res[0].successful and "mask_threshold" in res[0].reason
+    # A negative fraction asks for the model's default (the checkpoint's tuned iou_thr; docs/ros.md).
+    assert client.set_params("omg_seg", iou_thr=-1.0)[0].successful
+    res = client.set_params("omg_seg", iou_thr=1.2)
+    assert not res[0].successful and "iou_thr" in res[0].reason
     res = client.set_params("omg_seg", task="bogus")
     assert not res[0].successful and "task" in res[0].reason
     res = client.set_params("omg_seg", prompt_source="sam")

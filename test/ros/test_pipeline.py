@@ -74,3 +74,20 @@ def test_valid_prompts_are_shaped_and_clipped():
     assert box.tolist() == [[0, 0, 320, 100]]
     pts, lab, box = validate_prompts([10, 20], [], [], (240, 320))
     assert lab.tolist() == [1] and box is None
+
+
+def test_node_parameters_start_from_the_checkpoints_tuned_thresholds():
+    """With the node's default parameters the shipped model runs with the iou_thr its checkpoint records (0.6);
+    an explicit value wins; a negative fraction at run time goes back to the checkpoint's value."""
+    from omg_seg_ros.loader import build_pipeline, threshold_overrides
+    from omg_seg_ros.params import all_params
+
+    values = {name: default for name, default, _ in all_params()}
+    assert values["iou_thr"] < 0
+    pipe = build_pipeline(values)
+    assert pipe.predictor.thresholds.iou_thr == 0.6
+    pipe.set_thresholds(**threshold_overrides({"iou_thr": 0.75, "mask_threshold": 0.4, "task": "semantic"}))
+    assert pipe.predictor.thresholds.iou_thr == 0.75 and pipe.predictor.thresholds.mask_threshold == 0.4
+    pipe.set_thresholds(**threshold_overrides({"iou_thr": -1.0}))
+    assert pipe.predictor.thresholds.iou_thr == 0.6
+    assert build_pipeline({**values, "iou_thr": 0.8}).predictor.thresholds.iou_thr == 0.8

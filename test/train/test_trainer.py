@@ -22,12 +22,15 @@ def tiny_data(tmp_path_factory) -> Path:
     return root
 
 
+def _overrides(root: Path, out: Path, *extra: str) -> list[str]:
+    return [f"data.root={root / 'img'}", f"data.video_root={root / 'vid'}", "data.source=coco_panoptic",
+            "data.image_size=[64,64]", "data.val_images=2", "optim.batch_size=4", "optim.iters=2",
+            "optim.warmup_iters=1", "loss.num_points=64", "loss.prompts_per_image=2", "val_every=0",
+            f"out_dir={out}", "threads=1", "seed=3", *extra]
+
+
 def _cfg(root: Path, out: Path, *extra: str):
-    return load_train_config(None, [
-        f"data.root={root / 'img'}", f"data.video_root={root / 'vid'}", "data.source=coco_panoptic",
-        "data.image_size=[64,64]", "data.val_images=2", "optim.batch_size=4", "optim.iters=2",
-        "optim.warmup_iters=1", "loss.num_points=64", "loss.prompts_per_image=2", "val_every=0",
-        f"out_dir={out}", "threads=1", "seed=3", *extra])
+    return load_train_config(None, _overrides(root, out, *extra))
 
 
 def _params(tr) -> dict[str, torch.Tensor]:
@@ -75,6 +78,33 @@ def test_run_writes_log_and_checkpoint(tiny_data, tmp_path):
     assert any("val_total" in x for x in lines) and any("total" in x for x in lines)
     st = torch.load(tmp_path / "r" / "last.pt", weights_only=False)
     assert st["iter"] == 2 and st["format"] == "omg_seg_train_state/1"
+
+
+def test_cli_export_records_tuned_thresholds_the_predictor_starts_from(tiny_data, tmp_path):
+    """`omg-seg-train --export-only --export P --thresholds iou_thr=0.6` stores the values in the checkpoint; the
+    predictor's defaults (and None in set_thresholds) come from them; unknown names are refused before exporting."""
+    from omg_seg_core.cli import train as train_cli
+    from omg_seg_core.config import TaskThresholds
+    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.train.trainer import Trainer
+
+    tr = Trainer(_cfg(tiny_data, tmp_path / "r"))
+    tr.train_step()
+    tr.save_state()
+    sets = ["--set", *_overrides(tiny_data, tmp_path / "r")]
+    with pytest.raises(SystemExit):
+        train_cli.main([*sets, "--export-only", "--export", str(tmp_path / "bad.pth"), "--thresholds", "iou=0.6"])
+    assert not (tmp_path / "bad.pth").exists()
+    assert train_cli.main([*sets, "--export-only", "--export", str(tmp_path / "t.pth"),
+                           "--thresholds", "iou_thr=0.6"]) == 0
+    p = OMGSegPredictor(tmp_path / "t.pth", long_side=64)
+    official = TaskThresholds()
+    assert p.default_thresholds.iou_thr == 0.6 and p.thresholds.iou_thr == 0.6
+    assert p.thresholds.object_mask_thr == official.object_mask_thr  # the rest stays official
+    p.set_thresholds(iou_thr=0.9, mask_threshold=0.4)
+    p.set_thresholds(iou_thr=None)
+    assert p.thresholds.iou_thr == 0.6 and p.thresholds.mask_threshold == 0.4
+    assert OMGSegPredictor(tmp_path / "t.pth", long_side=64, thresholds=official).thresholds.iou_thr == 0.8
 
 
 def test_resume_with_other_architecture_names_the_field(tiny_data, tmp_path):
