@@ -18,6 +18,7 @@ Sources (the JSON and the printout say which one produced the numbers):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -195,6 +196,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--fps", type=float, default=10.0, help="frame rate used for the stamps")
     ap.add_argument("--windows", type=int, nargs="+", default=[1, 5, 10, 15], help="VPQ window sizes (frames)")
     ap.add_argument("--tracker", nargs="*", default=[], metavar="KEY=VALUE", help="TrackerConfig overrides")
+    ap.add_argument("--thresholds", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="TaskThresholds overrides for --source model (default: the checkpoint's, e.g. iou_thr=0.8)")
     ap.add_argument("--out", type=Path, default=None, help="JSON output path")
     args = ap.parse_args(argv)
     source = args.source or ("model" if args.model else "gt-noisy")
@@ -210,6 +213,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         from ..predictor import OMGSegPredictor
 
         predictor = OMGSegPredictor(args.model)
+        predictor.set_thresholds(**parse_overrides(args.thresholds, "--thresholds"))
 
         def detect(frame) -> Segments:
             predictor.set_image(frame.rgb)
@@ -242,6 +246,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "source": source, "model": args.model, "split": args.split, "sequences": args.sequences,
             "length": args.length, "seed": args.seed, "size": [args.height, args.width], "fps": args.fps,
             "tracker_config": tracker_cfg.to_dict(), "noise": noise.to_dict() if noise else None,
+            "thresholds": dataclasses.asdict(predictor.thresholds) if predictor is not None else None,
             "command": " ".join(["python -m omg_seg_core.cli.eval_video", *(argv if argv is not None else sys.argv[1:])]),
             "metrics": metrics}, indent=2, default=float))
         print(f"wrote {args.out}")
