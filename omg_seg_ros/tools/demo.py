@@ -302,9 +302,11 @@ def _finish(client: DemoClient, stamps: dict, args, out: Path, summary: dict, im
         diag = dict(client.diag or {})
     frames = []
     lat = []
+    lat_by_frame: dict[int, float] = {}
     for s in sorted(overlays, key=lambda s: stamps[s]):
         t_recv, msg = overlays[s]
         lat.append((t_recv - (s[0] + s[1] * 1e-9)) * 1000.0)
+        lat_by_frame[stamps[s]] = round(lat[-1], 1)
         img = image_to_numpy(msg)
         cv2.imwrite(str(out / f"overlay_{stamps[s]:03d}.png"), img[:, :, ::-1])
         frames.append(PILImage.fromarray(img))
@@ -323,6 +325,7 @@ def _finish(client: DemoClient, stamps: dict, args, out: Path, summary: dict, im
         "frames_processed": len(overlays), "output_fps": fps,
         "latency_ms_p50": float(np.percentile(lat, 50)) if lat else None,
         "latency_ms_p95": float(np.percentile(lat, 95)) if lat else None,
+        "latency_ms_per_frame": lat_by_frame,
         "red_box_target_frames": len(target_iou),
         "red_box_target_mean_iou": float(np.mean(target_iou)) if target_iou else None,
         "node_diagnostics": diag})
