@@ -86,12 +86,19 @@ class OrtBackend:
         # idle worker threads sleep instead of spinning: on a robot's busy CPU (and this shared machine) spinning
         # threads fight the other processes; measured 2 threads under load: 131 -> 89 ms for the small model
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        # The prompt graph is small: on one thread it is as fast (4 boxes: 1.7 vs 1.8 ms with 2) and leaves no second
+        # pool of worker threads competing with the image session's (benchmarks/predictor_loop.py).
+        prompt_opts = ort.SessionOptions()
+        prompt_opts.intra_op_num_threads = prompt_opts.inter_op_num_threads = 1
+        prompt_opts.graph_optimization_level = opts.graph_optimization_level
+        prompt_opts.log_severity_level = opts.log_severity_level
         self._sessions: dict[str, Any] = {}
         for graph in ("image", "prompt"):
             path = self.bundle.path(graph, fp16=fp16)
             validate_onnx(path, graph=graph, input_size=self.input_size)  # metadata sanity before a long load
             try:
-                self._sessions[graph] = ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
+                self._sessions[graph] = ort.InferenceSession(
+                    str(path), sess_options=opts if graph == "image" else prompt_opts, providers=self.providers)
             except Exception as e:  # noqa: BLE001 (ORT raises its own Fail/InvalidGraph types)
                 raise OnnxCorruptError(f"onnxruntime cannot load {path}: {e}") from e
         self._out_names = {g: [o.name for o in s.get_outputs()] for g, s in self._sessions.items()}

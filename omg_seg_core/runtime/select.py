@@ -63,7 +63,8 @@ def _load_errors() -> tuple[type[BaseException], ...]:
 
 def _build(name: str, model: Optional[torch.nn.Module], device: str, dtype: Any, *, compile: bool,
            input_size: Optional[tuple[int, int]], onnx_dir: Optional[Union[str, Path]], threads: Optional[int],
-           max_prompts: int, cache_root: Optional[Path], build_only: bool, progress: Callable[[str], None]) -> Backend:
+           max_prompts: int, cache_root: Optional[Path], build_only: bool, progress: Callable[[str], None],
+           spinning: bool = False) -> Backend:
     if name == "torch":
         from .torch_backend import TorchBackend  # noqa: PLC0415
 
@@ -91,7 +92,7 @@ def _build(name: str, model: Optional[torch.nn.Module], device: str, dtype: Any,
     if name == "onnxruntime":
         # fp16 graphs when asked for and present (they pay off with the CUDA provider; on CPU fp32 is faster)
         return OrtBackend(bundle, device=str(device), threads=threads, fp16=half and "image_fp16" in bundle.meta["files"],
-                          region_fn=make_region_fn(model))
+                          region_fn=make_region_fn(model), spinning=spinning)
     from .trt_backend import EngineCache, TrtBackend  # noqa: PLC0415
 
     dev = str(device) if str(device).startswith("cuda") else "cuda:0"
@@ -156,14 +157,16 @@ def make_backend(kind: Union[str, Backend], model: Optional[torch.nn.Module] = N
                  dtype: Any = "float32", *, compile: bool = False, input_size: Optional[tuple[int, int]] = None,
                  onnx_dir: Optional[Union[str, Path]] = None, threads: Optional[int] = None, max_prompts: int = 16,
                  cache_root: Optional[Union[str, Path]] = None, fallback: bool = True, build_only: bool = False,
-                 long_side: Optional[int] = None, progress: Callable[[str], None] = print, **unused: Any) -> Backend:
+                 long_side: Optional[int] = None, progress: Callable[[str], None] = print, spinning: bool = False,
+                 **unused: Any) -> Backend:
     """Backend `kind` ("tensorrt" | "onnxruntime" | "torch" | "auto", or aliases trt/ort/onnx/pytorch; a Backend
     instance passes through) for `model` (an OMGSeg). "auto": TensorRT where tensorrt and a GPU exist, else ONNX
     Runtime. input_size: one static (Hp, Wp) for ONNX Runtime / TensorRT (multiples of 32); None (default) gives a
     PerSizeBackend that exports per padded size seen, starting with 4:3 at `long_side` (default: the model's).
     onnx_dir: use that export bundle (its size). cache_root: replaces cache_dir() for exports and engines.
     fallback: on a load failure try the next backend in TensorRT -> ONNX Runtime -> PyTorch with a warning;
-    False raises BackendUnavailableError instead. Other keyword arguments are ignored (predictor pass-through)."""
+    False raises BackendUnavailableError instead. spinning: ONNX Runtime worker threads spin while idle (faster on a
+    quiet CPU, worse on a busy one; default off). Other keyword arguments are ignored (predictor pass-through)."""
     if not isinstance(kind, str):
         return kind
     if str(kind).lower() == "auto":
@@ -180,7 +183,7 @@ def make_backend(kind: Union[str, Backend], model: Optional[torch.nn.Module] = N
         def build(size: Optional[tuple[int, int]], name: str = name, dev: str = dev) -> Backend:
             return _build(name, model, dev, dtype, compile=compile, input_size=size, onnx_dir=onnx_dir,
                           threads=threads, max_prompts=max_prompts, cache_root=root, build_only=build_only,
-                          progress=progress)
+                          progress=progress, spinning=spinning)
 
         try:
             if name != "torch" and input_size is None and onnx_dir is None and model is not None and not build_only:

@@ -33,6 +33,15 @@ def test_onnxruntime_backend_from_a_bundle(tiny_model, tiny_bundle, image):
     assert b.run_image(image).mask_logits.shape[-2:] == (32, 40)
 
 
+def test_spinning_reaches_the_onnxruntime_sessions(tiny_model, tiny_bundle):
+    """Worker threads sleep when idle unless spinning=True is asked for (docs/runtimes.md)."""
+    def entry(b) -> str:
+        return b._sessions["image"].get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert entry(make_backend("onnxruntime", tiny_model, onnx_dir=tiny_bundle.root, **QUIET)) == "0"
+    assert entry(make_backend("onnxruntime", tiny_model, onnx_dir=tiny_bundle.root, spinning=True, **QUIET)) == "1"
+
+
 @pytest.mark.skipif(_trt_usable(), reason="TensorRT and a GPU are present: no fallback happens here")
 def test_tensorrt_falls_back_to_onnxruntime_with_a_warning(tiny_model, tiny_bundle):
     with pytest.warns(RuntimeWarning, match=r"backend 'tensorrt' cannot load \(TrtUnavailableError: .*"
