@@ -7,7 +7,8 @@
 For each (model, camera size WxH) the image is letterboxed to the model's long side, padded to 32 (the static
 export size), and every backend runs the image graph (`run_image`, what `set_image` costs) and the prompt graph
 with 4 boxes (`run_prompt`). Backends: torch eager (fp32; fp16 too on a GPU), torch.compile (--compile),
-onnxruntime CPU (each of --threads) and CUDA (when its provider exists), TensorRT fp16 (when tensorrt and a GPU exist).
+onnxruntime CPU (each of --threads; with --spinning also with spinning worker threads) and CUDA (when its
+provider exists), TensorRT fp16 (when tensorrt and a GPU exist).
 Prints a table with median / p90 ms and the ratio to torch eager, and writes JSON (--json). Weights: the shipped
 checkpoint when present, else random (latency does not depend on weight values; the JSON says which).
 """
@@ -80,6 +81,9 @@ def _backends(model: torch.nn.Module, bundle: Any, args: argparse.Namespace) -> 
         if args.compile:
             out.append((f"torch.compile fp32 cpu {t}t", lambda t=t: _torch_cpu(model, t, compile=True)))
         out.append((f"onnxruntime cpu {t}t", lambda t=t: OrtBackend(bundle, threads=t)))
+        if args.spinning:  # the node's default sleeps idle workers (robust on a busy robot CPU); spinning is
+            # onnxruntime's own default and what torch's OpenMP threads do, so on a quiet machine it is the fair pair
+            out.append((f"onnxruntime cpu {t}t spinning", lambda t=t: OrtBackend(bundle, threads=t, spinning=True)))
     if gpu:
         out.append(("torch eager fp32 cuda", lambda: TorchBackend(model, "cuda:0")))
         out.append(("torch eager fp16 cuda", lambda: TorchBackend(model, "cuda:0", dtype="float16")))
@@ -141,7 +145,7 @@ def bench_one(name: str, cam_wh: tuple[int, int], args: argparse.Namespace, work
         if "error" in r:
             continue
         ref = ("torch eager fp32 cuda" if ("cuda" in r["backend"] or "tensorrt" in r["backend"])
-               else f"torch eager fp32 cpu {r['backend'].rsplit(' ', 1)[-1]}")
+               else "torch eager fp32 cpu " + next(t for t in r["backend"].split() if t[:-1].isdigit() and t[-1] == "t"))
         base = next((b for b in rows if b["backend"] == ref and "error" not in b), None)
         if base is not None:
             r["speedup_vs_torch_eager"] = base["image_ms_median"] / r["image_ms_median"]
@@ -171,9 +175,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--reps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--compile", action="store_true", help="also time torch.compile (slow first call)")
+    p.add_argument("--spinning", action="store_true",
+                   help="also time onnxruntime with spinning worker threads (OrtBackend(spinning=True))")
     p.add_argument("--no-slim", action="store_true")
     p.add_argument("--json", type=Path, default=Path("benchmarks/results/backends.json"))
+    p.add_argument("--no-malloc-tuning", action="store_true",
+                   help="leave glibc malloc at its defaults (the node tunes it: omg_seg_core/runtime/allocator.py)")
     args = p.parse_args(argv)
+    from omg_seg_core.runtime.allocator import tune_allocator
+
+    malloc = None if args.no_malloc_tuning else tune_allocator()
+    print(f"malloc tuning: {malloc or 'off'}")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="omg_seg_bench_") as tmp:
         for name in args.models:
@@ -184,7 +196,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     info = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "threads": args.threads, "load_average": os.getloadavg(), "torch": torch.__version__,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "malloc_tuning": malloc, "rows": rows}
     try:
         import onnxruntime
 

@@ -310,11 +310,15 @@ class OmgSegNode(LifecycleNode):
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Console entry `omg-seg-node` (plain `--ros-args` usage)."""
+    from omg_seg_core.runtime.allocator import ENV_SWITCH, tune_allocator
+
+    malloc = tune_allocator()  # before the model allocates: per-frame activations stay in the heap (allocator.py)
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = None
     executor = MultiThreadedExecutor(num_threads=3)
     try:
         node = OmgSegNode()
+        node.get_logger().info(f"malloc tuning: {malloc or 'not applied'} ({ENV_SWITCH}=0 disables)")
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

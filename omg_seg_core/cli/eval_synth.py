@@ -49,6 +49,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     if a.threads > 0:
         torch.set_num_threads(a.threads)
+    if a.speed:  # time what the node runs: it tunes malloc at start-up (runtime/allocator.py)
+        from ..runtime.allocator import tune_allocator
+
+        tune_allocator()
     pred = OMGSegPredictor(a.model, checkpoint=a.checkpoint, vocabulary=world.vocabulary_path())
     try:
         pred.set_thresholds(**parse_overrides(a.thresholds, "--thresholds"))
