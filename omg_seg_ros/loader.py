@@ -93,11 +93,16 @@ def build_pipeline(values: dict[str, Any], warn: Callable[[str], None] = log.war
     else:
         vocab = None
     long_side = int(values.get("input_long_side", 0)) or None
+    threads = int(values.get("cpu_threads", 0)) or None
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)  # process-wide: the node is the only torch user in its process
     try:
         predictor = OMGSegPredictor(
             model, checkpoint=weights if isinstance(model, str) else None, backbone_weights=backbone_weights,
             backend=_backend_name(values.get("backend", "torch")), device=values.get("device", "cpu"),
-            dtype=values.get("dtype", "float32"), long_side=long_side, vocabulary=vocab)
+            dtype=values.get("dtype", "float32"), long_side=long_side, vocabulary=vocab, threads=threads)
         predictor.set_thresholds(**threshold_overrides(values))
     except (FileNotFoundError, ValueError, TypeError, KeyError, ImportError) as e:
         raise ModelLoadError(f"cannot load model '{cfg.name}' (backend {values.get('backend')}, device "

@@ -26,6 +26,7 @@ CORE: list[tuple[str, Any, str]] = [
     ("device", "cpu", "cpu | cuda | cuda:N | auto"),
     ("dtype", "float32", "float32 | float16 (GPU)"),
     ("input_long_side", 0, "resize the long image side to this before the model; 0 = the model's default"),
+    ("cpu_threads", 0, "CPU threads for inference (torch intra-op, ONNX Runtime); 0 = the libraries' default"),
     ("task", "panoptic", "per-frame task: panoptic | instances | semantic"),
     ("vocabulary_file", "", "vocabulary YAML (things/stuff); '' = the checkpoint's vocabulary"),
     ("input.compressed", False, "subscribe to ~/input/image/compressed (sensor_msgs/CompressedImage)"),
@@ -48,7 +49,7 @@ RUNTIME_PREFIXES = ("outputs.", "tracking.")
 RUNTIME = {"task", "vocabulary_file", "qos.reliability", "qos.depth", "input.compressed", "diagnostics_period"}
 #: Stored, applied at the next configure (model weights must be reloaded).
 RECONFIGURE = {"model", "weights", "backbone_weights", "allow_random_weights", "backend", "device", "dtype",
-               "input_long_side"}
+               "input_long_side", "cpu_threads"}
 
 
 #: Thresholds that are fractions in [0, 1]. For these a negative parameter value means "the model's default": the
@@ -130,6 +131,8 @@ def validate(name: str, value: Any) -> None:
         raise ValueError(f"dtype must be float32 or float16, got '{value}'")
     if name == "input_long_side" and value != 0 and not 32 <= value <= 4096:
         raise ValueError(f"input_long_side must be 0 or in [32, 4096], got {value}")
+    if name == "cpu_threads" and not 0 <= value <= 256:
+        raise ValueError(f"cpu_threads must be 0 (library default) or in [1, 256], got {value}")
     if name == "diagnostics_period" and not 0.05 <= value <= 60:
         raise ValueError(f"diagnostics_period must be in [0.05, 60] s, got {value}")
     if name in {f.name for f in fields(TaskThresholds)}:

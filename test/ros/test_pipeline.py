@@ -91,3 +91,25 @@ def test_node_parameters_start_from_the_checkpoints_tuned_thresholds():
     pipe.set_thresholds(**threshold_overrides({"iou_thr": -1.0}))
     assert pipe.predictor.thresholds.iou_thr == 0.6
     assert build_pipeline({**values, "iou_thr": 0.8}).predictor.thresholds.iou_thr == 0.8
+
+
+def test_cpu_threads_parameter_sets_the_inference_threads():
+    import torch
+
+    from omg_seg_ros.loader import build_pipeline
+    from omg_seg_ros.params import all_params, validate
+
+    before = torch.get_num_threads()
+    try:
+        values = {name: default for name, default, _ in all_params()}
+        build_pipeline({**values, "cpu_threads": 1})
+        assert torch.get_num_threads() == 1
+        pipe = build_pipeline({**values, "cpu_threads": 1, "backend": "onnxruntime"})
+        (ort_backend,) = pipe.predictor.backend._by_size.values()  # the first size is built at load
+        opts = ort_backend._sessions["image"].get_session_options()
+        assert opts.intra_op_num_threads == 1
+    finally:
+        torch.set_num_threads(before)
+    for bad in (-1, 1000):
+        with pytest.raises(ValueError, match="cpu_threads"):
+            validate("cpu_threads", bad)
