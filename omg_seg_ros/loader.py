@@ -94,10 +94,7 @@ def build_pipeline(values: dict[str, Any], warn: Callable[[str], None] = log.war
         vocab = None
     long_side = int(values.get("input_long_side", 0)) or None
     threads = int(values.get("cpu_threads", 0)) or None
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)  # process-wide: the node is the only torch user in its process
+    _set_torch_threads(threads)
     try:
         predictor = OMGSegPredictor(
             model, checkpoint=weights if isinstance(model, str) else None, backbone_weights=backbone_weights,
@@ -123,6 +120,20 @@ def build_pipeline(values: dict[str, Any], warn: Callable[[str], None] = log.war
             tcfg = tracker_config_from(values)
             tracker, targets = Tracker(tcfg), TargetManager(tcfg)
     return Pipeline(predictor, task=values.get("task", "panoptic"), tracker=tracker, targets=targets)
+
+
+_initial_torch_threads: Optional[int] = None
+
+
+def _set_torch_threads(threads: Optional[int]) -> None:
+    """torch intra-op threads for this process (the node is the only torch user in its process); None restores
+    the count torch started with, so a reconfigure back to cpu_threads 0 undoes an earlier value."""
+    import torch
+
+    global _initial_torch_threads
+    if _initial_torch_threads is None:
+        _initial_torch_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or _initial_torch_threads)
 
 
 def _backend_name(name: str) -> str:

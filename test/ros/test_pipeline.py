@@ -108,6 +108,10 @@ def test_cpu_threads_parameter_sets_the_inference_threads():
         (ort_backend,) = pipe.predictor.backend._by_size.values()  # the first size is built at load
         opts = ort_backend._sessions["image"].get_session_options()
         assert opts.intra_op_num_threads == 1
+        build_pipeline(values)  # cpu_threads 0 again: back to the count torch had before the first pipeline
+        from omg_seg_ros import loader
+
+        assert torch.get_num_threads() == loader._initial_torch_threads
     finally:
         torch.set_num_threads(before)
     for bad in (-1, 1000):
