@@ -68,9 +68,9 @@ def test_prompt_refind_contract_with_real_predictor(random_predictor):
 
 @pytest.mark.skipif(default_checkpoint_path() is None, reason="models/omg_seg_tiny.pth not present")
 def test_small_model_video_floor():
-    """Shipped omg_seg_tiny (seven training stages, models/MODEL_CARD.md) on one held-out sequence (seed 11,
-    16 frames, 320x240): measured with stage 7 IDF1 0.862 (same detections with ground-truth ids: 0.925), IDSW 0,
-    target hit rate 1.0 over 15 visible frames (stage 6: IDF1 0.857 / 0.909 with iou_thr 0.8; stage 5: 0.797 /
+    """Shipped omg_seg_tiny (eight training stages, models/MODEL_CARD.md) on one held-out sequence (seed 11,
+    16 frames, 320x240): measured with stage 8 IDF1 0.879 (same detections with ground-truth ids: 0.933), IDSW 0,
+    target hit rate 0.933 over 15 visible frames (stage 7: IDF1 0.862 / 0.925, target 1.0; stage 6: IDF1 0.857 / 0.909 with iou_thr 0.8; stage 5: 0.797 /
     0.866; stage 4: 0.748 / 0.839, target 0.8).
     Floors sit below; the model, not the tracker, limits these numbers."""
     from omg_seg_core.cli.eval_video import _to_world_classes, evaluate
