@@ -47,6 +47,21 @@ def default_providers(device: str = "cpu") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def _session_options(ort: Any, threads: Optional[int], spinning: bool) -> Any:
+    """onnxruntime SessionOptions: `threads` intra-op threads (None = onnxruntime's default), all graph
+    optimisations, errors-only logging, idle workers sleeping unless `spinning`."""
+    opts = ort.SessionOptions()
+    if threads is not None:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3  # errors only: constant-folding notes are noise for users
+    # idle worker threads sleep instead of spinning: on a robot's busy CPU (and this shared machine) spinning
+    # threads fight the other processes; measured 2 threads under load: 131 -> 89 ms for the small model
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return opts
+
+
 class OrtBackend:
     """Backend on onnxruntime sessions for one export bundle.
 
@@ -75,30 +90,18 @@ class OrtBackend:
         self.device = "cpu"
         self.input_size = self.bundle.input_size
         self.max_prompts = self.bundle.max_prompts
-        opts = ort.SessionOptions()
-        if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads must be >= 1, got {threads}")
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3  # errors only: constant-folding notes are noise for users
-        # idle worker threads sleep instead of spinning: on a robot's busy CPU (and this shared machine) spinning
-        # threads fight the other processes; measured 2 threads under load: 131 -> 89 ms for the small model
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         # The prompt graph is small: on one thread it is as fast (4 boxes: 1.7 vs 1.8 ms with 2) and leaves no second
         # pool of worker threads competing with the image session's (benchmarks/predictor_loop.py).
-        prompt_opts = ort.SessionOptions()
-        prompt_opts.intra_op_num_threads = prompt_opts.inter_op_num_threads = 1
-        prompt_opts.graph_optimization_level = opts.graph_optimization_level
-        prompt_opts.log_severity_level = opts.log_severity_level
+        opts = {"image": _session_options(ort, threads, spinning), "prompt": _session_options(ort, 1, spinning)}
         self._sessions: dict[str, Any] = {}
         for graph in ("image", "prompt"):
             path = self.bundle.path(graph, fp16=fp16)
             validate_onnx(path, graph=graph, input_size=self.input_size)  # metadata sanity before a long load
             try:
-                self._sessions[graph] = ort.InferenceSession(
-                    str(path), sess_options=opts if graph == "image" else prompt_opts, providers=self.providers)
+                self._sessions[graph] = ort.InferenceSession(str(path), sess_options=opts[graph],
+                                                             providers=self.providers)
             except Exception as e:  # noqa: BLE001 (ORT raises its own Fail/InvalidGraph types)
                 raise OnnxCorruptError(f"onnxruntime cannot load {path}: {e}") from e
         self._out_names = {g: [o.name for o in s.get_outputs()] for g, s in self._sessions.items()}
