@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -63,12 +64,10 @@ def main(argv: list[str] | None = None) -> dict:
         ratio = f"{r['speedup_vs_eager']:.2f}x" if eager else "-"
         print(f"{r['backend']:<20} {r['threads']:>7} {r['set_image_panoptic_ms']:>9.1f} {r['image_graph_ms']:>9.1f} "
               f"{r['postprocess_ms']:>8.1f} {ratio:>9} {r['prompt_ms']:>9.1f} {r['text_ms']:>8.1f}")
-    import resource
-
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"malloc tuning: {malloc or 'off'}; peak RSS {rss_mb:.0f} MB")
-    out = {"rows": rows, "images": args.images, "seed": args.seed, "reps": args.reps, "malloc_tuning": malloc, "peak_rss_mb": rss_mb,
-           "machine": platform.node(), "processor": platform.processor(), "torch": torch.__version__,
+    out = {"rows": rows, "images": args.images, "seed": args.seed, "reps": args.reps, "malloc_tuning": malloc,
+           "peak_rss_mb": rss_mb, "machine": platform.node(), "processor": platform.processor(), "torch": torch.__version__,
            "date": time.strftime("%Y-%m-%d")}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -301,18 +301,17 @@ def _finish(client: DemoClient, stamps: dict, args, out: Path, summary: dict, im
         targets = {s: m for s, m in client.targets.items() if s in stamps}
         diag = dict(client.diag or {})
     frames = []
-    lat = []
-    lat_by_frame: dict[int, float] = {}
+    lat_by_frame: dict[int, float] = {}  # frame index -> image stamp to overlay received, ms
     for s in sorted(overlays, key=lambda s: stamps[s]):
         t_recv, msg = overlays[s]
-        lat.append((t_recv - (s[0] + s[1] * 1e-9)) * 1000.0)
-        lat_by_frame[stamps[s]] = round(lat[-1], 1)
+        lat_by_frame[stamps[s]] = (t_recv - (s[0] + s[1] * 1e-9)) * 1000.0
         img = image_to_numpy(msg)
         cv2.imwrite(str(out / f"overlay_{stamps[s]:03d}.png"), img[:, :, ::-1])
         frames.append(PILImage.fromarray(img))
     if frames:
         frames[0].save(out / "demo.gif", save_all=True, append_images=frames[1:], duration=int(1000 / args.rate),
                        loop=0)
+    lat = list(lat_by_frame.values())
     recv = sorted(v[0] for v in overlays.values())
     fps = (len(recv) - 1) / (recv[-1] - recv[0]) if len(recv) > 1 else 0.0
     target_iou = []
@@ -325,7 +324,7 @@ def _finish(client: DemoClient, stamps: dict, args, out: Path, summary: dict, im
         "frames_processed": len(overlays), "output_fps": fps,
         "latency_ms_p50": float(np.percentile(lat, 50)) if lat else None,
         "latency_ms_p95": float(np.percentile(lat, 95)) if lat else None,
-        "latency_ms_per_frame": lat_by_frame,
+        "latency_ms_per_frame": {k: round(v, 1) for k, v in lat_by_frame.items()},
         "red_box_target_frames": len(target_iou),
         "red_box_target_mean_iou": float(np.mean(target_iou)) if target_iou else None,
         "node_diagnostics": diag})
