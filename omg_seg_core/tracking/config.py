@@ -33,7 +33,7 @@ class TrackerConfig:
                                         # models flicker between similar classes, which would split tracks
     embedding_momentum: float = 0.5     # track embedding = m * old + (1 - m) * new (then re-normalised)
     iou_grid: int = 64                  # masks are compared on a grid whose long side has this many cells
-    motion_horizon: int = 3             # IoU uses the last mask moved by the track's velocity for up to this
+    motion_horizon: int = 3             # IoU also tries the last mask moved by the track's velocity for up to this
                                         # many frames of absence (0 = no motion prediction)
     min_score: float = 0.0              # segments scoring below this are not tracked (track id 0)
     # --- life cycle (frames) ----------------------------------------------------------------------------

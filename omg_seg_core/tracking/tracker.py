@@ -281,25 +281,28 @@ class Tracker:
                              f"{emb.shape[1]} (different model?); call reset() first")
         return emb
 
-    def _predicted_masks(self, frame: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Tracks' last grid masks and boxes moved by constant velocity over min(age, motion_horizon) frames
-        -> (packed [T, W64], counts [T], boxes [T, 4]). Camera motion and sliding objects otherwise drop the
-        IoU with the last mask below the gate for small objects."""
+    def _track_iou(self, grids: np.ndarray, counts: np.ndarray, boxes: np.ndarray, frame: int) -> np.ndarray:
+        """Mask IoU [T, N] of live tracks vs detections: the larger of the IoU with the track's last mask and with
+        that mask moved by constant velocity over min(age, motion_horizon) frames. The moved mask keeps sliding
+        objects and camera motion overlapping; the max keeps a wrong velocity (a box-centre jump when one frame's
+        mask caught a stray fragment) from pushing a track off an object that stayed put."""
         tracks = self._tracks
         t_grid = np.stack([t.grid_mask for t in tracks])
         t_count = np.array([t.grid_count for t in tracks], np.int64)
         t_box = np.stack([t.box for t in tracks]).astype(np.float32)
+        iou = packed_iou(t_grid, t_count, t_box, grids, counts, boxes)
         if self.config.motion_horizon <= 0:
-            return t_grid, t_count, t_box
+            return iou
         steps = np.minimum([t.age(frame) for t in tracks], self.config.motion_horizon).astype(np.float32)
         move = np.stack([t.velocity for t in tracks]) * steps[:, None]        # px (x, y)
         cells = np.round(move / self._sampler.stride).astype(np.int64)
         moving = np.flatnonzero(cells.any(1))
         if moving.size:
             shifted = self._sampler.shifted(np.stack([tracks[i].grid_bool for i in moving]), cells[moving])
-            t_grid[moving], t_count[moving] = GridSampler.pack(shifted)
-            t_box[moving] += np.concatenate([move[moving], move[moving]], 1)
-        return t_grid, t_count, t_box
+            m_grid, m_count = GridSampler.pack(shifted)
+            m_box = t_box[moving] + np.concatenate([move[moving], move[moving]], 1)
+            iou[moving] = np.maximum(iou[moving], packed_iou(m_grid, m_count, m_box, grids, counts, boxes))
+        return iou
 
     def _update_velocities(self, matches: list[tuple[int, int]], boxes: np.ndarray, frame: int) -> None:
         """Box-centre velocity (px/frame) of matched tracks, batched (called before their boxes change)."""
@@ -322,9 +325,8 @@ class Tracker:
         """Similarity S [T, N] of live tracks vs detections and the feasibility mask [T, N] (see config doc)."""
         cfg = self.config
         tracks = self._tracks
-        t_grid, t_count, t_box = self._predicted_masks(self._frame if frame is None else frame)
         t_cls = np.array([t.class_id for t in tracks], np.int64)
-        num = cfg.w_iou * packed_iou(t_grid, t_count, t_box, grids, counts, boxes)
+        num = cfg.w_iou * self._track_iou(grids, counts, boxes, self._frame if frame is None else frame)
         den = np.full(num.shape, cfg.w_iou, np.float32)
         agree = t_cls[:, None] == cls[None, :]
         num += cfg.w_class * agree

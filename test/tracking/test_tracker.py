@@ -308,3 +308,20 @@ def test_pickled_tracker_resumes_identically():
     clone = pickle.loads(pickle.dumps(tr))
     nxt = frame([(1, 91, 60, 20, 20, E[1]), (0, 19, 10, 20, 20, E[0])])
     assert list(clone.update(nxt).track_ids) == list(tr.update(nxt).track_ids)
+
+
+def test_a_wrong_velocity_from_a_stray_fragment_does_not_lose_a_still_object():
+    # One frame's mask also catches a far fragment: the box centre jumps, so the velocity says "moving right fast".
+    # The object has not moved; its next mask overlaps the last mask, not the velocity-shifted one.
+    def seg(with_fragment):
+        f = frame([(0, 40, 40, 10, 10, E[0])], with_emb=False)
+        masks = f.masks.copy()
+        if with_fragment:
+            masks[0, 40:44, 120:124] = True
+        return Segments(masks, f.scores, f.class_ids, f.class_names, f.is_thing)
+
+    tr = Tracker(TrackerConfig(n_init=1, iou_grid=160, motion_horizon=3))
+    ids = [int(tr.update(seg(fragment)).track_ids[0]) for fragment in (False, False, True)]
+    assert tr.tracks[0].velocity[0] > 10  # the jump became a velocity that moves the mask off the object
+    ids += [int(tr.update(seg(False)).track_ids[0]) for _ in range(2)]
+    assert ids[0] > 0 and len(set(ids)) == 1, ids
