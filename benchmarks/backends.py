@@ -68,33 +68,35 @@ def _torch_cpu(model: torch.nn.Module, threads: int, compile: bool = False) -> A
     return TorchBackend(model, "cpu", compile=compile)
 
 
-def _backends(model: torch.nn.Module, bundle: Any, args: argparse.Namespace) -> list[tuple[str, Callable[[], Any]]]:
-    """(label, factory) pairs for what this machine can run; factories build lazily (and may fail: reported)."""
+def _backends(model: torch.nn.Module, bundle: Any,
+              args: argparse.Namespace) -> list[tuple[str, Optional[int], Callable[[], Any]]]:
+    """(label, CPU threads or None for GPU rows, factory) for what this machine can run; factories build lazily
+    (and may fail: reported)."""
     from omg_seg_core.runtime.ort_backend import OrtBackend, available_providers
     from omg_seg_core.runtime.torch_backend import TorchBackend
 
     torch.set_num_threads(max(args.threads))  # GPU rows: host threads do not matter much
     gpu = torch.cuda.is_available()
-    out: list[tuple[str, Callable[[], Any]]] = []
+    out: list[tuple[str, Optional[int], Callable[[], Any]]] = []
     for t in args.threads:
-        out.append((f"torch eager fp32 cpu {t}t", lambda t=t: _torch_cpu(model, t)))
+        out.append((f"torch eager fp32 cpu {t}t", t, lambda t=t: _torch_cpu(model, t)))
         if args.compile:
-            out.append((f"torch.compile fp32 cpu {t}t", lambda t=t: _torch_cpu(model, t, compile=True)))
-        out.append((f"onnxruntime cpu {t}t", lambda t=t: OrtBackend(bundle, threads=t)))
+            out.append((f"torch.compile fp32 cpu {t}t", t, lambda t=t: _torch_cpu(model, t, compile=True)))
+        out.append((f"onnxruntime cpu {t}t", t, lambda t=t: OrtBackend(bundle, threads=t)))
         if args.spinning:  # the node's default sleeps idle workers (robust on a busy robot CPU); spinning is
             # onnxruntime's own default and what torch's OpenMP threads do, so on a quiet machine it is the fair pair
-            out.append((f"onnxruntime cpu {t}t spinning", lambda t=t: OrtBackend(bundle, threads=t, spinning=True)))
+            out.append((f"onnxruntime cpu {t}t spinning", t, lambda t=t: OrtBackend(bundle, threads=t, spinning=True)))
     if gpu:
-        out.append(("torch eager fp32 cuda", lambda: TorchBackend(model, "cuda:0")))
-        out.append(("torch eager fp16 cuda", lambda: TorchBackend(model, "cuda:0", dtype="float16")))
+        out.append(("torch eager fp32 cuda", None, lambda: TorchBackend(model, "cuda:0")))
+        out.append(("torch eager fp16 cuda", None, lambda: TorchBackend(model, "cuda:0", dtype="float16")))
         if "CUDAExecutionProvider" in available_providers():
-            out.append(("onnxruntime cuda", lambda: OrtBackend(bundle, device="cuda:0")))
+            out.append(("onnxruntime cuda", None, lambda: OrtBackend(bundle, device="cuda:0")))
         try:
             import tensorrt  # noqa: F401
 
             from omg_seg_core.runtime.trt_backend import TrtBackend
 
-            out.append(("tensorrt fp16", lambda: TrtBackend(bundle, precision="fp16")))
+            out.append(("tensorrt fp16", None, lambda: TrtBackend(bundle, precision="fp16")))
         except Exception:  # noqa: BLE001
             pass
     return out
@@ -118,7 +120,7 @@ def bench_one(name: str, cam_wh: tuple[int, int], args: argparse.Namespace, work
     image = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
     boxes = torch.tensor([[10.0, 10, 120, 100], [50, 40, 200, 180], [150, 20, 300, 230], [5, 5, 11, 11]])
     rows = []
-    for label, factory in _backends(model, bundle, args):
+    for label, threads, factory in _backends(model, bundle, args):
         try:
             b = factory()
             dev = torch.device(getattr(b, "device", "cpu"))
@@ -131,21 +133,21 @@ def bench_one(name: str, cam_wh: tuple[int, int], args: argparse.Namespace, work
             b.release()
         except Exception as e:  # noqa: BLE001 (a benchmark reports what could not run and goes on)
             print(f"   {label}: could not run ({type(e).__name__}: {e})", flush=True)
-            rows.append({"model": cfg.name, "camera": f"{w}x{h}", "backend": label, "error": str(e)})
+            rows.append({"model": cfg.name, "camera": f"{w}x{h}", "backend": label, "threads": threads,
+                         "error": str(e)})
             continue
         row = {"model": cfg.name, "weights": weights, "camera": f"{w}x{h}", "input": f"{size[0]}x{size[1]}",
-               "backend": label, "image_ms_median": statistics.median(img_ms),
+               "backend": label, "threads": threads, "image_ms_median": statistics.median(img_ms),
                "image_ms_p90": sorted(img_ms)[int(0.9 * (len(img_ms) - 1))],
                "prompt4_ms_median": statistics.median(pr_ms), "reps": args.reps}
         rows.append(row)
         print(f"   {label}: image {row['image_ms_median']:.1f} ms, prompt(4) {row['prompt4_ms_median']:.1f} ms",
               flush=True)
-    # ratio to torch eager with the same CPU thread count (GPU rows: to eager fp32 on the GPU)
+    # ratio to torch eager with the same CPU thread count (GPU rows, threads None: to eager fp32 on the GPU)
     for r in rows:
         if "error" in r:
             continue
-        ref = ("torch eager fp32 cuda" if ("cuda" in r["backend"] or "tensorrt" in r["backend"])
-               else "torch eager fp32 cpu " + next(t for t in r["backend"].split() if t[:-1].isdigit() and t[-1] == "t"))
+        ref = "torch eager fp32 cuda" if r["threads"] is None else f"torch eager fp32 cpu {r['threads']}t"
         base = next((b for b in rows if b["backend"] == ref and "error" not in b), None)
         if base is not None:
             r["speedup_vs_torch_eager"] = base["image_ms_median"] / r["image_ms_median"]
