@@ -42,11 +42,29 @@ class Client:
         self.node = rclpy.create_node(f"omg_seg_test_{os.getpid()}", context=self.context)
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
+
+    def _spin(self) -> None:
+        """`executor.spin()` that survives a test destroying a publisher or subscription while the executor waits
+        on it: rclpy then raises InvalidHandle from the wait set (seen for a publisher's QoS event handler), which
+        killed the spin thread, so every later service call of the session timed out. The next wait no longer
+        holds the destroyed entity."""
+        from rclpy.exceptions import InvalidHandle
+        from rclpy.executors import ShutdownException
+
+        while not self._stopping and self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except InvalidHandle:
+                continue
+            except ShutdownException:
+                break
 
     def close(self) -> None:
         # Order matters: executor, node, context; exiting with a spinning executor aborts the process.
+        self._stopping = True
         self.executor.shutdown(timeout_sec=5.0)
         self._thread.join(timeout=5.0)
         self.node.destroy_node()
