@@ -26,7 +26,7 @@ node can forward it as a ROS warning.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -34,40 +34,13 @@ from scipy.optimize import linear_sum_assignment
 
 from ..structures import Segments
 from .config import TrackerConfig
-from .similarity import GridSampler, cosine, normalize_rows, packed_iou
+from .similarity import GridSampler, cosine, normalize_rows
+from .track import CONFIRMED, TENTATIVE, Track, track_iou, update_velocities
 
 log = logging.getLogger(__name__)
 
-TENTATIVE = "tentative"
-CONFIRMED = "confirmed"
 #: Cost assigned to forbidden pairs; large but finite so linear_sum_assignment always finds a solution.
 _FORBIDDEN = 1e6
-
-
-@dataclass
-class Track:
-    """State of one thing track. Masks are kept on the tracker's IoU grid, embeddings L2-normalised."""
-
-    uid: int                       # internal serial (tentative tracks have no public id yet)
-    track_id: int                  # public id, 0 while tentative
-    state: str                     # TENTATIVE | CONFIRMED
-    class_id: int                  # majority vote over the matched segments' classes (see class_votes)
-    class_name: str
-    grid_mask: np.ndarray          # uint64 [W64], bit-packed mask samples on the IoU grid (GridSampler)
-    grid_count: int                # number of grid samples inside the mask
-    grid_bool: np.ndarray          # bool [gh, gw], the same samples unpacked (shifted for motion prediction)
-    box: np.ndarray                # float32 [4] xyxy, last seen
-    embedding: Optional[np.ndarray]  # float32 [D] or None
-    hits: int                      # number of frames matched
-    first_frame: int
-    last_frame: int                # frame index of the last match
-    score: float                   # last segment score
-    class_votes: dict = field(default_factory=dict)  # class id -> (count, name) of matched segments
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2, np.float32))  # box centre px/frame (x, y)
-
-    def age(self, frame: int) -> int:
-        """Frames since the last match (0 = matched this frame)."""
-        return frame - self.last_frame
 
 
 @dataclass
@@ -191,7 +164,7 @@ class Tracker:
         matches, unmatched_dets = self._associate(grids, counts, boxes, cls, emb, frame)
         det_track: dict[int, Track] = {}
         self._update_embeddings(matches, emb)
-        self._update_velocities(matches, boxes, frame)
+        update_velocities([self._tracks[ti] for ti, _ in matches], boxes[[di for _, di in matches]], frame)
         for ti, di in matches:
             t = self._tracks[ti]
             t.grid_mask, t.grid_count, t.grid_bool, t.box = grids[di], int(counts[di]), gbool[di], boxes[di].copy()
@@ -281,52 +254,14 @@ class Tracker:
                              f"{emb.shape[1]} (different model?); call reset() first")
         return emb
 
-    def _track_iou(self, grids: np.ndarray, counts: np.ndarray, boxes: np.ndarray, frame: int) -> np.ndarray:
-        """Mask IoU [T, N] of live tracks vs detections: the larger of the IoU with the track's last mask and with
-        that mask moved by constant velocity over min(age, motion_horizon) frames. The moved mask keeps sliding
-        objects and camera motion overlapping; the max keeps a wrong velocity (a box-centre jump when one frame's
-        mask caught a stray fragment) from pushing a track off an object that stayed put."""
-        tracks = self._tracks
-        t_grid = np.stack([t.grid_mask for t in tracks])
-        t_count = np.array([t.grid_count for t in tracks], np.int64)
-        t_box = np.stack([t.box for t in tracks]).astype(np.float32)
-        iou = packed_iou(t_grid, t_count, t_box, grids, counts, boxes)
-        if self.config.motion_horizon <= 0:
-            return iou
-        steps = np.minimum([t.age(frame) for t in tracks], self.config.motion_horizon).astype(np.float32)
-        move = np.stack([t.velocity for t in tracks]) * steps[:, None]        # px (x, y)
-        cells = np.round(move / self._sampler.stride).astype(np.int64)
-        moving = np.flatnonzero(cells.any(1))
-        if moving.size:
-            shifted = self._sampler.shifted(np.stack([tracks[i].grid_bool for i in moving]), cells[moving])
-            m_grid, m_count = GridSampler.pack(shifted)
-            m_box = t_box[moving] + np.concatenate([move[moving], move[moving]], 1)
-            iou[moving] = np.maximum(iou[moving], packed_iou(m_grid, m_count, m_box, grids, counts, boxes))
-        return iou
-
-    def _update_velocities(self, matches: list[tuple[int, int]], boxes: np.ndarray, frame: int) -> None:
-        """Box-centre velocity (px/frame) of matched tracks, batched (called before their boxes change)."""
-        if not matches:
-            return
-        tracks = [self._tracks[ti] for ti, _ in matches]
-        new = boxes[[di for _, di in matches]]
-        old = np.stack([t.box for t in tracks])
-        dt = np.maximum([frame - t.last_frame for t in tracks], 1)[:, None]
-        obs = ((new[:, :2] + new[:, 2:]) - (old[:, :2] + old[:, 2:])) / (2.0 * dt)
-        prev = np.stack([t.velocity for t in tracks])
-        first = np.array([t.hits == 1 for t in tracks])[:, None]
-        # The first displacement initialises the velocity; later ones are smoothed (box centres jitter).
-        vel = np.where(first, obs, 0.5 * prev + 0.5 * obs).astype(np.float32)
-        for t, v in zip(tracks, vel):
-            t.velocity = v
-
     def similarity(self, grids: np.ndarray, counts: np.ndarray, boxes: np.ndarray, cls: np.ndarray,
                    emb: Optional[np.ndarray], frame: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
         """Similarity S [T, N] of live tracks vs detections and the feasibility mask [T, N] (see config doc)."""
         cfg = self.config
         tracks = self._tracks
         t_cls = np.array([t.class_id for t in tracks], np.int64)
-        num = cfg.w_iou * self._track_iou(grids, counts, boxes, self._frame if frame is None else frame)
+        num = cfg.w_iou * track_iou(tracks, self._sampler, grids, counts, boxes,
+                                   self._frame if frame is None else frame, cfg.motion_horizon)
         den = np.full(num.shape, cfg.w_iou, np.float32)
         agree = t_cls[:, None] == cls[None, :]
         num += cfg.w_class * agree
