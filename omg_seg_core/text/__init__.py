@@ -1,7 +1,7 @@
 """Text towers and vocabularies (ROS-free). See `base.TextEncoder` and `vocabulary`."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from .base import TextEncoder
 

@@ -30,7 +30,7 @@ from omg_seg_core.eval.resume import Run, load_state, save_state
 from omg_seg_core.eval.runner import Evaluation, SourceFrame, segments_from_gt
 from omg_seg_core.eval.stq import track_id_map
 from omg_seg_core.structures import Segments
-from omg_seg_ros.tools import bagio
+from omg_seg_ros.tools import bagio, bagmsgs
 from omg_seg_ros.tools.bag_source import bag_frames
 
 
@@ -66,10 +66,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 def node_values(a: argparse.Namespace) -> dict[str, Any]:
     """Node parameter values: --params YAML (flattened with dots), then the explicit flags."""
+    import yaml
+
     values: dict[str, Any] = {}
     if a.params:
-        import yaml
-
         doc = yaml.safe_load(a.params.read_text()) or {}
         node = next((v for v in doc.values() if isinstance(v, dict) and "ros__parameters" in v), None)
         params = node["ros__parameters"] if node else doc
@@ -88,8 +88,6 @@ def node_values(a: argparse.Namespace) -> dict[str, Any]:
         if "=" not in kv:
             raise SystemExit(f"error: --set expects NAME=VALUE, got {kv!r}")
         k, v = kv.split("=", 1)
-        import yaml
-
         values[k] = yaml.safe_load(v)
     values["tracking.enabled"] = bool(a.video) and values.get("tracking.enabled", True)
     return values
@@ -207,14 +205,14 @@ def write_result(ctx: Context, f: SourceFrame, pan: Segments, sem: Segments, nam
     """The node's output topics for one frame (see omg_seg_ros params: ~/output/*), plus the input image."""
     w, ns = ctx.writer, "/omg_seg/output"
     if f.index == 0 or not getattr(ctx, "_label_info_written", False):
-        w.write(f"{ns}/label_info", bagio.label_info_msg(names, f.stamp), f.stamp, latched=True)
+        w.write(f"{ns}/label_info", bagmsgs.label_info_msg(names, f.stamp), f.stamp, latched=True)
         ctx._label_info_written = True
-    w.write(ctx.image_topic, bagio.image_msg(f.rgb, f.stamp), f.stamp)
-    w.write(f"{ns}/overlay", bagio.image_msg(overlay_thumbnail(f.rgb, pan, max(f.rgb.shape[:2])), f.stamp), f.stamp)
-    w.write(f"{ns}/segments", bagio.segment_array_msg(pan, f.stamp), f.stamp)
-    w.write(f"{ns}/detections", bagio.detections_msg(pan.select(pan.is_thing), f.stamp), f.stamp)
-    w.write(f"{ns}/semantic", bagio.label_msg(sem.semantic_map(), f.stamp), f.stamp)
-    w.write(f"{ns}/instance_ids", bagio.label_msg(bagio.instance_ids_image(pan), f.stamp), f.stamp)
+    w.write(ctx.image_topic, bagmsgs.image_msg(f.rgb, f.stamp), f.stamp)
+    w.write(f"{ns}/overlay", bagmsgs.image_msg(overlay_thumbnail(f.rgb, pan, max(f.rgb.shape[:2])), f.stamp), f.stamp)
+    w.write(f"{ns}/segments", bagmsgs.segment_array_msg(pan, f.stamp), f.stamp)
+    w.write(f"{ns}/detections", bagmsgs.detections_msg(pan.select(pan.is_thing), f.stamp), f.stamp)
+    w.write(f"{ns}/semantic", bagmsgs.label_msg(sem.semantic_map(), f.stamp), f.stamp)
+    w.write(f"{ns}/instance_ids", bagmsgs.label_msg(bagmsgs.instance_ids_image(pan), f.stamp), f.stamp)
 
 
 def process(ctx: Context, run: Run, f: SourceFrame) -> None:

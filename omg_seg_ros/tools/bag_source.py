@@ -10,7 +10,7 @@ import numpy as np
 
 from omg_seg_core.eval.runner import GroundTruth, SourceFrame, gt_from_segments
 from omg_seg_core.structures import Segments
-from omg_seg_ros.tools import bagio
+from omg_seg_ros.tools import bagio, bagmsgs
 
 
 def _remap(segs: Segments, classmap: Any) -> tuple[Segments, int]:
@@ -29,8 +29,8 @@ def decode_frame(bf: bagio.BagFrame, topics: bagio.FrameTopics, classmap: Any, l
     where = f"frame {bf.index} stamp {bf.stamp}"
     out = SourceFrame(bf.index, bf.stamp)
     try:
-        rgb = bagio.image_to_rgb(bf.msgs["image"])
-    except bagio.DecodeError as e:
+        rgb = bagmsgs.image_to_rgb(bf.msgs["image"])
+    except bagmsgs.DecodeError as e:
         out.skips.append((f"image not decodable: {e.reason} (frame skipped)", f"{where}: {e}"))
         return out
     h, w = rgb.shape[:2]
@@ -40,11 +40,11 @@ def decode_frame(bf: bagio.BagFrame, topics: bagio.FrameTopics, classmap: Any, l
             key = tuple(sorted(bf.class_names.items())) if bf.class_names else None
             if key not in luts:
                 luts[key] = classmap.lut(bf.class_names)
-            raw = bagio.label_to_array(bf.msgs["semantic"])
-            inst = bagio.label_to_array(bf.msgs["instances"]) if "instances" in bf.msgs else None
+            raw = bagmsgs.label_to_array(bf.msgs["semantic"])
+            inst = bagmsgs.label_to_array(bf.msgs["instances"]) if "instances" in bf.msgs else None
             for what, a in (("semantic", raw), ("instance_ids", inst)):
                 if a is not None and a.shape != (h, w):
-                    raise bagio.DecodeError("ground truth size differs from the image",
+                    raise bagmsgs.DecodeError("ground truth size differs from the image",
                                       f"{what} {a.shape[1]}x{a.shape[0]} vs image {w}x{h}")
             sem = luts[key][raw]
             lost = int(((sem == 65535) & (raw != 65535)).sum())
@@ -56,32 +56,32 @@ def decode_frame(bf: bagio.BagFrame, topics: bagio.FrameTopics, classmap: Any, l
                 out.skips.append(("instance ids missing at this stamp: panoptic/AP/tracking skipped, mIoU kept",
                                   where))
         elif "segments" in bf.msgs:
-            segs = bagio.segment_array_to_segments(bf.msgs["segments"])
+            segs = bagmsgs.segment_array_to_segments(bf.msgs["segments"])
             if segs.image_size != (h, w):
-                raise bagio.DecodeError("ground truth size differs from the image",
+                raise bagmsgs.DecodeError("ground truth size differs from the image",
                                   f"segments {segs.image_size[1]}x{segs.image_size[0]} vs image {w}x{h}")
             segs, dropped = _remap(segs, classmap)
             if dropped:
                 out.skips.append(("ground-truth segments of a class not in the class list (as void)",
                                   f"{where}: {dropped}"))
             gt = gt_from_segments(segs)
-    except bagio.DecodeError as e:
+    except bagmsgs.DecodeError as e:
         out.skips.append((f"ground truth not usable: {e.reason} (frame evaluated for latency only)", f"{where}: {e}"))
         gt = None
     if gt is None and topics.gt.keys() - {"prediction", "prompts"} and not out.skips:
         out.skips.append(("no ground truth with a matching stamp (frame evaluated for latency only)", where))
     if gt is not None and "prompts" in bf.msgs:
         try:
-            gt.prompts = [(p.kind, p.box, p.target) for p in bagio.prompts_from_msg(bf.msgs["prompts"])]
-        except bagio.DecodeError as e:
+            gt.prompts = [(p.kind, p.box, p.target) for p in bagmsgs.prompts_from_msg(bf.msgs["prompts"])]
+        except bagmsgs.DecodeError as e:
             out.skips.append((f"prompts not usable: {e.reason}", f"{where}: {e}"))
     if "prediction" in topics.gt:
         if "prediction" not in bf.msgs:
             out.skips.append(("no recorded prediction at this stamp (frame skipped)", where))
             return out
         try:
-            rec = bagio.segment_array_to_segments(bf.msgs["prediction"])
-        except bagio.DecodeError as e:
+            rec = bagmsgs.segment_array_to_segments(bf.msgs["prediction"])
+        except bagmsgs.DecodeError as e:
             out.skips.append((f"recorded prediction not usable: {e.reason} (frame skipped)", f"{where}: {e}"))
             return out
         if rec.image_size != (h, w):

@@ -19,7 +19,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from omg_seg_ros.tools import bagio
+from omg_seg_ros.tools import bagio, bagmsgs
 
 T0_NS = 1_700_000_000 * 1_000_000_000
 PERIOD_NS = 100_000_000
@@ -32,7 +32,7 @@ class Sample:
     rgb: np.ndarray
     semantic: Optional[np.ndarray] = None
     instance_ids: Optional[np.ndarray] = None
-    prompts: list[bagio.Prompt] = field(default_factory=list)
+    prompts: list[bagmsgs.Prompt] = field(default_factory=list)
     segments: Optional[object] = None  # Segments for <ns>/gt/segments
 
 
@@ -44,26 +44,26 @@ def write_bag(out: str | Path, samples: Iterable[Sample], class_names: Sequence[
 
     n = 0
     with bagio.BagWriter(out, storage) as w:
-        w.write(f"{ns}/gt/label_info", bagio.label_info_msg(class_names, T0_NS, frame_id), T0_NS, latched=True)
+        w.write(f"{ns}/gt/label_info", bagmsgs.label_info_msg(class_names, T0_NS, frame_id), T0_NS, latched=True)
         for s in tqdm(samples, total=total, disable=not progress, unit="frame", desc="make-bag"):
             t = T0_NS + n * PERIOD_NS
             if raw:
-                w.write(f"{ns}/image_raw", bagio.image_msg(s.rgb, t, frame_id), t)
+                w.write(f"{ns}/image_raw", bagmsgs.image_msg(s.rgb, t, frame_id), t)
             if compressed:
-                w.write(f"{ns}/image_raw/compressed", bagio.compressed_msg(s.rgb, t, frame_id), t)
+                w.write(f"{ns}/image_raw/compressed", bagmsgs.compressed_msg(s.rgb, t, frame_id), t)
             if s.semantic is not None:
-                w.write(f"{ns}/gt/semantic", bagio.label_msg(s.semantic, t, frame_id), t)
+                w.write(f"{ns}/gt/semantic", bagmsgs.label_msg(s.semantic, t, frame_id), t)
             if s.instance_ids is not None:
-                w.write(f"{ns}/gt/instance_ids", bagio.label_msg(s.instance_ids, t, frame_id), t)
+                w.write(f"{ns}/gt/instance_ids", bagmsgs.label_msg(s.instance_ids, t, frame_id), t)
             if s.segments is not None:
-                w.write(f"{ns}/gt/segments", bagio.segment_array_msg(s.segments, t, frame_id), t)
+                w.write(f"{ns}/gt/segments", bagmsgs.segment_array_msg(s.segments, t, frame_id), t)
             if s.prompts:
-                w.write(f"{ns}/gt/prompts", bagio.prompts_msg(s.prompts, t, frame_id), t)
+                w.write(f"{ns}/gt/prompts", bagmsgs.prompts_msg(s.prompts, t, frame_id), t)
             n += 1
     return n
 
 
-def prompts_for(instance_ids: np.ndarray, rng: np.random.Generator, max_prompts: int = 3) -> list[bagio.Prompt]:
+def prompts_for(instance_ids: np.ndarray, rng: np.random.Generator, max_prompts: int = 3) -> list[bagmsgs.Prompt]:
     """Up to `max_prompts` instances, alternating box prompts (tight mask box) and point prompts (the mask pixel
     nearest the mask centroid, so the point is always inside the object)."""
     ids = [int(i) for i in np.unique(instance_ids) if i > 0]
@@ -72,10 +72,10 @@ def prompts_for(instance_ids: np.ndarray, rng: np.random.Generator, max_prompts:
         ys, xs = np.nonzero(instance_ids == i)
         if k % 2 == 0:
             box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
-            out.append(bagio.Prompt("box", box, int(i)))
+            out.append(bagmsgs.Prompt("box", box, int(i)))
         else:
             j = int(np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2))
-            out.append(bagio.Prompt("point", np.array([xs[j] + 0.5, ys[j] + 0.5] * 2, np.float32), int(i)))
+            out.append(bagmsgs.Prompt("point", np.array([xs[j] + 0.5, ys[j] + 0.5] * 2, np.float32), int(i)))
     return out
 
 

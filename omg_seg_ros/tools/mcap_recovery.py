@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from omg_seg_ros.tools import bagio
+from omg_seg_ros.tools import bagio, bagmsgs
 
 
 @dataclass
@@ -122,7 +122,7 @@ class McapRecoveryReader:
                 yield conn, t, raw
 
     def deserialize(self, raw: bytes, msgtype: str) -> Any:
-        return bagio.typestore().deserialize_cdr(raw, msgtype)
+        return bagmsgs.typestore().deserialize_cdr(raw, msgtype)
 
     def close(self) -> None:
         self._m.close()

@@ -3,7 +3,6 @@ resume, and every bad-input case of issue #7 (missing topics, unknown encodings,
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -11,8 +10,8 @@ import numpy as np
 import pytest
 
 from omg_seg_core.data.synth import world
-from omg_seg_ros.tools import bag_eval, bagio
-from omg_seg_ros.tools.make_bag import PERIOD_NS, T0_NS, Sample, synthetic_samples, write_bag
+from omg_seg_ros.tools import bag_eval, bagio, bagmsgs
+from omg_seg_ros.tools.make_bag import PERIOD_NS, T0_NS, Sample, synthetic_samples
 
 PRED = "/omg_seg/output/segments"
 
@@ -29,17 +28,17 @@ def write_custom(path: Path, samples: list[Sample], storage: str = "mcap",
     """Image + GT label images + LabelInfo + a recorded prediction (= GT SegmentArray, optionally without its
     first thing). `mutate(i, topic, msg)` may replace or drop (None) any message."""
     with bagio.BagWriter(path, storage) as w:
-        w.write("/camera/gt/label_info", bagio.label_info_msg(world.CLASS_NAMES, T0_NS), T0_NS, latched=True)
+        w.write("/camera/gt/label_info", bagmsgs.label_info_msg(world.CLASS_NAMES, T0_NS), T0_NS, latched=True)
         for i, s in enumerate(samples):
             t = T0_NS + i * PERIOD_NS
             pred = s.segments
             if pred_drop_first_thing:
                 first = int(np.flatnonzero(pred.is_thing)[0])
                 pred = pred.select([k for k in range(len(pred)) if k != first])
-            msgs = {"/camera/image_raw": bagio.image_msg(s.rgb, t),
-                    "/camera/gt/semantic": bagio.label_msg(s.semantic, t + stamp_offset_ns),
-                    "/camera/gt/instance_ids": bagio.label_msg(s.instance_ids, t + stamp_offset_ns),
-                    PRED: bagio.segment_array_msg(pred, t)}
+            msgs = {"/camera/image_raw": bagmsgs.image_msg(s.rgb, t),
+                    "/camera/gt/semantic": bagmsgs.label_msg(s.semantic, t + stamp_offset_ns),
+                    "/camera/gt/instance_ids": bagmsgs.label_msg(s.instance_ids, t + stamp_offset_ns),
+                    PRED: bagmsgs.segment_array_msg(pred, t)}
             for topic, msg in msgs.items():
                 msg = mutate(i, topic, msg) if mutate else msg
                 if msg is not None:
@@ -108,7 +107,7 @@ def test_unknown_encoding_and_size_mismatch_are_counted(tmp_path: Path, samples:
         if i == 0 and topic == "/camera/image_raw":
             msg.encoding = "yuv422"
         if i == 1 and topic == "/camera/gt/semantic":
-            return bagio.label_msg(np.zeros((10, 10), np.uint16), bagio.stamp_ns(msg))
+            return bagmsgs.label_msg(np.zeros((10, 10), np.uint16), bagmsgs.stamp_ns(msg))
         return msg
 
     rc, rep = run_eval(write_custom(tmp_path / "bag", samples, mutate=mutate), tmp_path / "out")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from omg_seg_core.config import default_checkpoint_path
-from omg_seg_ros.tools import bag_eval, bagio, make_bag
+from omg_seg_ros.tools import bag_eval, bagio, bagmsgs, make_bag
 
 
 def test_make_bag_then_eval_with_model(tmp_path: Path) -> None:
@@ -50,10 +50,10 @@ def test_make_bag_then_eval_with_model(tmp_path: Path) -> None:
         assert counts["/camera/image_raw"] == 3 and counts["/omg_seg/output/label_info"] == 1
         # Output stamps are the input stamps (never now()).
         conn = [c for c in reader.connections if c.topic == "/omg_seg/output/semantic"]
-        stamps = [bagio.stamp_ns(reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages(conn)]
+        stamps = [bagmsgs.stamp_ns(reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages(conn)]
         assert stamps == [make_bag.T0_NS + i * make_bag.PERIOD_NS for i in range(3)]
         label = reader.deserialize(next(reader.messages(conn))[2], "sensor_msgs/msg/Image")
-        assert bagio.label_to_array(label).shape == (120, 160)
+        assert bagmsgs.label_to_array(label).shape == (120, 160)
     finally:
         reader.close()
     assert np.isfinite(r["semantic"]["pixel_accuracy"])

@@ -12,7 +12,7 @@ pytest.importorskip("omg_seg_msgs.msg", reason="omg_seg_msgs is not built (scrip
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
 
 from omg_seg_core.eval.runner import GroundTruth, segments_from_gt  # noqa: E402
-from omg_seg_ros.tools import bagio  # noqa: E402
+from omg_seg_ros.tools import bagmsgs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +36,12 @@ def test_node_segment_array_decodes_in_the_evaluator(segments) -> None:
 
     header = Header(stamp=Time(sec=12, nanosec=345), frame_id="cam")
     raw = serialize_message(messages.segments_to_msg(segments, header))
-    back = bagio.segment_array_to_segments(bagio.typestore().deserialize_cdr(raw, "omg_seg_msgs/msg/SegmentArray"))
+    back = bagmsgs.segment_array_to_segments(bagmsgs.typestore().deserialize_cdr(raw, "omg_seg_msgs/msg/SegmentArray"))
     np.testing.assert_array_equal(back.masks, segments.masks)
     assert back.class_names == segments.class_names and list(back.track_ids) == list(segments.track_ids)
     assert list(back.is_thing) == list(segments.is_thing)
     sem_raw = serialize_message(messages.semantic_image_msg(segments, header))
-    sem = bagio.label_to_array(bagio.typestore().deserialize_cdr(sem_raw, "sensor_msgs/msg/Image"))
+    sem = bagmsgs.label_to_array(bagmsgs.typestore().deserialize_cdr(sem_raw, "sensor_msgs/msg/Image"))
     np.testing.assert_array_equal(sem, segments.semantic_map())
 
 
@@ -51,12 +51,12 @@ def test_tool_messages_decode_in_rclpy(segments) -> None:
 
     from omg_seg_ros import messages
 
-    ts = bagio.typestore()
-    msg = bagio.segment_array_msg(segments, 12_000_000_345)
+    ts = bagmsgs.typestore()
+    msg = bagmsgs.segment_array_msg(segments, 12_000_000_345)
     got = deserialize_message(bytes(ts.serialize_cdr(msg, msg.__msgtype__)), SegmentArray)
     assert (got.header.stamp.sec, got.header.stamp.nanosec) == (12, 345)
     np.testing.assert_array_equal(messages.msg_to_masks(got), segments.masks)
-    li = bagio.label_info_msg(["a", "b"], 5)
+    li = bagmsgs.label_info_msg(["a", "b"], 5)
     got_li = deserialize_message(bytes(ts.serialize_cdr(li, li.__msgtype__)), LabelInfo)
     assert [(c.class_id, c.class_name) for c in got_li.class_map] == [(0, "a"), (1, "b")]
 
@@ -72,13 +72,13 @@ def test_result_bag_detections_and_instance_image_match_the_node(segments) -> No
     tracked = segments.select(np.arange(len(segments)))
     tracked.track_ids[::2] = 0  # a mix of tracked and untracked segments
     things = tracked.select(tracked.is_thing)
-    ts = bagio.typestore()
-    mine = bagio.detections_msg(things, 7)
+    ts = bagmsgs.typestore()
+    mine = bagmsgs.detections_msg(things, 7)
     got = deserialize_message(bytes(ts.serialize_cdr(mine, mine.__msgtype__)), Detection2DArray)
     node = messages.detections_msg(tracked, Header(stamp=Time(sec=0, nanosec=7)))
     key = lambda a: [(d.id, d.bbox.center.position.x, d.bbox.size_y, d.results[0].hypothesis.class_id)  # noqa: E731
                      for d in a.detections]
     assert key(got) == key(node) and len(node.detections) > 0
     node_img = messages.instance_image_msg(tracked, Header())
-    np.testing.assert_array_equal(bagio.instance_ids_image(tracked),
+    np.testing.assert_array_equal(bagmsgs.instance_ids_image(tracked),
                                   np.frombuffer(bytes(node_img.data), "<u2").reshape(node_img.height, node_img.width))

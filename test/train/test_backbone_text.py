@@ -1,5 +1,4 @@
 """The small model's pretrained pieces are real: EfficientNet-Lite0 ImageNet weights, MiniLM sentence embeddings."""
-import numpy as np
 import pytest
 import torch
 

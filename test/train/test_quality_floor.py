@@ -1,7 +1,6 @@
 """The shipped small model keeps its measured quality: floors a little below what models/omg_seg_tiny.pth reaches
 on the first 12 held-out scenes of seed 7 (full numbers for 100 scenes: models/MODEL_CARD.md). A regression in
 the model, the predictor or the post-processing fails here."""
-import pytest
 import torch
 
 from omg_seg_core.config import PACKAGE_ROOT, TINY, ModelConfig
