@@ -29,7 +29,8 @@ from .config import ModelConfig, TaskThresholds, default_vocabulary_path
 from .model.heads import classify
 from .postprocess import (instance_postprocess, masks_for_queries, panoptic_postprocess, prompt_postprocess,
                           semantic_postprocess)
-from .preprocess import ImageMeta, original_to_resized_xy, preprocess, validate_image
+from .preprocess import (ImageMeta, original_to_resized_xy, point_prompt_boxes, preprocess, validate_image,
+                         validate_prompts)
 from .prompt_refine import crop_to_boxes, keep_clicked_component
 from .prompt_select import choose_queries, replace_with_queries
 from .runtime.backend import Backend, ImageFeatures
@@ -37,10 +38,6 @@ from .structures import Segments
 from .text import TextEncoder, make_text_encoder
 from .text.query import extract_phrase, phrase_scores
 from .text.vocabulary import Vocabulary, class_embeddings, embed_synonyms, load_vocabulary
-
-#: Half size of the box a point prompt becomes (official: (x-3, y-3, x+3, y+3) in resized-image pixels).
-POINT_BOX_HALF = 3.0
-
 
 def make_backend(kind: Union[str, Backend], model: Optional[nn.Module], device: str = "cpu",
                  dtype: Union[str, torch.dtype] = "float32", **kw: Any) -> Backend:
@@ -245,15 +242,14 @@ class OMGSegPredictor:
         its class score, class, query embedding and query_index; extra['prompt_source'] = "query" | "decoder".
         """
         feats, meta = self._require()
-        pts, labels, bxs = _validate_prompts(points, point_labels, boxes, meta.ori_shape)
+        pts, labels, bxs = validate_prompts(points, point_labels, boxes, meta.ori_shape)
         pos_pts, neg_pts = pts[labels == 1], pts[labels == 0]
         if len(pos_pts) + len(bxs) == 0:
             raise ValueError(f"prompt() needs at least one positive point or a box (got {len(neg_pts)} negative "
                              "point(s) only)" if len(neg_pts) else "prompt() needs points or boxes, got none")
         with self._timed("prompt_graph"):
-            r_boxes = np.concatenate([_point_boxes(original_to_resized_xy(pos_pts, meta)),
-                                      original_to_resized_xy(bxs, meta),
-                                      _point_boxes(original_to_resized_xy(neg_pts, meta))]).astype(np.float32)
+            r_boxes = np.concatenate([point_prompt_boxes(pos_pts, meta), original_to_resized_xy(bxs, meta),
+                                      point_prompt_boxes(neg_pts, meta)]).astype(np.float32)
             out = self.backend.run_prompt(feats, torch.from_numpy(r_boxes), meta.img_shape)
             _sync(self.device)
         n_pos = len(pos_pts) + len(bxs)
@@ -375,55 +371,6 @@ class OMGSegPredictor:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _point_boxes(xy: np.ndarray) -> np.ndarray:
-    """[P, 2] -> [P, 4] boxes (x-3, y-3, x+3, y+3) (official point pseudo-box)."""
-    xy = np.asarray(xy, np.float32).reshape(-1, 2)
-    return np.concatenate([xy - POINT_BOX_HALF, xy + POINT_BOX_HALF], axis=1)
-
-
-def _as_array(x: Any, name: str, cols: int) -> np.ndarray:
-    if x is None:
-        return np.zeros((0, cols), np.float32)
-    try:
-        a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be numeric [N, {cols}], got {x!r:.100}") from e
-    if a.size == 0:
-        return np.zeros((0, cols), np.float32)
-    if a.ndim == 1 and a.shape[0] == cols:
-        a = a[None]
-    if a.ndim != 2 or a.shape[1] != cols:
-        raise ValueError(f"{name} must have shape [N, {cols}], got {a.shape}")
-    bad = ~np.isfinite(a).all(1)
-    if bad.any():
-        raise ValueError(f"{name} contain non-finite values: {a[bad].tolist()}")
-    return a
-
-
-def _validate_prompts(points: Any, point_labels: Any, boxes: Any, ori_shape: tuple[int, int]
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    h, w = ori_shape
-    pts = _as_array(points, "points", 2)
-    if point_labels is None:
-        labels = np.ones(len(pts), np.int64)
-    else:
-        lab = np.asarray(point_labels).reshape(-1)
-        if lab.shape[0] != len(pts):
-            raise ValueError(f"point_labels has {lab.shape[0]} entries for {len(pts)} points")
-        if not np.isin(lab, (0, 1)).all():
-            raise ValueError(f"point_labels must be 1 (positive) or 0 (negative), got {lab[~np.isin(lab, (0, 1))].tolist()}")
-        labels = lab.astype(np.int64)
-    outside = (pts[:, 0] < 0) | (pts[:, 0] > w) | (pts[:, 1] < 0) | (pts[:, 1] > h)
-    if outside.any():
-        raise ValueError(f"points outside the {w}x{h} image: {pts[outside].tolist()}")
-    bxs = _as_array(boxes, "boxes", 4)
-    bad = ((bxs[:, 0] < 0) | (bxs[:, 1] < 0) | (bxs[:, 2] > w) | (bxs[:, 3] > h)
-           | (bxs[:, 2] <= bxs[:, 0]) | (bxs[:, 3] <= bxs[:, 1]))
-    if bad.any():
-        raise ValueError(f"boxes must be xyxy with x1 < x2, y1 < y2 inside the {w}x{h} image, got {bxs[bad].tolist()}")
-    return pts, labels, bxs
 
 
 __all__ = ["OMGSegPredictor", "make_backend", "checkpoint_thresholds"]

@@ -10,7 +10,7 @@ Three image spaces (all sizes (h, w), pixels, x right / y down):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 import cv2
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import IMAGENET_MEAN, IMAGENET_STD
+from .model.prompt_encoder import points_to_boxes
 
 
 @dataclass(frozen=True)
@@ -93,4 +94,60 @@ def original_to_resized_xy(xy: np.ndarray, meta: ImageMeta) -> np.ndarray:
     return out.astype(np.float32)
 
 
-__all__ = ["ImageMeta", "validate_image", "resized_shape", "padded_shape", "preprocess", "original_to_resized_xy"]
+
+def point_prompt_boxes(xy: np.ndarray, meta: ImageMeta) -> np.ndarray:
+    """Point prompts [P, 2] xy in original pixels -> the official pseudo boxes [P, 4] xyxy, (x-3, y-3, x+3, y+3)
+    around each point's RESIZED-image position (the space the prompt encoder takes boxes in)."""
+    resized = original_to_resized_xy(np.asarray(xy, np.float32).reshape(-1, 2), meta)
+    return points_to_boxes(torch.from_numpy(resized)).numpy()
+
+
+def _prompt_array(x: Any, name: str, cols: int) -> np.ndarray:
+    if x is None:
+        return np.zeros((0, cols), np.float32)
+    try:
+        a = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be numeric [N, {cols}], got {x!r:.100}") from e
+    if a.size == 0:
+        return np.zeros((0, cols), np.float32)
+    if a.ndim == 1 and a.shape[0] == cols:
+        a = a[None]
+    if a.ndim != 2 or a.shape[1] != cols:
+        raise ValueError(f"{name} must have shape [N, {cols}], got {a.shape}")
+    bad = ~np.isfinite(a).all(1)
+    if bad.any():
+        raise ValueError(f"{name} contain non-finite values: {a[bad].tolist()}")
+    return a
+
+
+def validate_prompts(points: Any, point_labels: Any, boxes: Any, ori_shape: tuple[int, int]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check prompts given in ORIGINAL-image pixels (image size `ori_shape` (H0, W0)): points [P, 2] xy,
+    point_labels [P] (1 positive, 0 negative; None = all positive), boxes [B, 4] xyxy; a single point or box may
+    be given flat. Returns (points float [P, 2], labels int64 [P], boxes float [B, 4]); raises ValueError naming
+    the offending prompt (non-numeric, wrong shape, non-finite, outside the image, empty box)."""
+    h, w = ori_shape
+    pts = _prompt_array(points, "points", 2)
+    if point_labels is None:
+        labels = np.ones(len(pts), np.int64)
+    else:
+        lab = np.asarray(point_labels).reshape(-1)
+        if lab.shape[0] != len(pts):
+            raise ValueError(f"point_labels has {lab.shape[0]} entries for {len(pts)} points")
+        if not np.isin(lab, (0, 1)).all():
+            raise ValueError(f"point_labels must be 1 (positive) or 0 (negative), got {lab[~np.isin(lab, (0, 1))].tolist()}")
+        labels = lab.astype(np.int64)
+    outside = (pts[:, 0] < 0) | (pts[:, 0] > w) | (pts[:, 1] < 0) | (pts[:, 1] > h)
+    if outside.any():
+        raise ValueError(f"points outside the {w}x{h} image: {pts[outside].tolist()}")
+    bxs = _prompt_array(boxes, "boxes", 4)
+    bad = ((bxs[:, 0] < 0) | (bxs[:, 1] < 0) | (bxs[:, 2] > w) | (bxs[:, 3] > h)
+           | (bxs[:, 2] <= bxs[:, 0]) | (bxs[:, 3] <= bxs[:, 1]))
+    if bad.any():
+        raise ValueError(f"boxes must be xyxy with x1 < x2, y1 < y2 inside the {w}x{h} image, got {bxs[bad].tolist()}")
+    return pts, labels, bxs
+
+
+__all__ = ["ImageMeta", "validate_image", "validate_prompts", "resized_shape", "padded_shape", "preprocess",
+           "original_to_resized_xy", "point_prompt_boxes"]

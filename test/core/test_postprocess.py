@@ -171,8 +171,7 @@ def test_case2_prompt_masks_and_point_boxes(golden):
     """Official prompt path: sigmoid(mask upsampled to ori_shape) > 0.5 from the stored fp32 final logits; and
     our original-pixel points -> resized-pixel pseudo boxes equal the official prompt coordinates."""
     from omg_seg_core.postprocess import prompt_postprocess
-    from omg_seg_core.predictor import _point_boxes
-    from omg_seg_core.preprocess import original_to_resized_xy
+    from omg_seg_core.preprocess import original_to_resized_xy, point_prompt_boxes
 
     c2 = golden["outputs"]["case2_prompts"]
     im = golden["inputs"]["img_meta"]
@@ -184,7 +183,7 @@ def test_case2_prompt_masks_and_point_boxes(golden):
     pr = golden["inputs"]["prompts"]
     sx, sy = meta.scale_xy
     pts_ori = pr["points_xy"].numpy() / np.array([sx, sy])
-    np.testing.assert_allclose(_point_boxes(original_to_resized_xy(pts_ori, meta)), pr["point_coords"][3:].numpy(),
+    np.testing.assert_allclose(point_prompt_boxes(pts_ori, meta), pr["point_coords"][3:].numpy(),
                                atol=1e-4)
     boxes_ori = pr["boxes_xyxy"].numpy() / np.array([sx, sy, sx, sy])
     np.testing.assert_allclose(original_to_resized_xy(boxes_ori, meta), pr["point_coords"][:3].numpy(), atol=1e-4)
