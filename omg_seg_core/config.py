@@ -131,7 +131,7 @@ class TaskThresholds:
     """Post-processing knobs. Defaults are the official OMG-Seg test config (object_mask_thr 0.0, iou_thr 0.8,
     filter_low_score True, max_per_image 100), except for prompts: `prompt_source="decoder"`,
     `box_prompt_margin=-1` and `click_connected=False` give the official prompt outputs (prompt_select.py,
-    prompt_refine.py)."""
+    prompt_refine.py); and `split_apart_gap=-1` gives the official panoptic / instance segments (split_apart.py)."""
 
     object_mask_thr: float = 0.0     # panoptic: drop queries whose best class score is <= this
     iou_thr: float = 0.8             # panoptic: keep a segment when argmax area / (sigmoid>=0.5 area) >= this
@@ -146,6 +146,9 @@ class TaskThresholds:
                                      # of its width/height per side; < 0 keeps the whole mask (official)
     click_connected: bool = True     # prompt(): a click keeps the connected part of its mask under the click
                                      # (False: the whole mask, official); see prompt_refine.py
+    split_apart_gap: float = 0.025   # panoptic()/instances(): a thing mask in >= 2 places this far apart (fraction
+                                     # of the image's long side) becomes one segment per place; < 0: off (official)
+    split_apart_min_fraction: float = 0.2  # ... a place counts when it holds >= this share of the mask (split_apart.py)
 
     def __post_init__(self) -> None:
         if self.prompt_source not in PROMPT_SOURCES:
@@ -155,6 +158,13 @@ class TaskThresholds:
                              f"got {self.box_prompt_margin!r}")
         if not isinstance(self.click_connected, bool):
             raise ValueError(f"click_connected must be true or false, got {self.click_connected!r}")
+        for name in ("split_apart_gap", "split_apart_min_fraction"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+                raise ValueError(f"{name} must be a number, got {v!r}")
+        if not 0.0 < self.split_apart_min_fraction <= 0.5:
+            raise ValueError(f"split_apart_min_fraction must be in (0, 0.5] (two places of a mask must each hold that "
+                             f"share), got {self.split_apart_min_fraction!r}")
 
     def updated(self, **kw: Any) -> "TaskThresholds":
         unknown = set(kw) - {f.name for f in fields(self)}

@@ -33,6 +33,7 @@ from .preprocess import (ImageMeta, original_to_resized_xy, point_prompt_boxes, 
                          validate_prompts)
 from .prompt_refine import crop_to_boxes, keep_clicked_component
 from .prompt_select import choose_queries, replace_with_queries
+from .split_apart import split_apart_things
 from .runtime.backend import Backend, ImageFeatures
 from .structures import Segments
 from .text import TextEncoder, make_text_encoder
@@ -202,20 +203,26 @@ class OMGSegPredictor:
 
     # ---- closed-vocabulary tasks ---------------------------------------------------------------------------
     def panoptic(self) -> Segments:
-        """Official OMG-Seg panoptic fusion -> Segments (extra['panoptic_ids'] = official ids)."""
+        """Official OMG-Seg panoptic fusion -> Segments (extra['panoptic_ids'] = official ids), then thing masks
+        lying in far-apart places split into one segment each (thresholds.split_apart_gap; < 0: official)."""
         feats, meta = self._require()
         cls = self._class_logits()
+        th = self.thresholds
         with self._timed("postprocess"):
-            return panoptic_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names,
-                                        self.thresholds, query_feat=feats.query_feat[0])
+            seg = panoptic_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names, th,
+                                       query_feat=feats.query_feat[0])
+            return split_apart_things(seg, th.split_apart_gap, th.split_apart_min_fraction)
 
     def instances(self) -> Segments:
-        """Official instance results (top-k over queries x thing classes), best score first."""
+        """Official instance results (top-k over queries x thing classes), best score first; masks lying in
+        far-apart places split as in `panoptic()` (the pieces follow each other)."""
         feats, meta = self._require()
         cls = self._class_logits()
+        th = self.thresholds
         with self._timed("postprocess"):
-            return instance_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names,
-                                        self.thresholds, query_feat=feats.query_feat[0])
+            seg = instance_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names, th,
+                                       query_feat=feats.query_feat[0])
+            return split_apart_things(seg, th.split_apart_gap, th.split_apart_min_fraction)
 
     def semantic(self) -> Segments:
         """Mask2Former semantic inference -> one segment per present class (`Segments.semantic_map()`)."""

@@ -44,3 +44,34 @@ def test_shipped_model_quality_floor():
         m = evaluate_frames(pred, frames)
     low = {k: (round(m[k], 4), f) for k, f in FLOORS.items() if not (m[k] >= f)}
     assert not low, f"below the quality floor (measured, floor): {low}"
+
+
+def test_split_apart_cuts_the_official_segments_at_their_gaps_and_nothing_else():
+    """With the shipped model on held-out scenes: the default panoptic() (split_apart_gap 0.025) equals the official
+    output (split_apart_gap < 0) except that some thing segments are cut into pieces whose union is the official
+    mask, with the same query, class and score."""
+    import numpy as np
+
+    from omg_seg_core.data.synth import world
+    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.train.synth_eval import heldout_frames
+
+    pred = OMGSegPredictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())
+    default = pred.thresholds
+    assert default.split_apart_gap > 0
+    added = 0
+    with torch.inference_mode():
+        for frame in heldout_frames(20, seed=21):
+            pred.set_image(frame.rgb)
+            pred.thresholds = default.updated(split_apart_gap=-1)
+            off = pred.panoptic()
+            pred.thresholds = default
+            on = pred.panoptic()
+            added += on.extra["split_apart"]
+            assert len(on) == len(off) + on.extra["split_apart"]
+            for i in range(len(off)):
+                rows = np.flatnonzero(on.query_index == off.query_index[i])
+                np.testing.assert_array_equal(on.masks[rows].any(0), off.masks[i])
+                assert set(on.class_ids[rows]) == {off.class_ids[i]} and set(on.scores[rows]) == {off.scores[i]}
+                assert len(rows) == 1 or off.is_thing[i]
+    assert added > 0, "no segment was split on these 20 scenes: the test no longer exercises split_apart"

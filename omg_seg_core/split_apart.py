@@ -1,0 +1,121 @@
+"""Thing segments whose mask lies in two or more places far apart become one segment per place (not official).
+
+A small model's object query sometimes answers for two look-alike objects at once: one mask covering two green
+cylinders 60 px apart, so panoptic quality counts one false positive and two misses, and the tracker sees one
+object jump between them. `split_apart_things` cuts such a mask at its gaps:
+
+- the mask's 8-connected parts are found inside its box; a part is *large* when it holds at least
+  `min_fraction` of the mask's pixels;
+- large parts closer than `gap` x the image's long side (box-to-box distance; 0.025 = 8 px at 320x240) stay
+  together, so an object cut in two by a thin occluder stays one segment;
+- when two or more groups remain, each becomes a segment; small parts join the group of the nearest large part
+  (centroid distance), so no pixel is dropped. Each piece keeps the segment's score, class, query index and
+  embedding; the first (largest) piece keeps its panoptic id, the others get new thing ids (class + k * 1000,
+  k continuing the official numbering).
+
+Measured with the shipped omg-seg-tiny (docs/predictor.md, models/MODEL_CARD.md). Stuff segments are never split.
+`TaskThresholds.split_apart_gap` < 0 switches it off (the official output).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import cv2
+import numpy as np
+
+from .structures import Segments
+
+
+def _box_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """Distance in pixels between two xyxy boxes (0 when they touch or overlap)."""
+    dx = max(0.0, max(a[0], b[0]) - min(a[2], b[2]))
+    dy = max(0.0, max(a[1], b[1]) - min(a[3], b[3]))
+    return max(dx, dy)
+
+
+def _groups(boxes: np.ndarray, gap_px: float) -> list[int]:
+    """Group label per box [K, 4]: boxes closer than gap_px (transitively) share a group."""
+    group = list(range(len(boxes)))
+
+    def find(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            if _box_gap(boxes[i], boxes[j]) < gap_px:
+                group[find(i)] = find(j)
+    return [find(i) for i in range(len(boxes))]
+
+
+def split_mask(mask: np.ndarray, gap_px: float, min_fraction: float) -> list[np.ndarray]:
+    """Pieces (bool masks like `mask`, largest first) of one bool [H, W] mask; [mask] when it stays whole."""
+    ys, xs = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+    if ys.size == 0:
+        return [mask]
+    y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    crop = np.ascontiguousarray(mask[y0:y1, x0:x1], np.uint8)
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(crop, connectivity=8)
+    if n <= 2:  # background + one part
+        return [mask]
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    large = np.flatnonzero(areas >= min_fraction * areas.sum())
+    if large.size < 2:
+        return [mask]
+    x, y, w, h = (stats[1 + large, k] for k in (cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH,
+                                                 cv2.CC_STAT_HEIGHT))
+    group_of_large = _groups(np.stack([x, y, x + w, y + h], 1).astype(np.float64), gap_px)
+    if len(set(group_of_large)) < 2:
+        return [mask]
+    # every part (large or small) joins the group of its nearest large part
+    d = np.linalg.norm(centroids[1:, None, :] - centroids[1 + large][None, :, :], axis=2)   # [parts, large]
+    part_group = np.asarray(group_of_large)[d.argmin(1)]
+    lut = np.concatenate([[-1], part_group])                                          # label -> group
+    group_map = lut[labels]
+    pieces = []
+    for g in sorted(set(group_of_large), key=lambda g: -int(areas[part_group == g].sum())):
+        piece = np.zeros_like(mask, dtype=bool)
+        piece[y0:y1, x0:x1] = group_map == g
+        pieces.append(piece)
+    return pieces
+
+
+def split_apart_things(seg: Segments, gap: float, min_fraction: float) -> Segments:
+    """Split thing segments of `seg` (masks bool [N, H, W]) into their far-apart pieces (module docstring).
+
+    gap: box-to-box distance between pieces, as a fraction of the image's long side; < 0 returns `seg` unchanged.
+    min_fraction: share of a mask's pixels a part needs to count as a piece of its own.
+    Returns a new Segments (pieces of a row follow each other in the row's place) with
+    `extra["split_apart"]` = number of segments added; `seg` itself is not modified.
+    """
+    if gap < 0 or len(seg) == 0:
+        return seg
+    gap_px = gap * max(seg.image_size)
+    rows: list[int] = []
+    masks: list[np.ndarray] = []
+    for i in range(len(seg)):
+        pieces = split_mask(seg.masks[i], gap_px, min_fraction) if seg.is_thing[i] else [seg.masks[i]]
+        rows += [i] * len(pieces)
+        masks += pieces
+    added = len(rows) - len(seg)
+    if added == 0:
+        return replace(seg, extra={**seg.extra, "split_apart": 0})
+    out = replace(seg.select(rows), masks=np.stack(masks), boxes=None)  # boxes recomputed from the pieces
+    pids = seg.extra.get("panoptic_ids")
+    if pids is not None and len(pids) == len(seg):
+        pids = np.asarray(pids, np.int64)
+        things = pids[seg.is_thing]
+        k = int((things // 1000).max()) + 1 if things.size else 1
+        new = pids[rows].copy()
+        for j in range(1, len(rows)):
+            if rows[j] == rows[j - 1]:  # a further piece of the same segment
+                new[j] = int(seg.class_ids[rows[j]]) + 1000 * k
+                k += 1
+        out.extra["panoptic_ids"] = new
+    out.extra["split_apart"] = added
+    return out
+
+
+__all__ = ["split_apart_things", "split_mask"]
