@@ -2,6 +2,7 @@
 
     scripts/with_env.sh .venv/bin/python benchmarks/predictor_loop.py                    # torch + onnxruntime, 2 threads
     scripts/with_env.sh .venv/bin/python benchmarks/predictor_loop.py --backends onnxruntime --threads 1 2
+    scripts/with_env.sh .venv/bin/python benchmarks/predictor_loop.py --thresholds split_apart_gap=-1   # official segments
 
 What the node pays per frame for its default task (the issue #3 speed bar), unlike benchmarks/backends.py, which
 times the image graph alone: preprocessing, image graph and panoptic post-processing through `OMGSegPredictor`, on
@@ -20,21 +21,26 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from omg_seg_core.cli import parse_overrides  # noqa: E402
 from omg_seg_core.predictor import OMGSegPredictor  # noqa: E402
 from omg_seg_core.runtime.allocator import tune_allocator  # noqa: E402
 from omg_seg_core.train.synth_eval import heldout_frames, measure_speed  # noqa: E402
 
 
-def measure(backend: str, threads: int, frames: list, reps: int, spinning: bool = False) -> dict[str, float]:
+def measure(backend: str, threads: int, frames: list, reps: int, spinning: bool = False,
+            thresholds: Optional[dict] = None) -> dict[str, float]:
     """`measure_speed` (the loop `omg-seg-eval-synth --speed` runs) for one backend at `threads` threads."""
     torch.set_num_threads(threads)
     kw = {"threads": threads, "spinning": spinning} if backend == "onnxruntime" else {}
-    return measure_speed(OMGSegPredictor("omg_seg_tiny", backend=backend, **kw), frames, repeats=reps)
+    pred = OMGSegPredictor("omg_seg_tiny", backend=backend, **kw)
+    pred.set_thresholds(**(thresholds or {}))
+    return measure_speed(pred, frames, repeats=reps)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -48,12 +54,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--json", default="benchmarks/results/predictor_loop.json")
+    ap.add_argument("--thresholds", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="TaskThresholds overrides, e.g. split_apart_gap=-1 (the official segments)")
     ap.add_argument("--no-malloc-tuning", action="store_true",
                     help="leave glibc malloc at its defaults (the node tunes it: omg_seg_core/runtime/allocator.py)")
     args = ap.parse_args(argv)
+    thresholds = parse_overrides(args.thresholds, "--thresholds")
     malloc = None if args.no_malloc_tuning else tune_allocator()
     frames = heldout_frames(args.images, seed=args.seed)
-    rows = [dict(backend=b, threads=t, **measure(b.split("-")[0], t, frames, args.reps, spinning=b.endswith("spinning")))
+    rows = [dict(backend=b, threads=t, **measure(b.split("-")[0], t, frames, args.reps, spinning=b.endswith("spinning"),
+                                  thresholds=thresholds))
             for t in args.threads for b in args.backends]
     print(f"{'backend':<20} {'threads':>7} {'total ms':>9} {'graph ms':>9} {'post ms':>8} {'vs eager':>9} "
           f"{'prompt ms':>9} {'text ms':>8}")
@@ -66,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['postprocess_ms']:>8.1f} {ratio:>9} {r['prompt_ms']:>9.1f} {r['text_ms']:>8.1f}")
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"malloc tuning: {malloc or 'off'}; peak RSS {rss_mb:.0f} MB")
-    out = {"rows": rows, "images": args.images, "seed": args.seed, "reps": args.reps, "malloc_tuning": malloc,
+    out = {"rows": rows, "thresholds": thresholds, "images": args.images, "seed": args.seed, "reps": args.reps, "malloc_tuning": malloc,
            "peak_rss_mb": rss_mb, "machine": platform.node(), "processor": platform.processor(), "torch": torch.__version__,
            "date": time.strftime("%Y-%m-%d")}
     if args.json:
