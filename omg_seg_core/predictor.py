@@ -215,14 +215,16 @@ class OMGSegPredictor:
 
     def instances(self) -> Segments:
         """Official instance results (top-k over queries x thing classes), best score first; masks lying in
-        far-apart places split as in `panoptic()` (the pieces follow each other)."""
+        far-apart places split as in `panoptic()` (the pieces follow each other), then cut to max_per_image."""
         feats, meta = self._require()
         cls = self._class_logits()
         th = self.thresholds
         with self._timed("postprocess"):
             seg = instance_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names, th,
                                        query_feat=feats.query_feat[0])
-            return split_apart_things(seg, th.split_apart_gap, th.split_apart_min_fraction)
+            seg = split_apart_things(seg, th.split_apart_gap, th.split_apart_min_fraction)
+            # still at most max_per_image results, as the official output (pieces are in score order)
+            return seg.select(np.arange(th.max_per_image)) if len(seg) > th.max_per_image else seg
 
     def semantic(self) -> Segments:
         """Mask2Former semantic inference -> one segment per present class (`Segments.semantic_map()`)."""

@@ -34,6 +34,16 @@ def scene(seed: int = 0) -> np.ndarray:
     return img
 
 
+def object_scene(seed: int = 5) -> tuple[np.ndarray, list[float]]:
+    """A generated robot-workspace frame (320x240) and the xyxy box of its largest object: a prompt on it must
+    return a thing the shipped model knows (rectangles on grey may be answered with a stuff class)."""
+    from omg_seg_core.train.synth_eval import heldout_frames
+
+    frame = heldout_frames(1, seed=seed)[0]
+    x, y, w, h = max((s for s in frame.segments if s.is_thing), key=lambda s: s.area).bbox
+    return frame.rgb, [float(x), float(y), float(x + w), float(y + h)]
+
+
 def wait_matched(pub, timeout: float = DISCOVERY_TIMEOUT) -> None:
     end = time.monotonic() + timeout
     while pub.get_subscription_count() == 0:
@@ -424,15 +434,16 @@ def test_prompt_target_is_followed_and_removed(client, seg_node):
     cam = Camera(client)
     col = client.collector(SegmentArray, f"{NS}/output/targets")
     try:
-        t = cam.send(scene(5))
+        rgb, box = object_scene()
+        t = cam.send(rgb)
         time.sleep(1.5)
-        r = call(client, "segment_prompt", prompt_req(boxes=[40, 40, 200, 180], track=True))
+        r = call(client, "segment_prompt", prompt_req(boxes=box, track=True))
         assert r.success, r.message
         ids = [s.id for s in r.segments.segments if s.id > 0]
         assert len(ids) == 1, r.message
         end = time.monotonic() + 60
         while not col.msgs and time.monotonic() < end:
-            cam.send(scene(5))
+            cam.send(rgb)
             time.sleep(0.5)
         m = col.wait(timeout=30)[-1]
         assert m.task == "targets" and [s.id for s in m.segments] == ids and stamp(m) > t
