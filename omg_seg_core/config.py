@@ -141,6 +141,8 @@ class TaskThresholds:
     instance_score_thr: float = 0.0  # instances: drop results below this score (0 keeps the official behaviour)
     text_max_results: int = 1        # text(): default number of masks returned
     text_score_thr: float = 0.0      # text(): drop matches below this score
+    text_position_rel: float = 0.35  # text() with position words ("the left mug"): candidates are the matches
+                                     # scoring >= this x the best one (text/position.py)
     prompt_source: str = "auto"      # prompt(): auto | decoder (official) | queries (see prompt_select.py)
     box_prompt_margin: float = 0.1   # prompt(): box prompts keep mask pixels within the box grown by this fraction
                                      # of its width/height per side; < 0 keeps the whole mask (official)
@@ -162,6 +164,9 @@ class TaskThresholds:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
                 raise ValueError(f"{name} must be a number, got {v!r}")
+        if isinstance(self.text_position_rel, bool) or not isinstance(self.text_position_rel, (int, float)) \
+                or not 0.0 <= self.text_position_rel <= 1.0:
+            raise ValueError(f"text_position_rel must be a number in [0, 1], got {self.text_position_rel!r}")
         if not 0.0 < self.split_apart_min_fraction <= 0.5:
             raise ValueError(f"split_apart_min_fraction must be in (0, 0.5] (two places of a mask must each hold that "
                              f"share), got {self.split_apart_min_fraction!r}")

@@ -37,6 +37,7 @@ from .split_apart import split_apart_things
 from .runtime.backend import Backend, ImageFeatures
 from .structures import Segments
 from .text import TextEncoder, make_text_encoder
+from .text.position import pick_candidate, split_position
 from .text.query import extract_phrase, phrase_scores
 from .text.vocabulary import Vocabulary, class_embeddings, embed_synonyms, load_vocabulary
 
@@ -309,17 +310,21 @@ class OMGSegPredictor:
 
         query: e.g. "segment the red box" (command words are stripped); max_results: default
         thresholds.text_max_results. Results below thresholds.text_score_thr and empty masks are dropped.
+        Position words ("the left mug", "the second red box from the right") are resolved geometrically
+        (text/position.py): one result, the match at that rank by mask-centroid x, or none when fewer matches
+        are found; extra["position"] says what was parsed.
         class_ids are -1 (the phrase is not a vocabulary class), class_names the phrase.
         """
         feats, meta = self._require()
         phrase = extract_phrase(query)
+        base, position = split_position(phrase)
         n = self.thresholds.text_max_results if max_results is None else max_results
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
             raise ValueError(f"max_results must be a positive integer, got {max_results!r}")
         with self._timed("text_encode"):
-            p_emb = self._phrase_embedding(phrase)
+            p_emb = self._phrase_embedding(base)
         with self._timed("text_score"):
-            dup = next((i for i, syns in enumerate(self._vocab.synonyms()) if phrase in syns), None)
+            dup = next((i for i, syns in enumerate(self._vocab.synonyms()) if base in syns), None)
             region = None
             if self.cfg.has_clip_head and feats.clip_feat is not None:
                 region = self._region_embed(feats)
@@ -327,9 +332,19 @@ class OMGSegPredictor:
                                    region, self.cfg.ensemble_alpha_seen, self.cfg.ensemble_alpha_unseen).cpu()
         with self._timed("postprocess"):
             order = torch.sort(scores, descending=True, stable=True).indices
-            order = order[scores[order] >= self.thresholds.text_score_thr][: n + 4].tolist()
+            top = n + 4 if position is None else 8  # a position picks among several matches
+            order = order[scores[order] >= self.thresholds.text_score_thr][:top].tolist()
             masks = masks_for_queries(feats.mask_logits[0], order, meta, self.thresholds)
-            keep = [i for i in range(len(order)) if masks[i].any()][:n]
+            keep = [i for i in range(len(order)) if masks[i].any()]
+            if position is None:
+                keep = keep[:n]
+            else:
+                th = self.thresholds
+                found = pick_candidate(masks[keep], scores[order].numpy()[keep], position, th.text_position_rel,
+                                       th.split_apart_gap * max(meta.ori_shape), th.split_apart_min_fraction)
+                keep = [] if found is None else [keep[found[0]]]
+                if found is not None:
+                    masks[keep[0]] = found[1]
             qidx = [order[i] for i in keep]
             seg = Segments(masks=masks[keep], scores=scores[qidx].numpy(), class_ids=np.full(len(keep), -1),
                            class_names=[phrase] * len(keep), is_thing=np.ones(len(keep), bool),
@@ -337,6 +352,8 @@ class OMGSegPredictor:
                            embeddings=feats.query_feat[0, qidx].float().cpu().numpy() if qidx else
                            np.zeros((0, feats.query_feat.shape[-1]), np.float32), task="text")
         seg.extra.update(query=query, phrase=phrase)
+        if position is not None:
+            seg.extra["position"] = {"side": position.side, "rank": position.rank, "described": base}
         return seg
 
     # ---- internals -----------------------------------------------------------------------------------------

@@ -75,3 +75,29 @@ def test_split_apart_cuts_the_official_segments_at_their_gaps_and_nothing_else()
                 assert set(on.class_ids[rows]) == {off.class_ids[i]} and set(on.scores[rows]) == {off.scores[i]}
                 assert len(rows) == 1 or off.is_thing[i]
     assert added > 0, "no segment was split on these 20 scenes: the test no longer exercises split_apart"
+
+
+def test_text_requests_with_position_words_find_their_object():
+    """Held-out positional phrases ("the left large blue cone", "the second from the left red box"; seed 21, 60
+    scenes, 15 phrases): resolved by mask-centroid order among the described object's matches, measured 0.667
+    top-1 (one phrase = 0.067) with stage 11; the text embedding alone managed 0.333 on the same phrases."""
+    from omg_seg_core.data.synth import world
+    from omg_seg_core.eval.prompts import mask_iou
+    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.train.synth_eval import POSITION_WORDS, heldout_frames
+
+    pred = OMGSegPredictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())
+    hits, n = 0, 0
+    with torch.inference_mode():
+        for frame in heldout_frames(60, seed=21):
+            phrases = [(s, m) for s, m in zip(frame.segments, frame.masks()) if s.is_thing and s.phrase_unique
+                       and s.phrase and any(w in POSITION_WORDS for w in s.phrase.split())]
+            if not phrases:
+                continue
+            pred.set_image(frame.rgb)
+            for seg, m in phrases:
+                res = pred.text(seg.phrase)
+                assert "position" in res.extra, f"{seg.phrase!r}: position words not recognised"
+                n += 1
+                hits += len(res) == 1 and mask_iou(res.masks[0], m) >= 0.5
+    assert n >= 10 and hits / n >= 0.6, f"{hits} of {n}"
