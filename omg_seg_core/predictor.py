@@ -33,7 +33,7 @@ from .preprocess import (ImageMeta, original_to_resized_xy, point_prompt_boxes, 
                          validate_prompts)
 from .prompt_refine import crop_to_boxes, keep_clicked_component
 from .prompt_select import choose_queries, replace_with_queries
-from .split_apart import split_apart_things
+from .split_apart import gap_pixels, split_apart_things
 from .runtime.backend import Backend, ImageFeatures
 from .structures import Segments
 from .text import TextEncoder, make_text_encoder
@@ -341,7 +341,7 @@ class OMGSegPredictor:
             else:
                 th = self.thresholds
                 found = pick_candidate(masks[keep], scores[order].numpy()[keep], position, th.text_position_rel,
-                                       th.split_apart_gap * max(meta.ori_shape), th.split_apart_min_fraction)
+                                       gap_pixels(th.split_apart_gap, meta.ori_shape), th.split_apart_min_fraction)
                 keep = [] if found is None else [keep[found[0]]]
                 if found is not None:
                     masks[keep[0]] = found[1]

@@ -50,6 +50,11 @@ def _groups(boxes: np.ndarray, gap_px: float) -> list[int]:
     return [find(i) for i in range(len(boxes))]
 
 
+def gap_pixels(gap: float, image_size: tuple[int, int]) -> float:
+    """`split_apart_gap` (a fraction of the long side of an (H, W) image; < 0 = off) in pixels (< 0 = off)."""
+    return gap * max(image_size)
+
+
 def split_mask(mask: np.ndarray, gap_px: float, min_fraction: float) -> list[np.ndarray]:
     """Pieces (bool masks like `mask`, largest first) of one bool [H, W] mask; [mask] when it stays whole."""
     ys, xs = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
@@ -92,7 +97,7 @@ def split_apart_things(seg: Segments, gap: float, min_fraction: float) -> Segmen
     """
     if gap < 0 or len(seg) == 0:
         return seg
-    gap_px = gap * max(seg.image_size)
+    gap_px = gap_pixels(gap, seg.image_size)
     rows: list[int] = []
     masks: list[np.ndarray] = []
     for i in range(len(seg)):
@@ -118,4 +123,4 @@ def split_apart_things(seg: Segments, gap: float, min_fraction: float) -> Segmen
     return out
 
 
-__all__ = ["split_apart_things", "split_mask"]
+__all__ = ["split_apart_things", "split_mask", "gap_pixels"]

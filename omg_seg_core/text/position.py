@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..eval.prompts import mask_iou
 from ..split_apart import split_mask
 
 _ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5,
@@ -73,11 +74,6 @@ def pick_by_position(masks: np.ndarray, position: Position) -> Optional[int]:
     return int(order[position.rank])
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 0.0
-
-
 def pick_candidate(masks: np.ndarray, scores: np.ndarray, position: Position, rel: float, gap_px: float,
                    min_fraction: float) -> Optional[tuple[int, np.ndarray]]:
     """The object at `position` among the matches of the described object.
@@ -94,7 +90,7 @@ def pick_candidate(masks: np.ndarray, scores: np.ndarray, position: Position, re
         if scores[i] < rel * scores[0]:
             break
         for piece in (split_mask(masks[i], gap_px, min_fraction) if gap_px >= 0 else [masks[i]]):
-            if all(_iou(piece, q) <= 0.5 for _, q in pieces):
+            if all(mask_iou(piece, q) <= 0.5 for _, q in pieces):
                 pieces.append((i, piece))
     k = pick_by_position(np.stack([q for _, q in pieces]), position)
     return None if k is None else pieces[k]
