@@ -131,7 +131,8 @@ class TaskThresholds:
     """Post-processing knobs. Defaults are the official OMG-Seg test config (object_mask_thr 0.0, iou_thr 0.8,
     filter_low_score True, max_per_image 100), except for prompts: `prompt_source="decoder"`,
     `box_prompt_margin=-1` and `click_connected=False` give the official prompt outputs (prompt_select.py,
-    prompt_refine.py); and `split_apart_gap=-1` gives the official panoptic / instance segments (split_apart.py)."""
+    prompt_refine.py); `split_apart_gap=-1` gives the official panoptic / instance segments (split_apart.py); and
+    `edge_refine_radius=0` the official mask borders (edge_refine.py)."""
 
     object_mask_thr: float = 0.0     # panoptic: drop queries whose best class score is <= this
     iou_thr: float = 0.8             # panoptic: keep a segment when argmax area / (sigmoid>=0.5 area) >= this
@@ -151,6 +152,10 @@ class TaskThresholds:
     split_apart_gap: float = 0.025   # panoptic()/instances(): a thing mask in >= 2 places this far apart (fraction
                                      # of the image's long side) becomes one segment per place; < 0: off (official)
     split_apart_min_fraction: float = 0.2  # ... a place counts when it holds >= this share of the mask (split_apart.py)
+    edge_refine_radius: int = 2      # every task: mask borders snapped to colour edges by a guided filter with this
+                                     # window radius in cells of the 1/4-resolution mask grid; 0: off (official)
+    edge_refine_eps: float = 1e-4    # ... its regularisation (colour variance, intensities 0..1): smaller follows
+                                     # weaker edges (edge_refine.py)
 
     def __post_init__(self) -> None:
         if self.prompt_source not in PROMPT_SOURCES:
@@ -167,6 +172,13 @@ class TaskThresholds:
         if isinstance(self.text_position_rel, bool) or not isinstance(self.text_position_rel, (int, float)) \
                 or not 0.0 <= self.text_position_rel <= 1.0:
             raise ValueError(f"text_position_rel must be a number in [0, 1], got {self.text_position_rel!r}")
+        r = self.edge_refine_radius
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or r != int(r) or not 0 <= r <= 16:
+            raise ValueError(f"edge_refine_radius must be a whole number of mask cells in [0, 16] (0 = off), got {r!r}")
+        self.edge_refine_radius = int(r)
+        e = self.edge_refine_eps
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0.0 < e < 1.0:
+            raise ValueError(f"edge_refine_eps must be a number in (0, 1), got {e!r}")
         if not 0.0 < self.split_apart_min_fraction <= 0.5:
             raise ValueError(f"split_apart_min_fraction must be in (0, 0.5] (two places of a mask must each hold that "
                              f"share), got {self.split_apart_min_fraction!r}")

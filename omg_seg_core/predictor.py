@@ -33,6 +33,7 @@ from .preprocess import (ImageMeta, original_to_resized_xy, point_prompt_boxes, 
                          validate_prompts)
 from .prompt_refine import crop_to_boxes, keep_clicked_component
 from .prompt_select import choose_queries, replace_with_queries
+from .edge_refine import refine_segments
 from .split_apart import gap_pixels, split_apart_things
 from .runtime.backend import Backend, ImageFeatures
 from .structures import Segments
@@ -187,7 +188,7 @@ class OMGSegPredictor:
         """RGB uint8 [H, W, 3] -> run pre-processing and the image graph; cache the features."""
         validate_image(image)  # a rejected image keeps the previous one cached
         self.last_timings = {}
-        self._features = self._meta = self._cls_logits = None
+        self._features = self._meta = self._cls_logits = self._image = None
         with self._timed("preprocess"):
             # float32 here; each backend casts to its own precision (ORT/TensorRT may keep fp32 inputs)
             x, meta = preprocess(image, self.long_side, self.cfg.pad_size_divisor, self.device)
@@ -195,24 +196,27 @@ class OMGSegPredictor:
             feats = self.backend.run_image(x)
             _sync(self.device)
         self._features, self._meta = feats, meta
+        self._image = image.copy()  # the guide of edge refinement (callers may reuse their buffer)
         self.last_timings["set_image"] = self.last_timings["preprocess"] + self.last_timings["image_graph"]
 
     def release(self) -> None:
         """Free the cached features and the backend's device memory."""
-        self._features = self._meta = self._cls_logits = None
+        self._features = self._meta = self._cls_logits = self._image = None
         self.backend.release()
 
     # ---- closed-vocabulary tasks ---------------------------------------------------------------------------
     def panoptic(self) -> Segments:
         """Official OMG-Seg panoptic fusion -> Segments (extra['panoptic_ids'] = official ids), then thing masks
-        lying in far-apart places split into one segment each (thresholds.split_apart_gap; < 0: official)."""
+        lying in far-apart places split into one segment each (thresholds.split_apart_gap; < 0: official) and
+        borders snapped to colour edges (thresholds.edge_refine_radius; 0: official)."""
         feats, meta = self._require()
         cls = self._class_logits()
         th = self.thresholds
         with self._timed("postprocess"):
             seg = panoptic_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names, th,
                                        query_feat=feats.query_feat[0])
-            return split_apart_things(seg, th.split_apart_gap, th.split_apart_min_fraction)
+            seg = split_apart_things(seg, th.split_apart_gap, th.split_apart_min_fraction)
+            return self._edge_refine(seg, exclusive=True)
 
     def instances(self) -> Segments:
         """Official instance results (top-k over queries x thing classes), best score first; masks lying in
@@ -225,15 +229,18 @@ class OMGSegPredictor:
                                        query_feat=feats.query_feat[0])
             seg = split_apart_things(seg, th.split_apart_gap, th.split_apart_min_fraction)
             # still at most max_per_image results, as the official output (pieces are in score order)
-            return seg.select(np.arange(th.max_per_image)) if len(seg) > th.max_per_image else seg
+            seg = seg.select(np.arange(th.max_per_image)) if len(seg) > th.max_per_image else seg
+            return self._edge_refine(seg, exclusive=False)
 
     def semantic(self) -> Segments:
-        """Mask2Former semantic inference -> one segment per present class (`Segments.semantic_map()`)."""
+        """Mask2Former semantic inference -> one segment per present class (`Segments.semantic_map()`), borders
+        snapped to colour edges (thresholds.edge_refine_radius; 0: official)."""
         feats, meta = self._require()
         cls = self._class_logits()
         with self._timed("postprocess"):
-            return semantic_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names,
-                                        self.thresholds)
+            seg = semantic_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names,
+                                       self.thresholds)
+            return self._edge_refine(seg, exclusive=True)
 
     # ---- prompts -------------------------------------------------------------------------------------------
     def prompt(self, points: Optional[Any] = None, point_labels: Optional[Any] = None,
@@ -250,6 +257,7 @@ class OMGSegPredictor:
         thresholds.prompt_source ("auto" default, "decoder" = official, "queries") may answer a prompt with the
         object query under the click / fitting the box instead (prompt_select.py; not with negative points):
         its class score, class, query embedding and query_index; extra['prompt_source'] = "query" | "decoder".
+        Before that, borders are snapped to colour edges (thresholds.edge_refine_radius; 0: official).
         """
         feats, meta = self._require()
         pts, labels, bxs = validate_prompts(points, point_labels, boxes, meta.ori_shape)
@@ -273,7 +281,7 @@ class OMGSegPredictor:
                 seg = self._prefer_object_queries(seg, pos_pts, bxs)
             else:
                 seg.extra["prompt_source"] = ["decoder"] * n_pos
-            seg = self._refine_prompt_masks(seg, pos_pts, bxs)
+            seg = self._refine_prompt_masks(self._edge_refine(seg, exclusive=False), pos_pts, bxs)
         seg.extra["prompt_kind"] = ["point"] * len(pos_pts) + ["box"] * len(bxs)
         return seg
 
@@ -313,7 +321,8 @@ class OMGSegPredictor:
         Position words ("the left mug", "the second red box from the right") are resolved geometrically
         (text/position.py): one result, the match at that rank by mask-centroid x, or none when fewer matches
         are found; extra["position"] says what was parsed.
-        class_ids are -1 (the phrase is not a vocabulary class), class_names the phrase.
+        class_ids are -1 (the phrase is not a vocabulary class), class_names the phrase. Borders are snapped to
+        colour edges (thresholds.edge_refine_radius; 0: official).
         """
         feats, meta = self._require()
         phrase = extract_phrase(query)
@@ -351,12 +360,26 @@ class OMGSegPredictor:
                            query_index=np.array(qidx, np.int64),
                            embeddings=feats.query_feat[0, qidx].float().cpu().numpy() if qidx else
                            np.zeros((0, feats.query_feat.shape[-1]), np.float32), task="text")
+            seg = self._edge_refine(seg, exclusive=False)
         seg.extra.update(query=query, phrase=phrase)
         if position is not None:
             seg.extra["position"] = {"side": position.side, "rank": position.rank, "described": base}
         return seg
 
     # ---- internals -----------------------------------------------------------------------------------------
+    def _edge_refine(self, seg: Segments, exclusive: bool) -> Segments:
+        """Mask borders of `seg` snapped to the image's colour edges (edge_refine.py): a partition stays one
+        (`exclusive`: panoptic, semantic), other masks are refined one by one. The filter's coefficients are
+        computed on the mask grid (one cell = mask stride x original / resized pixels), so the cost follows the
+        model's resolution, not the camera's."""
+        th = self.thresholds
+        if th.edge_refine_radius <= 0 or len(seg) == 0 or self._image is None:
+            return seg
+        feats, meta = self._require()
+        cell = meta.pad_shape[1] / feats.mask_logits.shape[-1] * meta.ori_shape[1] / meta.img_shape[1]
+        return refine_segments(seg, self._image, th.edge_refine_radius, th.edge_refine_eps,
+                               subsample=max(1, round(cell)), exclusive=exclusive)
+
     def _require(self) -> tuple[ImageFeatures, ImageMeta]:
         if self._features is None or self._meta is None:
             raise RuntimeError("no image: call set_image(rgb_uint8) before a task")
