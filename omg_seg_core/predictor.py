@@ -18,7 +18,6 @@ import os
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -26,14 +25,14 @@ import torch
 from torch import nn
 
 from .config import ModelConfig, TaskThresholds, default_vocabulary_path
+from .edge_refine import refine_segments
 from .model.heads import classify
 from .postprocess import (instance_postprocess, masks_for_queries, panoptic_postprocess, prompt_postprocess,
                           semantic_postprocess)
 from .preprocess import (ImageMeta, original_to_resized_xy, point_prompt_boxes, preprocess, validate_image,
                          validate_prompts)
-from .prompt_refine import crop_to_boxes, keep_clicked_component
+from .prompt_refine import refine_prompt_masks
 from .prompt_select import choose_queries, replace_with_queries
-from .edge_refine import refine_segments
 from .split_apart import gap_pixels, split_apart_things
 from .runtime.backend import Backend, ImageFeatures
 from .structures import Segments
@@ -281,23 +280,9 @@ class OMGSegPredictor:
                 seg = self._prefer_object_queries(seg, pos_pts, bxs)
             else:
                 seg.extra["prompt_source"] = ["decoder"] * n_pos
-            seg = self._refine_prompt_masks(self._edge_refine(seg, exclusive=False), pos_pts, bxs)
+            seg = refine_prompt_masks(self._edge_refine(seg, exclusive=False), pos_pts, bxs, self.thresholds)
         seg.extra["prompt_kind"] = ["point"] * len(pos_pts) + ["box"] * len(bxs)
         return seg
-
-    def _refine_prompt_masks(self, seg: Segments, points: np.ndarray, boxes: np.ndarray) -> Segments:
-        """Box rows cut to their grown box, click rows to their clicked component (prompt_refine.py), as the
-        thresholds say; boxes recomputed. Rows: positive points, then boxes."""
-        th, n = self.thresholds, len(points)
-        cut_boxes, cut_clicks = len(boxes) > 0 and th.box_prompt_margin >= 0, n > 0 and th.click_connected
-        if not (cut_boxes or cut_clicks):
-            return seg
-        masks = seg.masks.copy()
-        if cut_clicks:
-            masks[:n] = keep_clicked_component(masks[:n], points)
-        if cut_boxes:
-            masks[n:] = crop_to_boxes(masks[n:], boxes, th.box_prompt_margin)
-        return replace(seg, masks=masks, boxes=None)
 
     def _prefer_object_queries(self, seg: Segments, points: np.ndarray, boxes: np.ndarray) -> Segments:
         """Replace prompt-decoder masks by the object query under the click / fitting the box where

@@ -11,8 +11,13 @@ masks' (original image) pixels; masks bool [N, H, W]. Both return copies and nev
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from scipy import ndimage
+
+from .config import TaskThresholds
+from .structures import Segments
 
 #: 8-connectivity: diagonal neighbours belong to the same part (thin diagonal structures stay whole).
 _EIGHT = np.ones((3, 3), bool)
@@ -59,4 +64,20 @@ def keep_clicked_component(masks: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["crop_to_boxes", "keep_clicked_component"]
+def refine_prompt_masks(seg: Segments, points: np.ndarray, boxes: np.ndarray, thresholds: TaskThresholds) -> Segments:
+    """`prompt()`'s answers (rows: positive points [P, 2], then boxes [B, 4]) with box rows cut to their grown box
+    and click rows to their clicked part, as `thresholds` say; boxes recomputed. `seg` itself is not modified."""
+    n = len(points)
+    cut_boxes = len(boxes) > 0 and thresholds.box_prompt_margin >= 0
+    cut_clicks = n > 0 and thresholds.click_connected
+    if not (cut_boxes or cut_clicks):
+        return seg
+    masks = seg.masks.copy()
+    if cut_clicks:
+        masks[:n] = keep_clicked_component(masks[:n], points)
+    if cut_boxes:
+        masks[n:] = crop_to_boxes(masks[n:], boxes, thresholds.box_prompt_margin)
+    return replace(seg, masks=masks, boxes=None)
+
+
+__all__ = ["crop_to_boxes", "keep_clicked_component", "refine_prompt_masks"]
