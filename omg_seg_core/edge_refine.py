@@ -127,12 +127,19 @@ class GuidedFilter:
 
 def refine_masks(image: np.ndarray, masks: np.ndarray, radius: int, eps: float, subsample: int = 1) -> np.ndarray:
     """Independent masks bool [N, H, W] -> bool [N, H, W], each filtered and cut at 0.5. A mask the filter would
-    empty (thinner than the window) is kept as it was."""
+    empty (thinner than the window) is kept as it was. Repeated masks are filtered once (`instances()` lists one
+    query's mask once per class it ranks high for)."""
     if radius <= 0 or len(masks) == 0:
         return masks
     gf = GuidedFilter(image, radius, eps, subsample)
     out = np.zeros_like(masks)
+    done: dict[bytes, int] = {}
     for i, m in enumerate(masks):
+        key = np.packbits(m).tobytes()
+        j = done.setdefault(key, i)
+        if j != i:
+            out[i] = out[j]
+            continue
         found = gf.filter_window(m)
         if found is not None:
             out[i][found[0]] = found[1] > 0.5

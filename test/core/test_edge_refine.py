@@ -122,3 +122,14 @@ def test_bad_filter_arguments_are_refused():
     for args in [(0, 1e-3, 1), (2, 0.0, 1), (2, 1e-3, 0)]:
         with pytest.raises(ValueError, match="guided filter needs"):
             GuidedFilter(img, *args)
+
+
+def test_repeated_masks_get_the_same_answer_as_alone():
+    """instances() lists a query's mask once per class: each distinct mask is filtered once, rows keep their order."""
+    img, square, disc = _scene()
+    a, b = np.roll(square, 2, axis=1), np.roll(disc, -2, axis=0)
+    alone = refine_masks(img, np.stack([a, b]), 2, 1e-4, 4)
+    rep = refine_masks(img, np.stack([a, b, a, b, a]), 2, 1e-4, 4)
+    for i, j in enumerate([0, 1, 0, 1, 0]):
+        np.testing.assert_array_equal(rep[i], alone[j])
+    assert not np.array_equal(alone[0], alone[1])
