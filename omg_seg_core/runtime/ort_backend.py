@@ -49,7 +49,8 @@ def default_providers(device: str = "cpu") -> list[str]:
 
 def _session_options(ort: Any, threads: Optional[int], spinning: bool) -> Any:
     """onnxruntime SessionOptions: `threads` intra-op threads (None = onnxruntime's default), all graph
-    optimisations, errors-only logging, idle workers sleeping unless `spinning`."""
+    optimisations, errors-only logging, idle workers sleeping unless `spinning` (then they spin while a run
+    lasts and stop when it returns)."""
     opts = ort.SessionOptions()
     if threads is not None:
         opts.intra_op_num_threads = threads
@@ -59,6 +60,8 @@ def _session_options(ort: Any, threads: Optional[int], spinning: bool) -> Any:
     # idle worker threads sleep instead of spinning: on a robot's busy CPU (and this shared machine) spinning
     # threads fight the other processes; measured 2 threads under load: 131 -> 89 ms for the small model
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    if spinning:  # spin only inside run(): idle workers would fight torch's post-processing threads between frames
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     return opts
 
 
