@@ -99,7 +99,8 @@ def build_pipeline(values: dict[str, Any], warn: Callable[[str], None] = log.war
         predictor = OMGSegPredictor(
             model, checkpoint=weights if isinstance(model, str) else None, backbone_weights=backbone_weights,
             backend=_backend_name(values.get("backend", "torch")), device=values.get("device", "cpu"),
-            dtype=values.get("dtype", "float32"), long_side=long_side, vocabulary=vocab, threads=threads)
+            dtype=values.get("dtype", "float32"), long_side=long_side, vocabulary=vocab, threads=threads,
+            spinning=bool(values.get("onnxruntime_spinning", False)))
         predictor.set_thresholds(**threshold_overrides(values))
     except (FileNotFoundError, ValueError, TypeError, KeyError, ImportError) as e:
         raise ModelLoadError(f"cannot load model '{cfg.name}' (backend {values.get('backend')}, device "

@@ -27,6 +27,8 @@ CORE: list[tuple[str, Any, str]] = [
     ("dtype", "float32", "float32 | float16 (GPU)"),
     ("input_long_side", 0, "resize the long image side to this before the model; 0 = the model's default"),
     ("cpu_threads", 0, "CPU threads for inference (torch intra-op, ONNX Runtime); 0 = the libraries' default"),
+    ("onnxruntime_spinning", False, "ONNX Runtime workers spin while a frame runs: faster on cores the node has to "
+                                    "itself, slower on a shared CPU"),
     ("task", "panoptic", "per-frame task: panoptic | instances | semantic"),
     ("vocabulary_file", "", "vocabulary YAML (things/stuff); '' = the checkpoint's vocabulary"),
     ("input.compressed", False, "subscribe to ~/input/image/compressed (sensor_msgs/CompressedImage)"),
@@ -49,7 +51,7 @@ RUNTIME_PREFIXES = ("outputs.", "tracking.")
 RUNTIME = {"task", "vocabulary_file", "qos.reliability", "qos.depth", "input.compressed", "diagnostics_period"}
 #: Stored, applied at the next configure (model weights must be reloaded).
 RECONFIGURE = {"model", "weights", "backbone_weights", "allow_random_weights", "backend", "device", "dtype",
-               "input_long_side", "cpu_threads"}
+               "input_long_side", "cpu_threads", "onnxruntime_spinning"}
 
 
 #: Thresholds that are fractions in [0, 1]. For these a negative parameter value means "the model's default": the

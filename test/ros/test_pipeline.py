@@ -93,7 +93,7 @@ def test_node_parameters_start_from_the_checkpoints_tuned_thresholds():
     assert build_pipeline({**values, "iou_thr": 0.8}).predictor.thresholds.iou_thr == 0.8
 
 
-def test_cpu_threads_parameter_sets_the_inference_threads():
+def test_cpu_threads_and_spinning_parameters_reach_the_inference_threads():
     import torch
 
     from omg_seg_ros.loader import build_pipeline
@@ -108,6 +108,11 @@ def test_cpu_threads_parameter_sets_the_inference_threads():
         (ort_backend,) = pipe.predictor.backend._by_size.values()  # the first size is built at load
         opts = ort_backend._sessions["image"].get_session_options()
         assert opts.intra_op_num_threads == 1
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # the default: sleep
+        pipe = build_pipeline({**values, "cpu_threads": 1, "backend": "onnxruntime", "onnxruntime_spinning": True})
+        (ort_backend,) = pipe.predictor.backend._by_size.values()
+        assert ort_backend._sessions["image"].get_session_options().get_session_config_entry(
+            "session.intra_op.allow_spinning") == "1"
         build_pipeline(values)  # cpu_threads 0 again: back to the count torch had before the first pipeline
         from omg_seg_ros import loader
 
