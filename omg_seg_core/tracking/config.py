@@ -31,6 +31,7 @@ class TrackerConfig:
     gate_class_thresholds: list[float] = field(default_factory=list)  # ... and their minimum S
     class_gating: bool = False          # True: forbid matching across classes. Off by default: panoptic
                                         # models flicker between similar classes, which would split tracks
+    tentative_penalty: float = 0.2      # association cost added to tentative tracks: confirmed ones win near-ties
     embedding_momentum: float = 0.5     # track embedding = m * old + (1 - m) * new (then re-normalised)
     iou_grid: int = 64                  # masks are compared on a grid whose long side has this many cells
     motion_horizon: int = 3             # IoU also tries the last mask moved by the track's velocity for up to this

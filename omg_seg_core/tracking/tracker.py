@@ -290,7 +290,10 @@ class Tracker:
         sim, ok = self.similarity(grids, counts, boxes, cls, emb, frame)
         # Prefer recently seen tracks on (near) ties: a small penalty per frame of absence.
         ages = np.array([t.age(frame) for t in self._tracks], np.float32)
-        cost = np.where(ok, 1.0 - sim + 1e-3 * ages[:, None], _FORBIDDEN)
+        # Confirmed tracks first: a tentative track (often a second query on the same object) pays a penalty.
+        tent = np.array([t.state == TENTATIVE for t in self._tracks], np.float32)
+        cost = np.where(ok, 1.0 - sim + 1e-3 * ages[:, None] + self.config.tentative_penalty * tent[:, None],
+                        _FORBIDDEN)
         rows, cols = linear_sum_assignment(cost)
         matches = [(int(r), int(c)) for r, c in zip(rows, cols) if ok[r, c]]
         matched = {c for _, c in matches}
