@@ -14,6 +14,12 @@ reporting seed 0), then check the chosen setting with eval_video:
 
 Prints one row per setting tried (IDF1, HOTA, IDSW/100 frames, MOTA) and the best setting as `--tracker`
 arguments for eval_video; writes everything to JSON.
+
+`--compare` skips the search and replays the default and each given setting on every seed of `--seeds` (a
+setting that must hold on several development seeds before it becomes a default, docs/tracking.md):
+
+    OMP_NUM_THREADS=1 scripts/with_env.sh .venv/bin/python benchmarks/tune_tracker.py --seeds 2 3 4 \
+        --compare "tentative_penalty=0" "tentative_penalty=0.05" "max_age=30 match_threshold=0.4"
 """
 from __future__ import annotations
 
@@ -68,6 +74,10 @@ def main() -> int:
     ap.add_argument("--passes", type=int, default=2, help="coordinate-descent passes over SEARCH")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--compare", nargs="+", default=None, metavar="'KEY=VALUE ...'",
+                    help="replay the default and these settings (each one quoted string of KEY=VALUE overrides) "
+                         "on every --seeds seed instead of searching")
+    ap.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds for --compare (default: --seed)")
     args = ap.parse_args()
 
     import torch
@@ -78,29 +88,39 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     size = (240, 320)
     predictor = OMGSegPredictor(args.model)
-    gen = SynthGenerator(size[1], size[0], split=args.split, seed=args.seed)
-    frames: list[list] = []
-    detections: dict[int, Segments] = {}
-    t0 = time.perf_counter()
-    try:
-        with tqdm(total=args.sequences * args.length, desc="model pass") as bar:
-            for s in range(args.sequences):
-                seq = []
-                for frame in gen.sequence(s, args.length):
-                    predictor.set_image(frame.rgb)
-                    detections[id(frame)] = _to_world_classes(predictor.panoptic(), world.CLASS_NAMES)
-                    seq.append(frame)
-                    bar.update()
-                frames.append(seq)
-    finally:
-        gen.close()
-    model_s = time.perf_counter() - t0
-    replay = Replay(frames)
 
-    def score(cfg: TrackerConfig) -> dict:
-        m = evaluate(lambda f: detections[id(f)], None, args.sequences, args.length, args.seed, args.split, size,
+    def model_pass(seed: int) -> tuple[Replay, dict[int, Segments], float]:
+        """The model over every frame of `seed`'s sequences once: frames + detections (keyed by frame object)."""
+        gen = SynthGenerator(size[1], size[0], split=args.split, seed=seed)
+        frames: list[list] = []
+        detections: dict[int, Segments] = {}
+        t0 = time.perf_counter()
+        try:
+            with tqdm(total=args.sequences * args.length, desc=f"model pass, seed {seed}") as bar:
+                for s in range(args.sequences):
+                    seq = []
+                    for frame in gen.sequence(s, args.length):
+                        predictor.set_image(frame.rgb)
+                        detections[id(frame)] = _to_world_classes(predictor.panoptic(), world.CLASS_NAMES)
+                        seq.append(frame)
+                        bar.update()
+                    frames.append(seq)
+        finally:
+            gen.close()
+        return Replay(frames), detections, time.perf_counter() - t0
+
+    def replay_score(cfg: TrackerConfig, seed: int, replay: Replay, detections: dict[int, Segments]) -> dict:
+        m = evaluate(lambda f: detections[id(f)], None, args.sequences, args.length, seed, args.split, size,
                      0, 10.0, cfg, (1,), log=lambda _: None, generator=replay)
         return {k: float(m[k]) for k in ("IDF1", "HOTA", "IDSW_per_100_frames", "MOTA")}
+
+    if args.compare is not None:
+        return compare(args, model_pass, replay_score)
+
+    replay, detections, model_s = model_pass(args.seed)
+
+    def score(cfg: TrackerConfig) -> dict:
+        return replay_score(cfg, args.seed, replay, detections)
 
     def key(r: dict) -> tuple:
         return (round(r["IDF1"], 4), round(r["HOTA"], 4))
@@ -146,6 +166,37 @@ def main() -> int:
             "split": args.split, "machine": platform.processor() or platform.machine(),
             "command": " ".join(["benchmarks/tune_tracker.py", *sys.argv[1:]]), "model_pass_s": model_s,
             "best_changes": changed, "best": best, "trials": rows}, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def compare(args: argparse.Namespace, model_pass: Any, replay_score: Any) -> int:
+    """The default and each `--compare` setting replayed on every seed; one row per setting, one column per seed."""
+    from omg_seg_core.cli import parse_overrides
+
+    default = TrackerConfig()
+    settings = [("default", default)]
+    for item in args.compare:
+        kw = parse_overrides(item.split(), "--compare")
+        settings.append((item, default.updated(**kw)))
+    seeds = args.seeds or [args.seed]
+    results: dict[str, dict[int, dict]] = {name: {} for name, _ in settings}
+    for seed in seeds:
+        replay, detections, _ = model_pass(seed)
+        for name, cfg in settings:
+            results[name][seed] = replay_score(cfg, seed, replay, detections)
+    print(f"\n{'setting':<40} " + " ".join(f"{'seed ' + str(s) + ' IDF1 / IDSW':>22}" for s in seeds)
+          + f" {'mean IDF1':>9}")
+    for name, _ in settings:
+        r = results[name]
+        cells = " ".join(f"{r[s]['IDF1']:>14.3f} / {r[s]['IDSW_per_100_frames']:5.1f}" for s in seeds)
+        print(f"{name:<40} {cells} {sum(r[s]['IDF1'] for s in seeds) / len(seeds):>9.3f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "model": args.model, "sequences": args.sequences, "length": args.length, "seeds": seeds,
+            "command": " ".join(["benchmarks/tune_tracker.py", *sys.argv[1:]]),
+            "results": {name: {str(s): v for s, v in r.items()} for name, r in results.items()}}, indent=2))
         print(f"wrote {args.json}")
     return 0
 
