@@ -52,6 +52,18 @@ class LossConfig:
     text_scale: float = 20.0              # inverse temperature of the referring contrastive loss
     prompts_per_image: int = 4            # prompt queries sampled from ground truth per image
     click_fraction: float = 0.5           # share of prompts that are single clicks (rest: boxes)
+    # Groups of interchangeable attribute words ([[red, green, ...], [small, large]]): every batch phrase with one
+    # such word swapped for another of its group ("pink box" for "red box") joins the referring contrastive loss
+    # as a negative, so a query must tell the attribute apart, not only the object (losses.attribute_negatives).
+    text_negative_words: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        groups = self.text_negative_words
+        if not isinstance(groups, list) or not all(
+                isinstance(g, list) and len(g) >= 2 and all(isinstance(w, str) and w and " " not in w for w in g)
+                for g in groups):
+            raise ValueError("loss.text_negative_words must be a list of word lists (>= 2 single words each), "
+                             f"got {groups!r}")
 
 
 @dataclass

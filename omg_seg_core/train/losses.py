@@ -6,7 +6,8 @@
 - Prompt queries (points/boxes from ground truth): the i-th prompt must produce the i-th target mask (no
   matching), same mask / class / objectness terms.
 - Referring text: contrastive (InfoNCE) between a matched query's class embedding and the phrase embeddings of
-  all distinct phrases in the batch.
+  all distinct phrases in the batch (plus, with loss.text_negative_words, their attribute-swapped variants as
+  negatives: `attribute_negatives`).
 - Video (frame pairs): InfoNCE between query features of the same object in the two frames (what the tracker
   uses as its appearance embedding).
 
@@ -127,6 +128,24 @@ def prompt_losses(class_logits: torch.Tensor, mask_logits: torch.Tensor, iou_log
             "p_obj": s * w.objectness * loss_obj}
 
 
+def attribute_negatives(phrases: list[str], groups: list[list[str]]) -> list[str]:
+    """Phrases made from `phrases` by swapping ONE word that belongs to a group in `groups` for another word of
+    that group ("red box" -> "green box", "small red box" -> "large red box"), without the given phrases
+    themselves, in a fixed order. groups: lists of interchangeable single words (loss.text_negative_words)."""
+    given = set(phrases)
+    out: dict[str, None] = {}
+    for p in phrases:
+        words = p.split()
+        for i, w in enumerate(words):
+            for g in groups:
+                if w in g:
+                    for alt in g:
+                        v = " ".join(words[:i] + [alt] + words[i + 1:])
+                        if alt != w and v not in given:
+                            out.setdefault(v, None)
+    return list(out)
+
+
 def contrastive_text_loss(query_embed: torch.Tensor, phrase_idx: torch.Tensor, phrase_embed: torch.Tensor,
                           scale: float) -> torch.Tensor:
     """InfoNCE of matched query class embeddings against all phrases of the batch.
@@ -176,5 +195,5 @@ def referring_retrieval_loss(query_scores: torch.Tensor, positives: torch.Tensor
 
 
 __all__ = ["LossWeights", "set_losses", "prompt_losses", "contrastive_text_loss", "pair_embedding_loss",
-           "referring_retrieval_loss",
+           "referring_retrieval_loss", "attribute_negatives",
            "point_mask_losses", "sample_uncertain_points", "dice_loss", "bce_loss"]

@@ -17,7 +17,7 @@ from ..text.vocabulary import VILD_TEMPLATES, Vocabulary, embed_synonyms
 from .config import LossConfig
 from .data import Batch
 from ..text.query import extract_phrase
-from .losses import (LossWeights, contrastive_text_loss, pair_embedding_loss, prompt_losses,
+from .losses import (LossWeights, attribute_negatives, contrastive_text_loss, pair_embedding_loss, prompt_losses,
                      referring_retrieval_loss, set_losses)
 from .matcher import HungarianMatcher, MatcherWeights
 
@@ -132,8 +132,11 @@ class CoTrainingLoss(nn.Module):
             if img_phr:
                 per_image.append((b, img_phr))
         if all_phr:
-            pe = phrase_embed(self.encoder, all_phr, self.trainable_text).to(dev)
-            loss_q2p = contrastive_text_loss(torch.stack(q_emb), torch.tensor(q_pid, device=dev), pe, cfg.text_scale)
+            negatives = attribute_negatives(all_phr, cfg.text_negative_words) if cfg.text_negative_words else []
+            pe_all = phrase_embed(self.encoder, all_phr + negatives, self.trainable_text).to(dev)
+            pe = pe_all[:len(all_phr)]
+            loss_q2p = contrastive_text_loss(torch.stack(q_emb), torch.tensor(q_pid, device=dev), pe_all,
+                                             cfg.text_scale)
             syns = self.vocab.synonyms()
             rows, pos_rows = [], []
             for b, img_phr in per_image:

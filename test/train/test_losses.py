@@ -1,7 +1,9 @@
 """Matcher and losses behave as Mask2Former's: perfect predictions cost ~0, permutations are recovered."""
+import pytest
 import torch
 
-from omg_seg_core.train.losses import (LossWeights, contrastive_text_loss, pair_embedding_loss,
+from omg_seg_core.train.config import LossConfig
+from omg_seg_core.train.losses import (LossWeights, attribute_negatives, contrastive_text_loss, pair_embedding_loss,
                                        referring_retrieval_loss, set_losses)
 from omg_seg_core.train.matcher import HungarianMatcher
 
@@ -46,3 +48,25 @@ def test_text_and_pair_losses_prefer_the_right_answer():
     scores = torch.tensor([[5.0, 0.0, -1.0]])
     pos = torch.tensor([[True, False, False]])
     assert referring_retrieval_loss(scores, pos) < referring_retrieval_loss(scores, pos.roll(1, 1))
+
+
+def test_attribute_negatives_swap_one_word_and_skip_the_batch_phrases():
+    groups = [["red", "blue", "green"], ["small", "large"]]
+    neg = attribute_negatives(["red box", "small blue ball", "blue box", "mug"], groups)
+    assert neg == ["green box", "large blue ball", "small red ball", "small green ball"]  # "blue box" is given
+    assert attribute_negatives(["red box"], []) == []
+
+
+def test_attribute_negatives_make_the_contrastive_loss_harder():
+    """A query embedding between "red box" and its negative "pink box" pays more once "pink box" is a column."""
+    red, pink, ball = torch.nn.functional.normalize(torch.tensor([[1.0, 0, 0], [0.8, 0.6, 0], [0, 0, 1.0]]), dim=1)
+    q = torch.nn.functional.normalize(red + 0.5 * pink, dim=0)[None]
+    batch_only = contrastive_text_loss(q, torch.tensor([0]), torch.stack([red, ball]), 20.0)
+    with_negative = contrastive_text_loss(q, torch.tensor([0]), torch.stack([red, ball, pink]), 20.0)
+    assert with_negative > batch_only + 0.1
+
+
+@pytest.mark.parametrize("bad", [[["red"]], ["red", "blue"], [["red", "light blue"]], [["red", 3]], "red"])
+def test_bad_negative_word_groups_are_refused(bad):
+    with pytest.raises(ValueError, match="text_negative_words"):
+        LossConfig(text_negative_words=bad)

@@ -166,3 +166,15 @@ def test_config_errors_name_file_and_key(tmp_path):
         load_train_config(p)
     with pytest.raises(FileNotFoundError):
         load_train_config(tmp_path / "missing.yaml")
+
+
+def test_attribute_negatives_enter_the_text_loss(tiny_data, tmp_path):
+    """Same seed and batch: with colour-swapped negatives the referring loss is larger (more columns to beat)."""
+    from omg_seg_core.data.synth import world
+    from omg_seg_core.train.trainer import Trainer
+
+    plain = Trainer(_cfg(tiny_data, tmp_path / "p")).train_step()
+    colours = "[" + ",".join(world.COLOUR_NAMES) + "]"
+    hard = Trainer(_cfg(tiny_data, tmp_path / "h", f"loss.text_negative_words=[{colours},[small,large]]")).train_step()
+    assert torch.isfinite(torch.tensor(hard["total"]))
+    assert hard["text"] > plain["text"]
