@@ -12,8 +12,9 @@ masks. Two ways to apply it:
 - `refine_partition`: non-overlapping masks (panoptic, semantic): every mask and the "no segment" area are
   filtered together and each pixel goes to the largest response (no overlaps appear, none disappear);
 - `refine_masks`: independent masks (prompts, text, instances): each is filtered and thresholded at 0.5.
-Large images use the fast guided filter (He & Sun 2015): coefficients at the model's input scale (`subsample`),
-applied at full resolution, so borders stay sharp and the cost stays near that of a model-sized image.
+The predictor uses the fast guided filter (He & Sun 2015): coefficients on the model's mask grid (`subsample` =
+camera pixels per mask cell), applied at the camera's resolution, so borders stay sharp and most of the cost
+follows the model's resolution, not the camera's.
 Shapes: image uint8 [H, W, 3] RGB; masks bool [N, H, W].
 """
 from __future__ import annotations

@@ -133,3 +133,15 @@ def test_repeated_masks_get_the_same_answer_as_alone():
     for i, j in enumerate([0, 1, 0, 1, 0]):
         np.testing.assert_array_equal(rep[i], alone[j])
     assert not np.array_equal(alone[0], alone[1])
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 3), (5, 1), (7, 9)])
+@pytest.mark.parametrize("subsample", [1, 4])
+def test_images_smaller_than_the_window_work(h, w, subsample):
+    img = np.random.default_rng(h * w).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    m = np.zeros((2, h, w), bool)
+    m[0, 0, 0] = True
+    m[1] = ~m[0]
+    assert refine_masks(img, m, 2, 1e-4, subsample).shape == (2, h, w)
+    part = refine_partition(img, m, 2, 1e-4, subsample)
+    assert (part.sum(0) == 1).all() and part.any(axis=(1, 2)).all()
