@@ -173,7 +173,8 @@ class TaskThresholds:
                 or not 0.0 <= self.text_position_rel <= 1.0:
             raise ValueError(f"text_position_rel must be a number in [0, 1], got {self.text_position_rel!r}")
         r = self.edge_refine_radius
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or r != int(r) or not 0 <= r <= 16:
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or \
+                (isinstance(r, float) and not r.is_integer()) or not 0 <= r <= 16:
             raise ValueError(f"edge_refine_radius must be a whole number of mask cells in [0, 16] (0 = off), got {r!r}")
         self.edge_refine_radius = int(r)
         e = self.edge_refine_eps

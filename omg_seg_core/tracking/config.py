@@ -82,8 +82,8 @@ class TrackerConfig:
             v = getattr(self, name)
             if int(v) != v or v < lo:
                 raise ValueError(f"TrackerConfig.{name} must be an integer >= {lo}, got {v}")
-        for name in ("reset_on_time_gap_s", "target_max_lost_s", "target_box_expand"):
-            if getattr(self, name) < 0:
+        for name in ("reset_on_time_gap_s", "target_max_lost_s", "target_box_expand", "tentative_penalty"):
+            if not getattr(self, name) >= 0:  # nan fails too
                 raise ValueError(f"TrackerConfig.{name} must be >= 0, got {getattr(self, name)}")
 
     def gate_for(self, class_name: str) -> float:

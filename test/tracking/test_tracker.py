@@ -250,6 +250,9 @@ def test_bad_input_raises_clear_errors():
         tr.update(frame([(0, 1, 1, 2, 2, E[0])]), image_size=(10, 10))
     with pytest.raises(ValueError, match="n_init"):
         TrackerConfig(n_init=0)
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="tentative_penalty"):
+            TrackerConfig(tentative_penalty=bad)
     with pytest.raises(ValueError, match="same length"):
         TrackerConfig(gate_class_names=["box"], gate_class_thresholds=[])
     with pytest.raises(ValueError, match="unknown"):
