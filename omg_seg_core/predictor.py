@@ -256,7 +256,8 @@ class OMGSegPredictor:
         thresholds.prompt_source ("auto" default, "decoder" = official, "queries") may answer a prompt with the
         object query under the click / fitting the box instead (prompt_select.py; not with negative points):
         its class score, class, query embedding and query_index; extra['prompt_source'] = "query" | "decoder".
-        Before that, borders are snapped to colour edges (thresholds.edge_refine_radius; 0: official).
+        The chosen masks' borders are snapped to colour edges (thresholds.edge_refine_radius; 0: official) before
+        the box cut and the clicked part, so those still bound the answer.
         """
         feats, meta = self._require()
         pts, labels, bxs = validate_prompts(points, point_labels, boxes, meta.ori_shape)
