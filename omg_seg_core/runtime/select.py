@@ -165,8 +165,9 @@ def make_backend(kind: Union[str, Backend], model: Optional[torch.nn.Module] = N
     PerSizeBackend that exports per padded size seen, starting with 4:3 at `long_side` (default: the model's).
     onnx_dir: use that export bundle (its size). cache_root: replaces cache_dir() for exports and engines.
     fallback: on a load failure try the next backend in TensorRT -> ONNX Runtime -> PyTorch with a warning;
-    False raises BackendUnavailableError instead. spinning: ONNX Runtime worker threads spin while a run lasts (faster
-    on a quiet CPU, worse on a busy one; default off: they sleep). Other keyword arguments are ignored (predictor pass-through)."""
+    False raises BackendUnavailableError instead. spinning: ONNX Runtime worker threads spin while a run lasts
+    (faster on a quiet CPU, worse on a busy one; default off: they sleep). Other keyword arguments are ignored
+    (predictor pass-through)."""
     if not isinstance(kind, str):
         return kind
     if str(kind).lower() == "auto":
