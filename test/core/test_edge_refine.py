@@ -113,7 +113,8 @@ def test_refine_segments_keeps_everything_but_masks_and_boxes():
                                 {"edge_refine_radius": "2"}, {"edge_refine_radius": 17},
                                 {"edge_refine_radius": float("inf")}, {"edge_refine_radius": float("nan")},
                                 {"edge_refine_eps": 0},
-                                {"edge_refine_eps": 1.0}, {"edge_refine_eps": float("nan")}, {"edge_refine_eps": "small"}])
+                                {"edge_refine_eps": 1.0}, {"edge_refine_eps": float("nan")},
+                                {"edge_refine_eps": "small"}])
 def test_bad_settings_are_refused_with_the_name(kw):
     with pytest.raises(ValueError, match=next(iter(kw))):
         TaskThresholds(**kw)
