@@ -122,6 +122,11 @@ def get_model_config(name: str) -> ModelConfig:
     return MODEL_CONFIGS[key]
 
 
+def _is_number(v: Any) -> bool:
+    """An int or float threshold value (bool is an int to Python, but not a number here)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 #: How prompt() answers (TaskThresholds.prompt_source; omg_seg_core/prompt_select.py explains each).
 PROMPT_SOURCES = ("auto", "decoder", "queries")
 
@@ -160,25 +165,23 @@ class TaskThresholds:
     def __post_init__(self) -> None:
         if self.prompt_source not in PROMPT_SOURCES:
             raise ValueError(f"prompt_source must be one of {list(PROMPT_SOURCES)}, got {self.prompt_source!r}")
-        if isinstance(self.box_prompt_margin, bool) or not isinstance(self.box_prompt_margin, (int, float)):
+        if not _is_number(self.box_prompt_margin):
             raise ValueError(f"box_prompt_margin must be a number (< 0 disables the crop), "
                              f"got {self.box_prompt_margin!r}")
         if not isinstance(self.click_connected, bool):
             raise ValueError(f"click_connected must be true or false, got {self.click_connected!r}")
         for name in ("split_apart_gap", "split_apart_min_fraction"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+            if not _is_number(v) or v != v:
                 raise ValueError(f"{name} must be a number, got {v!r}")
-        if isinstance(self.text_position_rel, bool) or not isinstance(self.text_position_rel, (int, float)) \
-                or not 0.0 <= self.text_position_rel <= 1.0:
+        if not _is_number(self.text_position_rel) or not 0.0 <= self.text_position_rel <= 1.0:
             raise ValueError(f"text_position_rel must be a number in [0, 1], got {self.text_position_rel!r}")
         r = self.edge_refine_radius
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or \
-                (isinstance(r, float) and not r.is_integer()) or not 0 <= r <= 16:
+        if not _is_number(r) or (isinstance(r, float) and not r.is_integer()) or not 0 <= r <= 16:
             raise ValueError(f"edge_refine_radius must be a whole number of mask cells in [0, 16] (0 = off), got {r!r}")
         self.edge_refine_radius = int(r)
         e = self.edge_refine_eps
-        if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0.0 < e < 1.0:
+        if not _is_number(e) or not 0.0 < e < 1.0:
             raise ValueError(f"edge_refine_eps must be a number in (0, 1), got {e!r}")
         if not 0.0 < self.split_apart_min_fraction <= 0.5:
             raise ValueError(f"split_apart_min_fraction must be in (0, 0.5] (two places of a mask must each hold that "

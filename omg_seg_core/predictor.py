@@ -362,7 +362,7 @@ class OMGSegPredictor:
         if th.edge_refine_radius <= 0 or len(seg) == 0 or self._image is None:
             return seg
         feats, meta = self._require()
-        cell = meta.pad_shape[1] / feats.mask_logits.shape[-1] * meta.ori_shape[1] / meta.img_shape[1]
+        cell = meta.pad_shape[1] / feats.mask_logits.shape[-1] / meta.scale_xy[0]  # camera px per mask cell
         return refine_segments(seg, self._image, th.edge_refine_radius, th.edge_refine_eps,
                                subsample=max(1, round(cell)), exclusive=exclusive)
 
