@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> dict:
               f"{r['postprocess_ms']:>8.1f} {ratio:>9} {r['prompt_ms']:>9.1f} {r['text_ms']:>8.1f}")
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"malloc tuning: {malloc or 'off'}; peak RSS {rss_mb:.0f} MB")
-    out = {"rows": rows, "thresholds": thresholds, "images": args.images, "seed": args.seed, "reps": args.reps, "malloc_tuning": malloc,
+    out = {"rows": rows, "thresholds": thresholds, "images": args.images, "seed": args.seed, "reps": args.reps,
+           "malloc_tuning": malloc,
            "peak_rss_mb": rss_mb, "machine": platform.node(), "processor": platform.processor(), "torch": torch.__version__,
            "date": time.strftime("%Y-%m-%d")}
     if args.json:
