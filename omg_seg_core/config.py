@@ -147,8 +147,12 @@ class TaskThresholds:
     instance_score_thr: float = 0.0  # instances: drop results below this score (0 keeps the official behaviour)
     text_max_results: int = 1        # text(): default number of masks returned
     text_score_thr: float = 0.0      # text(): drop matches below this score
-    text_position_rel: float = 0.35  # text() with position words ("the left mug"): candidates are the matches
-                                     # scoring >= this x the best one (text/position.py)
+    text_position_rel: float = 0.1   # text() with position words ("the left mug"): candidates are the matches
+                                     # ranking >= this x the best one (text/position.py)
+    text_confidence_power: float = 8.0  # text(): candidates (query masks cut at their gaps like split_apart) are
+                                     # ranked by phrase score x mean mask probability ** this ...
+    text_colour_power: float = 4.0   # ... x P(the phrase's colour word | the mask's pixels) ** this (human colour
+                                     # naming, text/colour_names.py); both 0: phrase score alone (text/candidates.py)
     prompt_source: str = "auto"      # prompt(): auto | decoder (official) | queries (see prompt_select.py)
     box_prompt_margin: float = 0.1   # prompt(): box prompts keep mask pixels within the box grown by this fraction
                                      # of its width/height per side; < 0 keeps the whole mask (official)
@@ -176,6 +180,10 @@ class TaskThresholds:
                 raise ValueError(f"{name} must be a number, got {v!r}")
         if not _is_number(self.text_position_rel) or not 0.0 <= self.text_position_rel <= 1.0:
             raise ValueError(f"text_position_rel must be a number in [0, 1], got {self.text_position_rel!r}")
+        for name in ("text_confidence_power", "text_colour_power"):
+            v = getattr(self, name)
+            if not _is_number(v) or not 0.0 <= v <= 16.0:
+                raise ValueError(f"{name} must be a number in [0, 16] (0: off), got {v!r}")
         r = self.edge_refine_radius
         if not _is_number(r) or (isinstance(r, float) and not r.is_integer()) or not 0 <= r <= 16:
             raise ValueError(f"edge_refine_radius must be a whole number of mask cells in [0, 16] (0 = off), got {r!r}")

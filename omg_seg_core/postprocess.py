@@ -283,14 +283,19 @@ def prompt_postprocess(mask_logits: torch.Tensor, iou_logits: torch.Tensor, meta
     return seg
 
 
+def mask_probs_for_queries(mask_logits: torch.Tensor, queries: Sequence[int], meta: ImageMeta) -> np.ndarray:
+    """float32 [len(queries), H0, W0]: sigmoid of the upsampled mask logits of the chosen queries only."""
+    if len(queries) == 0:
+        return np.zeros((0, *meta.ori_shape), np.float32)
+    idx = torch.as_tensor(list(queries), dtype=torch.long, device=mask_logits.device)
+    return upsample_mask_logits(mask_logits[idx], meta).sigmoid().float().cpu().numpy()
+
+
 def masks_for_queries(mask_logits: torch.Tensor, queries: Sequence[int], meta: ImageMeta,
                       thresholds: TaskThresholds = TaskThresholds()) -> np.ndarray:
     """bool [len(queries), H0, W0]: sigmoid(upsampled logit) > mask_threshold for the chosen queries only."""
-    if len(queries) == 0:
-        return np.zeros((0, *meta.ori_shape), bool)
-    idx = torch.as_tensor(list(queries), dtype=torch.long, device=mask_logits.device)
-    return (upsample_mask_logits(mask_logits[idx], meta).sigmoid() > thresholds.mask_threshold).cpu().numpy()
+    return mask_probs_for_queries(mask_logits, queries, meta) > thresholds.mask_threshold
 
 
 __all__ = ["upsample_mask_logits", "panoptic_postprocess", "instance_postprocess", "semantic_postprocess",
-           "prompt_postprocess", "masks_for_queries"]
+           "prompt_postprocess", "masks_for_queries", "mask_probs_for_queries"]

@@ -27,7 +27,7 @@ from torch import nn
 from .config import ModelConfig, TaskThresholds, default_vocabulary_path
 from .edge_refine import refine_segments
 from .model.heads import classify
-from .postprocess import (instance_postprocess, masks_for_queries, panoptic_postprocess, prompt_postprocess,
+from .postprocess import (instance_postprocess, mask_probs_for_queries, panoptic_postprocess, prompt_postprocess,
                           semantic_postprocess)
 from .preprocess import (ImageMeta, original_to_resized_xy, point_prompt_boxes, preprocess, validate_image,
                          validate_prompts)
@@ -37,6 +37,8 @@ from .split_apart import gap_pixels, split_apart_things
 from .runtime.backend import Backend, ImageFeatures
 from .structures import Segments
 from .text import TextEncoder, make_text_encoder
+from .text.candidates import RankedPieces, rank_pieces
+from .text.colour_names import ColourNamer, colour_term
 from .text.position import pick_candidate, split_position
 from .text.query import extract_phrase, phrase_scores
 from .text.vocabulary import Vocabulary, class_embeddings, embed_synonyms, load_vocabulary
@@ -187,7 +189,7 @@ class OMGSegPredictor:
         """RGB uint8 [H, W, 3] -> run pre-processing and the image graph; cache the features."""
         validate_image(image)  # a rejected image keeps the previous one cached
         self.last_timings = {}
-        self._features = self._meta = self._cls_logits = self._image = None
+        self._features = self._meta = self._cls_logits = self._image = self._colours = None
         with self._timed("preprocess"):
             # float32 here; each backend casts to its own precision (ORT/TensorRT may keep fp32 inputs)
             x, meta = preprocess(image, self.long_side, self.cfg.pad_size_divisor, self.device)
@@ -200,7 +202,7 @@ class OMGSegPredictor:
 
     def release(self) -> None:
         """Free the cached features and the backend's device memory."""
-        self._features = self._meta = self._cls_logits = self._image = None
+        self._features = self._meta = self._cls_logits = self._image = self._colours = None
         self.backend.release()
 
     # ---- closed-vocabulary tasks ---------------------------------------------------------------------------
@@ -300,10 +302,12 @@ class OMGSegPredictor:
 
     # ---- text ----------------------------------------------------------------------------------------------
     def text(self, query: str, max_results: Optional[int] = None) -> Segments:
-        """Masks for a free-text request, best first (see text/query.py for the scoring).
+        """Masks for a free-text request, best first (text/query.py scores the queries; text/candidates.py cuts
+        their masks at gaps and ranks the pieces by score, mask confidence and the phrase's colour word).
 
         query: e.g. "segment the red box" (command words are stripped); max_results: default
         thresholds.text_max_results. Results below thresholds.text_score_thr and empty masks are dropped.
+        scores: the phrase scores; extra["rank_scores"]: the ranks that ordered them.
         Position words ("the left mug", "the second red box from the right") are resolved geometrically
         (text/position.py): one result, the match at that rank by mask-centroid x, or none when fewer matches
         are found; extra["position"] says what was parsed.
@@ -329,23 +333,19 @@ class OMGSegPredictor:
             order = torch.sort(scores, descending=True, stable=True).indices
             top = n + 4 if position is None else 8  # a position picks among several matches
             order = order[scores[order] >= self.thresholds.text_score_thr][:top].tolist()
-            masks = masks_for_queries(feats.mask_logits[0], order, meta, self.thresholds)
-            keep = [i for i in range(len(order)) if masks[i].any()]
+            ranked = self._rank_text_pieces(feats, meta, order, scores[order].numpy(), base)
             if position is None:
-                keep = keep[:n]
+                keep = list(range(min(n, len(ranked))))
             else:
-                th = self.thresholds
-                found = pick_candidate(masks[keep], scores[order].numpy()[keep], position, th.text_position_rel,
-                                       gap_pixels(th.split_apart_gap, meta.ori_shape), th.split_apart_min_fraction)
-                keep = [] if found is None else [keep[found[0]]]
-                if found is not None:
-                    masks[keep[0]] = found[1]
-            qidx = [order[i] for i in keep]
-            seg = Segments(masks=masks[keep], scores=scores[qidx].numpy(), class_ids=np.full(len(keep), -1),
+                found = pick_candidate(ranked, position, self.thresholds.text_position_rel)
+                keep = [] if found is None else [found]
+            qidx = [order[int(ranked.rows[i])] for i in keep]
+            seg = Segments(masks=ranked.masks[keep], scores=scores[qidx].numpy(), class_ids=np.full(len(keep), -1),
                            class_names=[phrase] * len(keep), is_thing=np.ones(len(keep), bool),
                            query_index=np.array(qidx, np.int64),
                            embeddings=feats.query_feat[0, qidx].float().cpu().numpy() if qidx else
                            np.zeros((0, feats.query_feat.shape[-1]), np.float32), task="text")
+            seg.extra["rank_scores"] = ranked.rank[keep]
             seg = self._edge_refine(seg, exclusive=False)
         seg.extra.update(query=query, phrase=phrase)
         if position is not None:
@@ -365,6 +365,19 @@ class OMGSegPredictor:
         cell = meta.pad_shape[1] / feats.mask_logits.shape[-1] / meta.scale_xy[0]  # camera px per mask cell
         return refine_segments(seg, self._image, th.edge_refine_radius, th.edge_refine_eps,
                                subsample=max(1, round(cell)), exclusive=exclusive)
+
+    def _rank_text_pieces(self, feats: ImageFeatures, meta: ImageMeta, queries: list[int], scores: np.ndarray,
+                          phrase: str) -> RankedPieces:
+        """The candidate queries' masks cut into pieces and ranked by phrase score, mask confidence and colour
+        (text/candidates.py; thresholds.text_confidence_power / text_colour_power)."""
+        th = self.thresholds
+        probs = mask_probs_for_queries(feats.mask_logits[0], queries, meta)
+        term = colour_term(phrase) if th.text_colour_power > 0 and self._image is not None else None
+        if term is not None and self._colours is None:
+            self._colours = ColourNamer(self._image)  # per image: the pixels' colour-table bins
+        return rank_pieces(probs, scores, th.mask_threshold, gap_pixels(th.split_apart_gap, meta.ori_shape),
+                           th.split_apart_min_fraction, th.text_confidence_power, th.text_colour_power,
+                           self._colours, term)
 
     def _require(self) -> tuple[ImageFeatures, ImageMeta]:
         if self._features is None or self._meta is None:

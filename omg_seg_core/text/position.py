@@ -17,8 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..eval.prompts import mask_iou
-from ..split_apart import split_mask
+from .candidates import RankedPieces
 
 _ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5,
              "1st": 1, "2nd": 2, "3rd": 3, "4th": 4, "5th": 5}
@@ -74,26 +73,18 @@ def pick_by_position(masks: np.ndarray, position: Position) -> Optional[int]:
     return int(order[position.rank])
 
 
-def pick_candidate(masks: np.ndarray, scores: np.ndarray, position: Position, rel: float, gap_px: float,
-                   min_fraction: float) -> Optional[tuple[int, np.ndarray]]:
+def pick_candidate(ranked: RankedPieces, position: Position, rel: float) -> Optional[int]:
     """The object at `position` among the matches of the described object.
 
-    masks bool [K, H, W] and scores [K] of the text matches, best first. Candidates: matches scoring >= rel x the
-    best, each cut at its gaps (`split_mask`; one query may cover two look-alikes; gap_px < 0: uncut) and
-    deduplicated (a piece with IoU > 0.5 with a better one is dropped). Returns (row in masks, the picked piece
-    bool [H, W]) or None when fewer candidates than the rank asks for are found.
+    ranked: the matches' pieces, best first (candidates.rank_pieces: one query may cover two look-alikes, so
+    masks are cut at their gaps and deduplicated). Candidates are the pieces ranking >= rel x the best.
+    Returns the index into `ranked` of the picked piece, or None when fewer candidates than the rank asks for.
     """
-    if masks.shape[0] == 0:
+    if len(ranked) == 0:
         return None
-    pieces: list[tuple[int, np.ndarray]] = []
-    for i in range(masks.shape[0]):
-        if scores[i] < rel * scores[0]:
-            break
-        for piece in (split_mask(masks[i], gap_px, min_fraction) if gap_px >= 0 else [masks[i]]):
-            if all(mask_iou(piece, q) <= 0.5 for _, q in pieces):
-                pieces.append((i, piece))
-    k = pick_by_position(np.stack([q for _, q in pieces]), position)
-    return None if k is None else pieces[k]
+    cand = np.flatnonzero(ranked.rank >= rel * ranked.rank[0])
+    k = pick_by_position(ranked.masks[cand], position)
+    return None if k is None else int(cand[k])
 
 
 __all__ = ["Position", "split_position", "pick_by_position", "pick_candidate"]

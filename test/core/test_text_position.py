@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from omg_seg_core.text.candidates import rank_pieces
 from omg_seg_core.text.position import Position, pick_by_position, pick_candidate, split_position
 from omg_seg_core.text.query import extract_phrase
 
@@ -39,13 +40,19 @@ def test_candidates_are_ordered_by_mask_centroid_x():
     assert pick_by_position(masks, Position("left", 3)) is None        # only three candidates
 
 
+def _ranked(masks: list, scores: list):
+    probs = np.stack(masks).astype(np.float32) * 0.9                  # masks as mask probabilities
+    return rank_pieces(probs, np.array(scores), 0.5, gap_px=8, min_fraction=0.2)
+
+
 def test_one_match_covering_two_look_alikes_is_cut_before_picking():
     both = _blob(10, 20) | _blob(60, 70)                                # one query, two objects 40 px apart
     weak = _blob(35, 45)                                               # a poor match far below the best score
-    row, piece = pick_candidate(np.stack([both, weak]), np.array([0.9, 0.1]), Position("right", 0), rel=0.35,
-                                gap_px=8, min_fraction=0.2)
-    assert row == 0 and np.array_equal(piece, _blob(60, 70))
-    row, piece = pick_candidate(np.stack([both, weak]), np.array([0.9, 0.5]), Position("left", 1), rel=0.35,
-                                gap_px=8, min_fraction=0.2)
-    assert row == 1 and np.array_equal(piece, weak)                    # now a candidate, between the two
-    assert pick_candidate(np.stack([both]), np.array([0.9]), Position("left", 2), 0.35, 8, 0.2) is None
+    ranked = _ranked([both, weak], [0.9, 0.1])
+    k = pick_candidate(ranked, Position("right", 0), rel=0.35)
+    assert ranked.rows[k] == 0 and np.array_equal(ranked.masks[k], _blob(60, 70))
+    ranked = _ranked([both, weak], [0.9, 0.5])
+    k = pick_candidate(ranked, Position("left", 1), rel=0.35)
+    assert ranked.rows[k] == 1 and np.array_equal(ranked.masks[k], weak)  # now a candidate, between the two
+    assert pick_candidate(_ranked([both], [0.9]), Position("left", 2), 0.35) is None
+    assert pick_candidate(_ranked([np.zeros_like(both)], [0.9]), Position("left", 0), 0.35) is None
