@@ -107,8 +107,12 @@ def build_pipeline(values: dict[str, Any], warn: Callable[[str], None] = log.war
                              f"{values.get('device')}): {e}") from e
     try:
         # Load the text tower now: with cached class embeddings it would otherwise load on the first
-        # ~/segment_text call (about 2 s for MiniLM) and that caller would wait for it.
+        # ~/segment_text call (about 2 s for MiniLM) and that caller would wait for it; same for the colour
+        # naming table of text ranking (about 0.4 s).
         predictor.text_encoder.encode(["object"])
+        from omg_seg_core.text.colour_names import warm_up
+
+        warm_up()
     except Exception as e:  # text requests will report their own error; frames do not need the text tower
         warn(f"text encoder warm-up failed: {type(e).__name__}: {e}")
     tracker = targets = None
