@@ -189,7 +189,7 @@ class OMGSegPredictor:
         """RGB uint8 [H, W, 3] -> run pre-processing and the image graph; cache the features."""
         validate_image(image)  # a rejected image keeps the previous one cached
         self.last_timings = {}
-        self._features = self._meta = self._cls_logits = self._image = self._colours = None
+        self._features = self._meta = self._cls_logits = self._image = None
         with self._timed("preprocess"):
             # float32 here; each backend casts to its own precision (ORT/TensorRT may keep fp32 inputs)
             x, meta = preprocess(image, self.long_side, self.cfg.pad_size_divisor, self.device)
@@ -202,7 +202,7 @@ class OMGSegPredictor:
 
     def release(self) -> None:
         """Free the cached features and the backend's device memory."""
-        self._features = self._meta = self._cls_logits = self._image = self._colours = None
+        self._features = self._meta = self._cls_logits = self._image = None
         self.backend.release()
 
     # ---- closed-vocabulary tasks ---------------------------------------------------------------------------
@@ -373,11 +373,10 @@ class OMGSegPredictor:
         th = self.thresholds
         probs = mask_probs_for_queries(feats.mask_logits[0], queries, meta)
         term = colour_term(phrase) if th.text_colour_power > 0 and self._image is not None else None
-        if term is not None and self._colours is None:
-            self._colours = ColourNamer(self._image)  # per image: the pixels' colour-table bins
+        colours = ColourNamer(self._image) if term is not None else None
         return rank_pieces(probs, scores, th.mask_threshold, gap_pixels(th.split_apart_gap, meta.ori_shape),
                            th.split_apart_min_fraction, th.text_confidence_power, th.text_colour_power,
-                           self._colours, term)
+                           colours, term)
 
     def _require(self) -> tuple[ImageFeatures, ImageMeta]:
         if self._features is None or self._meta is None:

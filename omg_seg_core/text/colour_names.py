@@ -93,18 +93,22 @@ class ColourNamer:
         if not temperature > 0:
             raise ValueError(f"colour naming temperature must be > 0, got {temperature!r}")
         self._table = _term_table(float(temperature))
-        q = (image >> 3).astype(np.int32)   # 256 / 32 = 8 levels per bin
-        self._bins = (q[..., 0] * _BINS + q[..., 1]) * _BINS + q[..., 2]
+        self._image = image
+
+    def _bins(self, mask: np.ndarray) -> np.ndarray:
+        """int [n] colour-table bin of each pixel of bool [H, W] `mask` (only the mask's pixels are read)."""
+        q = (self._image[mask] >> 3).astype(np.int32)   # 256 / 32 = 8 levels per bin
+        return (q[:, 0] * _BINS + q[:, 1]) * _BINS + q[:, 2]
 
     def term_probability(self, mask: np.ndarray, term: str) -> float:
         """Mean P(term | pixel) over the pixels of bool [H, W] `mask` (0 for an empty mask)."""
         t = BASIC_COLOUR_TERMS.index(COLOUR_SYNONYMS.get(term, term))
-        bins = self._bins[mask]
+        bins = self._bins(mask)
         return float(self._table[bins, t].mean()) if bins.size else 0.0
 
     def distribution(self, mask: np.ndarray) -> np.ndarray:
         """float32 [len(BASIC_COLOUR_TERMS)]: mean P(term | pixel) over bool [H, W] `mask` (zeros when empty)."""
-        bins = self._bins[mask]
+        bins = self._bins(mask)
         if not bins.size:
             return np.zeros(len(BASIC_COLOUR_TERMS), np.float32)
         return self._table[bins].mean(0)
