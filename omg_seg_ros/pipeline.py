@@ -214,7 +214,10 @@ class Pipeline:
             seg = getattr(self.predictor, self.task)()
             self._frame_index = self._frame_index + 1 if frame_index is None else int(frame_index)
             if self.tracker is not None:
+                from omg_seg_core.tracking import recover_missed  # tracking is optional (loader.py)
+
                 seg = self.tracker.update(seg, frame_index=self._frame_index, stamp=stamp_s)
+                seg = recover_missed(self.tracker, seg, self.predictor)  # this frame's features are cached
             else:
                 seg = _index_ids(seg)
             tg = None

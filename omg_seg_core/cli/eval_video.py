@@ -5,7 +5,8 @@
 
 Sequences come from the synthetic generator's video mode (held-out split by default: objects slide, are carried
 out of view and brought back, occlude each other; the camera orbits). Each frame goes through a detector, then
-`Tracker.update`, then `TargetManager.update`; metrics come from `omg_seg_core.eval.tracking.VideoEvaluator`:
+`Tracker.update` (+ `recover_missed` with a model), then `TargetManager.update`; metrics come from
+`omg_seg_core.eval.tracking.VideoEvaluator`:
 IDF1, HOTA, IDSW per 100 frames, VPQ and the persistent-target hit rate (IoU >= 0.5 in visible frames).
 
 Sources (the JSON and the printout say which one produced the numbers):
@@ -31,7 +32,7 @@ import numpy as np
 from ..eval.tracking import VideoEvaluator, mask_iou_matrix
 from . import parse_overrides
 from ..structures import Segments
-from ..tracking import TargetManager, Tracker, TrackerConfig
+from ..tracking import TargetManager, Tracker, TrackerConfig, recover_missed
 from ..tracking.noisy_detections import NoiseConfig, NoisyDetector
 
 MIN_TARGET_AREA = 300  # px: a target must be clearly visible in the frame it is requested in
@@ -130,6 +131,8 @@ def evaluate(detect: Callable[[Any], Segments], predictor: Any, sequences: int, 
                 det = detect(frame)
                 t1 = time.perf_counter()
                 tracked = tracker.update(det, frame_index=t, stamp=stamp)
+                if predictor is not None:  # the predictor still holds this frame's features
+                    tracked = recover_missed(tracker, tracked, predictor)
                 t2 = time.perf_counter()
                 times["detect"].append(t1 - t0)
                 times["tracker"].append(t2 - t1)

@@ -44,6 +44,12 @@ class TrackerConfig:
     reid_max_age: int = 300             # frames a removed track stays in the re-identification memory
     reid_memory_size: int = 100         # most tracks kept in that memory (oldest dropped first)
     reid_threshold: float = 0.75        # minimum embedding cosine to revive a remembered track
+    # --- re-finding missed objects (recovery.py; needs the predictor of the same frame) -----------------------
+    recover_max_gap: int = 3            # confirmed tracks unseen for 1..this many frames are looked for with a box
+                                        # prompt at their last box (0 = off)
+    recover_box_expand: float = 0.1     # ... that box moved by the track's velocity, grown by this per side
+    recover_min_iou: float = 0.3        # accept the prompt's mask when its IoU with the track's last mask >= this
+    recover_max_overlap: float = 0.3    # ... and its IoU with each thing segment of the frame < this
     # --- ids ----------------------------------------------------------------------------------------------
     stuff_id_offset: int = 50000        # stuff segment id = stuff_id_offset + class_id; thing ids wrap below
     # --- resets -------------------------------------------------------------------------------------------
@@ -73,16 +79,18 @@ class TrackerConfig:
                 f"TrackerConfig.gate_class_names ({len(self.gate_class_names)}) and gate_class_thresholds "
                 f"({len(self.gate_class_thresholds)}) must have the same length")
         for name in ("match_threshold", "embedding_momentum", "reid_threshold", "target_min_similarity",
-                     "target_reacquire_threshold"):
+                     "target_reacquire_threshold", "recover_min_iou", "recover_max_overlap"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"TrackerConfig.{name} must be in [0, 1], got {v}")
         for name, lo in (("n_init", 1), ("tentative_max_age", 0), ("max_age", 0), ("reid_max_age", 0), ("reid_memory_size", 0),
-                         ("iou_grid", 4), ("motion_horizon", 0), ("stuff_id_offset", 2), ("target_max_lost_frames", 0)):
+                         ("iou_grid", 4), ("motion_horizon", 0), ("stuff_id_offset", 2), ("target_max_lost_frames", 0),
+                         ("recover_max_gap", 0)):
             v = getattr(self, name)
             if int(v) != v or v < lo:
                 raise ValueError(f"TrackerConfig.{name} must be an integer >= {lo}, got {v}")
-        for name in ("reset_on_time_gap_s", "target_max_lost_s", "target_box_expand", "tentative_penalty"):
+        for name in ("reset_on_time_gap_s", "target_max_lost_s", "target_box_expand", "tentative_penalty",
+                     "recover_box_expand"):
             if not getattr(self, name) >= 0:  # nan fails too
                 raise ValueError(f"TrackerConfig.{name} must be >= 0, got {getattr(self, name)}")
 

@@ -108,6 +108,14 @@ def packed_iou(pa: np.ndarray, ca: np.ndarray, boxes_a: np.ndarray, pb: np.ndarr
     return np.where(small, biou, iou).astype(np.float32)
 
 
+def grown_boxes(boxes: np.ndarray, expand: float, image_size: tuple[int, int]) -> np.ndarray:
+    """xyxy boxes [N, 4] grown by `expand` x their width / height on each side, clipped to the (H, W) image."""
+    h, w = image_size
+    boxes = np.asarray(boxes, np.float32)
+    grow = expand * np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, 1)
+    return np.clip(boxes + grow * np.array([-1, -1, 1, 1], np.float32), 0, [w, h, w, h]).astype(np.float32)
+
+
 def normalize_rows(x: np.ndarray) -> np.ndarray:
     """L2-normalise rows of a float array [N, D] (zero rows stay zero)."""
     x = np.asarray(x, np.float32)
@@ -124,4 +132,5 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a @ b.T).astype(np.float32)
 
 
-__all__ = ["grid_stride", "GridSampler", "packed_iou", "box_iou", "normalize_rows", "cosine", "MIN_GRID_SAMPLES"]
+__all__ = ["grid_stride", "GridSampler", "packed_iou", "box_iou", "grown_boxes", "normalize_rows", "cosine",
+           "MIN_GRID_SAMPLES"]

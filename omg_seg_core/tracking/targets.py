@@ -36,7 +36,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..structures import Segments
 from .config import TrackerConfig
-from .similarity import GridSampler, cosine, normalize_rows, packed_iou
+from .similarity import GridSampler, cosine, grown_boxes, normalize_rows, packed_iou
 
 log = logging.getLogger(__name__)
 
@@ -248,11 +248,7 @@ class TargetManager:
 
     def _prompt_candidates(self, predictor: Any, active: list[int], size: tuple[int, int],
                            found: dict) -> None:
-        h, w = size
-        boxes = np.stack([self._targets[i].box for i in active]).astype(np.float32)
-        grow = self.config.target_box_expand * np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, 1)
-        boxes = boxes + grow * np.array([-1, -1, 1, 1], np.float32)
-        boxes = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)
+        boxes = grown_boxes(np.stack([self._targets[i].box for i in active]), self.config.target_box_expand, size)
         res = predictor.prompt(boxes=boxes)
         if len(res) != len(active):
             raise RuntimeError(f"predictor.prompt returned {len(res)} results for {len(active)} boxes")

@@ -30,6 +30,7 @@ from omg_seg_core.eval.resume import Run, load_state, save_state
 from omg_seg_core.eval.runner import Evaluation, SourceFrame, segments_from_gt
 from omg_seg_core.eval.stq import track_id_map
 from omg_seg_core.structures import Segments
+from omg_seg_core.tracking import recover_missed
 from omg_seg_ros.tools import bagio, bagmsgs
 from omg_seg_ros.tools.bag_source import bag_frames
 
@@ -195,6 +196,8 @@ def model_outputs(ctx: Context, run: Run, f: SourceFrame) -> tuple[dict, dict[st
     if run.tracker is not None:
         t1 = time.perf_counter()
         out["panoptic"] = run.tracker.update(out["panoptic"], frame_index=f.index, stamp=f.stamp / 1e9)
+        if f.recorded is None:  # the predictor holds this frame's features
+            out["panoptic"] = recover_missed(run.tracker, out["panoptic"], p)
         t["tracker"] = (time.perf_counter() - t1) * 1e3
     if "image_graph" in t:  # what the node spends per frame on its default task (one task per frame)
         t["node_frame"] = t["preprocess"] + t["image_graph"] + t["panoptic"] + t.get("tracker", 0.0)

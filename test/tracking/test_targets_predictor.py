@@ -69,8 +69,8 @@ def test_prompt_refind_contract_with_real_predictor(random_predictor):
 @pytest.mark.skipif(default_checkpoint_path() is None, reason="models/omg_seg_tiny.pth not present")
 def test_small_model_video_floor():
     """Shipped omg_seg_tiny (eleven training stages, models/MODEL_CARD.md) on one held-out sequence (seed 11,
-    16 frames, 320x240): measured with stage 11 and edge_refine IDF1 0.941 (same detections with ground-truth ids:
-    0.979), IDSW 0, target hit rate 1.0 over 15 visible frames (without edge_refine: IDF1 0.926 / 0.971; stage 10: IDF1 0.919 / 0.957, target 1.0; stage 9: IDF1 0.926 / 0.964, target 1.0; stage 8: IDF1 0.879 / 0.933, target 0.933; stage 7: IDF1 0.862 /
+    16 frames, 320x240): measured with stage 11, edge_refine and recover_missed IDF1 0.949 (without recovery 0.941;
+    same detections with ground-truth ids: 0.979), IDSW 0, target hit rate 1.0 over 15 visible frames (without edge_refine: IDF1 0.926 / 0.971; stage 10: IDF1 0.919 / 0.957, target 1.0; stage 9: IDF1 0.926 / 0.964, target 1.0; stage 8: IDF1 0.879 / 0.933, target 0.933; stage 7: IDF1 0.862 /
     0.925, target 1.0; stage 6: IDF1 0.857 / 0.909 with iou_thr 0.8; stage 5: 0.797 / 0.866; stage 4: 0.748 /
     0.839, target 0.8).
     Floors sit below; the model, not the tracker, limits these numbers."""
