@@ -38,8 +38,8 @@ def recover_missed(tracker: Tracker, segments: Segments, predictor: Any) -> Segm
     """`segments` (the frame's tracked output of `tracker.update`) plus the confirmed tracks it missed, re-found
     by a box prompt on `predictor`'s cached features of the SAME frame (module docstring).
 
-    Returns `segments` itself when recovery is off (`recover_max_gap` 0), nothing is missing or nothing is found
-    (with `extra["recovered_ids"]` = [] in a copy of extra); otherwise a new Segments.
+    Returns a new Segments; when recovery is off (`recover_max_gap` 0), nothing is missing or nothing is found,
+    it is `segments` with `extra["recovered_ids"]` = [] (masks and rows shared, not copied).
     """
     cfg = tracker.config
     frame = tracker.frame_index

@@ -62,6 +62,18 @@ def test_a_missed_object_is_refound_with_its_id_and_the_partition_kept(scene):
     assert {t.track_id: t.last_frame for t in tracker.tracks} == last_frames   # tracker state untouched
 
 
+def test_a_frame_without_segments_gets_its_objects_back(scene):
+    pred, frame, pan, _ = scene
+    tracker = Tracker()
+    for _ in range(2):
+        tracker.update(pan)
+    pred.set_image(frame.rgb)
+    empty = tracker.update(pan.select([]))
+    out = recover_missed(tracker, empty, pred)
+    assert len(out.extra["recovered_ids"]) >= 2 and len(out) == len(out.extra["recovered_ids"])
+    assert out.masks.sum(0).max() == 1 and out.is_thing.all() and (out.track_ids > 0).all()
+
+
 def test_nothing_is_recovered_where_the_object_is_gone(scene):
     pred, frame, pan, victim = scene
     rgb = frame.rgb.copy()
