@@ -23,7 +23,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from .structures import Segments
+from .structures import Segments, more_thing_ids
 
 
 def _box_gap(a: np.ndarray, b: np.ndarray) -> float:
@@ -110,14 +110,9 @@ def split_apart_things(seg: Segments, gap: float, min_fraction: float) -> Segmen
     out = replace(seg.select(rows), masks=np.stack(masks), boxes=None)  # boxes recomputed from the pieces
     pids = seg.extra.get("panoptic_ids")
     if pids is not None and len(pids) == len(seg):
-        pids = np.asarray(pids, np.int64)
-        things = pids[seg.is_thing]
-        k = int((things // 1000).max()) + 1 if things.size else 1
-        new = pids[rows].copy()
-        for j in range(1, len(rows)):
-            if rows[j] == rows[j - 1]:  # a further piece of the same segment
-                new[j] = int(seg.class_ids[rows[j]]) + 1000 * k
-                k += 1
+        new = np.asarray(pids, np.int64)[rows]
+        further = [j for j in range(1, len(rows)) if rows[j] == rows[j - 1]]  # further pieces of one segment
+        new[further] = more_thing_ids(pids, seg.is_thing, seg.class_ids[[rows[j] for j in further]])
         out.extra["panoptic_ids"] = new
     out.extra["split_apart"] = added
     return out

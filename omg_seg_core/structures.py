@@ -38,6 +38,14 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
     return boxes
 
 
+def more_thing_ids(panoptic_ids: np.ndarray, is_thing: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
+    """int64 [len(class_ids)]: panoptic ids for new thing segments of `class_ids`, numbered as the official ones
+    (class + k * 1000) with k continuing after the largest k among the things of `panoptic_ids` [N] (is_thing [N])."""
+    things = np.asarray(panoptic_ids, np.int64)[np.asarray(is_thing, bool)]
+    k = int((things // 1000).max()) + 1 if things.size else 1
+    return np.array([int(c) + 1000 * (k + j) for j, c in enumerate(class_ids)], np.int64)
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of xyxy boxes a [N, 4] and b [M, 4] -> float32 [N, M]."""
     a = np.asarray(a, np.float32).reshape(-1, 4)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..structures import Segments, masks_to_boxes
+from ..structures import Segments, masks_to_boxes, more_thing_ids
 from .similarity import GridSampler, grown_boxes, packed_iou
 from .track import CONFIRMED
 from .tracker import Tracker
@@ -109,8 +109,7 @@ def _append(seg: Segments, accepted: list[tuple[Any, np.ndarray, float]]) -> Seg
     for key, v in seg.extra.items():
         if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == n:
             if key == "panoptic_ids":
-                base = int((v[seg.is_thing] // 1000).max()) + 1 if seg.is_thing.any() else 1
-                add = np.array([t.class_id + 1000 * (base + j) for j, (t, _, _) in enumerate(accepted)], v.dtype)
+                add = more_thing_ids(v, seg.is_thing, [t.class_id for t, _, _ in accepted]).astype(v.dtype)
             else:
                 add = np.zeros((k, *v.shape[1:]), v.dtype)
             extra[key] = np.concatenate([v, add])
