@@ -28,6 +28,8 @@ BASIC_COLOUR_TERMS: tuple[str, ...] = ("black", "white", "red", "green", "yellow
 #: Other spellings / near-synonyms of a basic term as users type them.
 COLOUR_SYNONYMS: dict[str, str] = {"gray": "grey", "violet": "purple"}
 _BINS = 32  # per RGB channel; bin width 8
+#: Softness of the naming in delta-E units (1.5-8 give the same referring accuracy, docs/predictor.md).
+TEMPERATURE = 3.0
 
 
 def colour_term(phrase: str) -> Optional[str]:
@@ -75,7 +77,7 @@ def _term_table(temperature: float) -> np.ndarray:
     return (p / p.sum(1, keepdims=True)).astype(np.float32)
 
 
-def warm_up(temperature: float = 3.0) -> None:
+def warm_up(temperature: float = TEMPERATURE) -> None:
     """Build the colour table now (about 0.4 s, once per process) rather than on the first coloured request."""
     _term_table(float(temperature))
 
@@ -87,7 +89,7 @@ class ColourNamer:
     to one term's shades than to another's is e ~ 2.7 times as likely that term).
     """
 
-    def __init__(self, image: np.ndarray, temperature: float = 3.0) -> None:
+    def __init__(self, image: np.ndarray, temperature: float = TEMPERATURE) -> None:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"ColourNamer needs a uint8 [H, W, 3] RGB image, got {image.dtype} {image.shape}")
         if not temperature > 0:
