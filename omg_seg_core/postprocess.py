@@ -165,13 +165,15 @@ def panoptic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
 
 def instance_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, meta: ImageMeta, num_things: int,
                          class_names: Sequence[str], thresholds: TaskThresholds = TaskThresholds(),
-                         query_feat: Optional[torch.Tensor] = None) -> Segments:
+                         query_feat: Optional[torch.Tensor] = None, near: Optional[np.ndarray] = None) -> Segments:
     """Official `OMGFusionHead.instance_postprocess` -> Segments sorted by score (descending, stable).
 
     top-`max_per_image` (unsorted top-k as official) over Q x C class probabilities (no-object excluded), keep
     thing classes; mask = logit > logit(mask_threshold) (official: > 0); score = class prob * mean sigmoid inside
     the mask. A query may appear with several classes. Results below `instance_score_thr` are dropped (the default
     0.0 keeps the official output, including masks that end up empty after cropping: score 0, box zeros).
+    `near` (not official): boxes [K, 4] xyxy in original pixels; only queries whose mask on the 1/4 grid has a
+    cell overlapping one of them are kept (their full-resolution masks are not computed).
     """
     c = _check(cls_logits, mask_logits, class_names)
     q = cls_logits.shape[0]
@@ -187,6 +189,13 @@ def instance_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
     is_thing = labels_per_image < num_things
     scores_per_image, labels_per_image = scores_per_image[is_thing], labels_per_image[is_thing]
     query_indices = query_indices[is_thing]
+    # score = class prob x mean sigmoid (<= 1): rows whose class prob is below the threshold cannot pass it,
+    # so their masks are not computed
+    keep = scores_per_image >= thresholds.instance_score_thr
+    if near is not None:
+        keep &= _touches(mask_logits, query_indices, near, meta, _logit(thresholds.mask_threshold))
+    scores_per_image, labels_per_image = scores_per_image[keep], labels_per_image[keep]
+    query_indices = query_indices[keep]
     if query_indices.numel() == 0:
         return Segments.empty(meta.ori_shape, "instances", emb_dim)
 
@@ -212,6 +221,28 @@ def instance_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
         class_names=[class_names[i] for i in cls], is_thing=np.ones(len(cls), bool),
         query_index=np.array(qidx, np.int64), embeddings=_rows(query_feat, qidx), task="instances",
     )
+
+
+def _touches(mask_logits: torch.Tensor, queries: torch.Tensor, boxes: np.ndarray, meta: ImageMeta,
+             thr: float) -> torch.Tensor:
+    """bool [len(queries)]: the query's mask (logit > thr on the [Hm, Wm] grid of the padded input) has a cell
+    overlapping one of `boxes` [K, 4] (xyxy, original pixels)."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    hm, wm = mask_logits.shape[-2:]
+    # original px -> grid cells: resize by scale_xy, then pad_shape / grid per cell
+    sx = meta.scale_xy[0] * wm / meta.pad_shape[1]
+    sy = meta.scale_xy[1] * hm / meta.pad_shape[0]
+    out = torch.zeros(len(queries), dtype=torch.bool)
+    if not len(queries) or not len(boxes):
+        return out
+    binary = mask_logits[queries].float() > thr                         # [N, Hm, Wm]
+    for x0, y0, x1, y1 in boxes:
+        c0, c1 = int(np.floor(x0 * sx)), int(np.ceil(x1 * sx))  # every cell the box overlaps
+        r0, r1 = int(np.floor(y0 * sy)), int(np.ceil(y1 * sy))
+        c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, wm), min(r1, hm)
+        if c1 > c0 and r1 > r0:
+            out |= binary[:, r0:r1, c0:c1].flatten(1).any(1).cpu()
+    return out
 
 
 def semantic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, meta: ImageMeta, num_things: int,

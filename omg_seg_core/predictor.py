@@ -18,6 +18,7 @@ import os
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -219,15 +220,20 @@ class OMGSegPredictor:
             seg = split_apart_things(seg, th.split_apart_gap, th.split_apart_min_fraction)
             return self._edge_refine(seg, exclusive=True)
 
-    def instances(self) -> Segments:
+    def instances(self, min_score: Optional[float] = None, near: Optional[Any] = None) -> Segments:
         """Official instance results (top-k over queries x thing classes), best score first; masks lying in
-        far-apart places split as in `panoptic()` (the pieces follow each other), then cut to max_per_image."""
+        far-apart places split as in `panoptic()` (the pieces follow each other), then cut to max_per_image.
+        `min_score`: drop results scoring below it (default thresholds.instance_score_thr). `near`: boxes
+        [K, 4] xyxy in image pixels; only queries whose mask reaches into one of them (cheaper: the other masks
+        are never computed)."""
         feats, meta = self._require()
         cls = self._class_logits()
         th = self.thresholds
+        if min_score is not None:
+            th = replace(th, instance_score_thr=max(float(min_score), th.instance_score_thr))
         with self._timed("postprocess"):
             seg = instance_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names, th,
-                                       query_feat=feats.query_feat[0])
+                                       query_feat=feats.query_feat[0], near=near)
             seg = split_apart_things(seg, th.split_apart_gap, th.split_apart_min_fraction)
             # still at most max_per_image results, as the official output (pieces are in score order)
             seg = seg.select(np.arange(th.max_per_image)) if len(seg) > th.max_per_image else seg
