@@ -50,6 +50,7 @@ class TrackerConfig:
     recover_box_expand: float = 0.1     # ... that box moved by the track's velocity, grown by this per side
     recover_min_iou: float = 0.3        # accept the prompt's mask when its IoU with the track's last mask >= this
     recover_max_overlap: float = 0.3    # ... and its IoU with each thing segment of the frame < this
+    recover_min_score: float = 0.2      # first tried: the frame's instance results scoring >= this (> 1 = skip)
     # --- ids ----------------------------------------------------------------------------------------------
     stuff_id_offset: int = 50000        # stuff segment id = stuff_id_offset + class_id; thing ids wrap below
     # --- resets -------------------------------------------------------------------------------------------
@@ -90,7 +91,7 @@ class TrackerConfig:
             if int(v) != v or v < lo:
                 raise ValueError(f"TrackerConfig.{name} must be an integer >= {lo}, got {v}")
         for name in ("reset_on_time_gap_s", "target_max_lost_s", "target_box_expand", "tentative_penalty",
-                     "recover_box_expand"):
+                     "recover_box_expand", "recover_min_score"):
             if not getattr(self, name) >= 0:  # nan fails too
                 raise ValueError(f"TrackerConfig.{name} must be >= 0, got {getattr(self, name)}")
 

@@ -1,17 +1,25 @@
-"""Re-finding tracked objects that this frame's segments missed (not official): a box prompt at the last box.
+"""Re-finding tracked objects that this frame's segments missed (not official).
 
 A small model misses an object for a frame or two (half hidden, small, merged into a neighbour's mask). The
-tracker keeps its track alive (`max_age`), but the frame has no segment for it, so the object has neither mask
-nor id in that frame. `recover_missed` runs ONE batched box prompt on the predictor's cached features of the
-same frame: for each confirmed track unseen for 1..`recover_max_gap` frames, its last box moved by its velocity
-and grown by `recover_box_expand` of its size per side. A prompt mask is accepted when
+tracker keeps its track alive (`max_age`), but the frame had no mask or id for it. `recover_missed` looks for
+every confirmed track unseen for 1..`recover_max_gap` frames on the predictor's cached features of the same
+frame, in two steps:
 
-- its IoU with the track's last mask (on the tracker's IoU grid) is >= `recover_min_iou`: the same place, about
-  the same shape, so most likely the same object;
+1. among the frame's lower-scored instance results (`predictor.instances(min_score=recover_min_score)`), which
+   the panoptic fusion dropped (ByteTrack's second association, OMG-Seg's queries as the low-score detections):
+   matched greedily, best IoU with a track first;
+2. for the tracks still missing, ONE batched box prompt: each track's last box moved by its velocity and grown by
+   `recover_box_expand` of its size per side.
+
+A mask is accepted for a track when
+
+- its IoU with the track's last mask, or with that mask moved by the track's velocity (the association's
+  `track_iou`, on the tracker's IoU grid), is >= `recover_min_iou`: the same place, about the same shape, so
+  most likely the same object;
 - its IoU with every thing segment of the frame and every mask accepted before it is < `recover_max_overlap`:
   not an object the frame already has.
 
-An accepted mask joins the frame as a thing segment with the track's id, class and embedding and the prompt's
+An accepted mask joins the frame as a thing segment with the track's id, class and embedding and the mask's
 score. It yields to the frame's thing segments (their pixels are taken out of it) and takes its pixels from the
 stuff segments, so a panoptic result stays a partition. Per-row numpy arrays in `extra` grow with it
 (`panoptic_ids`: new thing ids continuing the numbering, as split_apart does; others: zeros), and
@@ -27,7 +35,7 @@ import numpy as np
 
 from ..structures import Segments, masks_to_boxes, more_thing_ids
 from .similarity import GridSampler, grown_boxes, packed_iou
-from .track import CONFIRMED
+from .track import CONFIRMED, track_iou
 from .tracker import Tracker
 
 #: Prompt boxes narrower or lower than this (pixels, after clipping to the image) are not tried.
@@ -36,7 +44,8 @@ MIN_BOX_SIDE = 2.0
 
 def recover_missed(tracker: Tracker, segments: Segments, predictor: Any) -> Segments:
     """`segments` (the frame's tracked output of `tracker.update`) plus the confirmed tracks it missed, re-found
-    by a box prompt on `predictor`'s cached features of the SAME frame (module docstring).
+    on `predictor`'s cached features of the SAME frame: first among its lower-scored instance results, then
+    with a box prompt (module docstring).
 
     Returns a new Segments; when recovery is off (`recover_max_gap` 0), nothing is missing or nothing is found,
     it is `segments` with `extra["recovered_ids"]` = [] (masks and rows shared, not copied).
@@ -47,43 +56,106 @@ def recover_missed(tracker: Tracker, segments: Segments, predictor: Any) -> Segm
               if t.state == CONFIRMED and 0 < frame - t.last_frame <= cfg.recover_max_gap]
     if not missed or predictor is None:
         return _with_ids(segments, [])
-    h, w = segments.image_size
-    gap = np.array([frame - t.last_frame for t in missed], np.float32)[:, None]
+    found = _Found(segments, GridSampler(segments.image_size, cfg.iou_grid), cfg.recover_max_overlap)
+    if cfg.recover_min_score <= 1.0:
+        missed = _from_instances(missed, found, tracker, predictor)
+    if missed:
+        _from_prompts(missed, found, tracker, predictor)
+    if not found.accepted:
+        return _with_ids(segments, [])
+    return _append(segments, found.accepted)
+
+
+class _Found:
+    """The frame's thing masks and the masks accepted so far, on the tracker's IoU grid."""
+
+    def __init__(self, segments: Segments, sampler: GridSampler, max_overlap: float) -> None:
+        self.sampler, self.max_overlap = sampler, max_overlap
+        things = np.flatnonzero(segments.is_thing)
+        self.packed, self.counts = sampler.sample(segments.masks[things], segments.boxes[things])
+        self.boxes = segments.boxes[things]
+        self.taken = segments.masks[things].any(0) if things.size else np.zeros(segments.image_size, bool)
+        self.accepted: list[tuple[Any, np.ndarray, float]] = []
+
+    def free(self, packed: np.ndarray, counts: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """bool [N]: masks whose IoU with every frame thing and accepted mask is < max_overlap."""
+        if not len(self.counts):
+            return np.ones(len(counts), bool)
+        return packed_iou(packed, counts, boxes, self.packed, self.counts, self.boxes).max(1) < self.max_overlap
+
+    def accept(self, track: Any, mask: np.ndarray, score: float, packed: np.ndarray, count: int,
+               box: np.ndarray) -> bool:
+        """Add `mask` (less the pixels already taken) for `track`; False when nothing of it is left."""
+        mask = mask & ~self.taken
+        if not mask.any():
+            return False
+        self.taken |= mask
+        self.packed = np.concatenate([self.packed.reshape(-1, packed.shape[-1]), packed[None]])
+        self.counts = np.append(self.counts, count)
+        self.boxes = np.concatenate([self.boxes.reshape(-1, 4), box[None]])
+        self.accepted.append((track, mask, score))
+        return True
+
+
+def _from_instances(missed: list, found: _Found, tracker: Tracker, predictor: Any) -> list:
+    """Missed tracks matched (greedy, best motion-aware IoU first) to the frame's instance results scoring >=
+    `recover_min_score` that no frame thing covers; returns the tracks still missed."""
+    cfg = tracker.config
+    cand = predictor.instances(min_score=cfg.recover_min_score, near=_search_boxes(missed, tracker, found))
+    if not len(cand):
+        return missed
+    packed, counts = found.sampler.sample(cand.masks, cand.boxes)
+    free = np.flatnonzero(found.free(packed, counts, cand.boxes))
+    if not free.size:
+        return missed
+    iou = track_iou(missed, found.sampler, packed[free], counts[free], cand.boxes[free], tracker.frame_index,
+                    cfg.motion_horizon)
+    done: set[int] = set()
+    for ti, ci in zip(*np.unravel_index(np.argsort(-iou, axis=None, kind="stable"), iou.shape)):
+        if iou[ti, ci] < cfg.recover_min_iou:
+            break
+        k = free[ci]
+        if ti in done or not found.free(packed[k:k + 1], counts[k:k + 1], cand.boxes[k:k + 1])[0]:
+            continue
+        if found.accept(missed[ti], cand.masks[k], float(cand.scores[k]), packed[k], counts[k], cand.boxes[k]):
+            done.add(int(ti))
+    return [t for i, t in enumerate(missed) if i not in done]
+
+
+def _predicted_boxes(missed: list, tracker: Tracker, image_size: tuple[int, int]) -> np.ndarray:
+    """[T, 4] xyxy: each track's last box moved by its velocity over its gap, grown by recover_box_expand."""
+    gap = np.array([tracker.frame_index - t.last_frame for t in missed], np.float32)[:, None]
     boxes = np.stack([t.box for t in missed]).astype(np.float32)
     shift = np.stack([t.velocity for t in missed]).astype(np.float32) * gap
-    boxes = grown_boxes(boxes + np.concatenate([shift, shift], 1), cfg.recover_box_expand, (h, w))
+    return grown_boxes(boxes + np.concatenate([shift, shift], 1), tracker.config.recover_box_expand, image_size)
+
+
+def _search_boxes(missed: list, tracker: Tracker, found: _Found) -> np.ndarray:
+    """Where step 1 looks: the predicted boxes and the last boxes (the IoU also tries the unmoved mask)."""
+    last = np.stack([t.box for t in missed]).astype(np.float32)
+    return np.concatenate([_predicted_boxes(missed, tracker, found.taken.shape), last])
+
+
+def _from_prompts(missed: list, found: _Found, tracker: Tracker, predictor: Any) -> list:
+    """One batched box prompt at the missed tracks' predicted boxes; returns the tracks still missed."""
+    cfg = tracker.config
+    boxes = _predicted_boxes(missed, tracker, found.taken.shape)
     usable = (boxes[:, 2] - boxes[:, 0] >= MIN_BOX_SIDE) & (boxes[:, 3] - boxes[:, 1] >= MIN_BOX_SIDE)
-    missed, boxes = [t for t, u in zip(missed, usable) if u], boxes[usable]
-    if not missed:
-        return _with_ids(segments, [])
-    res = predictor.prompt(boxes=boxes)
-    sampler = GridSampler((h, w), cfg.iou_grid)  # the tracker's grid layout (same size and iou_grid)
-    p_packed, p_counts = sampler.sample(res.masks, res.boxes)
-    things = np.flatnonzero(segments.is_thing)
-    f_packed, f_counts = sampler.sample(segments.masks[things], segments.boxes[things])
-    f_boxes = segments.boxes[things]
-    taken = segments.masks[things].any(0) if things.size else np.zeros((h, w), bool)
-    accepted: list[tuple[Any, np.ndarray, float]] = []
-    kept: list[int] = []
-    for k, t in enumerate(missed):
-        if not res.masks[k].any():
-            continue
-        mine = (p_packed[k:k + 1], p_counts[k:k + 1], res.boxes[k:k + 1])
-        if packed_iou(t.grid_mask[None], np.array([t.grid_count]), t.box[None], *mine)[0, 0] < cfg.recover_min_iou:
-            continue
-        others = [packed_iou(*mine, f_packed, f_counts, f_boxes)] if things.size else []
-        if kept:
-            others.append(packed_iou(*mine, p_packed[kept], p_counts[kept], res.boxes[kept]))
-        if any(o.max() >= cfg.recover_max_overlap for o in others):
-            continue
-        mask = res.masks[k] & ~taken
-        if not mask.any():
-            continue
-        kept.append(k)
-        accepted.append((t, mask, float(res.scores[k])))
-    if not accepted:
-        return _with_ids(segments, [])
-    return _append(segments, accepted)
+    tried = [t for t, u in zip(missed, usable) if u]
+    if not tried:
+        return missed
+    res = predictor.prompt(boxes=boxes[usable])
+    packed, counts = found.sampler.sample(res.masks, res.boxes)
+    # the last mask as it was (not moved by the velocity as in step 1: on the development seeds 2-7 that lost
+    # 0.002 IDF1 here; a prompt box already carries the motion)
+    same = packed_iou(np.stack([t.grid_mask for t in tried]), np.array([t.grid_count for t in tried]),
+                      np.stack([t.box for t in tried]).astype(np.float32), packed, counts, res.boxes).diagonal()
+    got: set[int] = set()
+    for k, t in enumerate(tried):
+        if (same[k] >= cfg.recover_min_iou and found.free(packed[k:k + 1], counts[k:k + 1], res.boxes[k:k + 1])[0]
+                and found.accept(t, res.masks[k], float(res.scores[k]), packed[k], counts[k], res.boxes[k])):
+            got.add(id(t))
+    return [t for t in missed if id(t) not in got]
 
 
 def _with_ids(seg: Segments, ids: list[int]) -> Segments:

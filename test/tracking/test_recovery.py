@@ -1,4 +1,5 @@
-"""recover_missed: confirmed tracks the frame's segments missed are re-found with a box prompt (tracking/recovery.py).
+"""recover_missed: confirmed tracks the frame's segments missed are re-found among the frame's lower-scored
+instance results or with a box prompt (tracking/recovery.py).
 
 Runs the shipped small model on a held-out generated scene: the "miss" is made by deleting one thing segment
 from the model's own panoptic output, so the prompt has a real object to find (or, with the object painted
@@ -62,6 +63,54 @@ def test_a_missed_object_is_refound_with_its_id_and_the_partition_kept(scene):
     assert {t.track_id: t.last_frame for t in tracker.tracks} == last_frames   # tracker state untouched
 
 
+def test_the_instance_results_are_tried_first_and_the_prompt_alone_still_finds_it(scene):
+    pred, frame, pan, victim = scene
+    pred.set_image(frame.rgb)
+    cands = pred.instances(min_score=TrackerConfig().recover_min_score)
+    tracker, missed, vid = _tracked_then_missed(pred, frame.rgb, pan, victim)
+    out = recover_missed(tracker, missed, pred)
+    row = int(np.flatnonzero(out.track_ids == vid)[0])
+    # the recovered row is one of the frame's instance results (its score, its mask less the frame's things)
+    k = int(np.argmin(np.abs(cands.scores - out.scores[row])))
+    assert cands.scores[k] == pytest.approx(out.scores[row])
+    taken = missed.masks[missed.is_thing].any(0)
+    np.testing.assert_array_equal(out.masks[row], cands.masks[k] & ~taken)
+    # with the instance stage skipped, the box prompt finds the same object
+    tracker, missed, vid = _tracked_then_missed(pred, frame.rgb, pan, victim, TrackerConfig(recover_min_score=1.5))
+    alone = recover_missed(tracker, missed, pred)
+    assert alone.extra["recovered_ids"] == [vid]
+    a = alone.masks[int(np.flatnonzero(alone.track_ids == vid)[0])]
+    assert (a & out.masks[row]).sum() / (a | out.masks[row]).sum() >= 0.7
+
+
+def test_instances_min_score_keeps_exactly_the_results_above_it(scene):
+    pred, frame, _, _ = scene
+    pred.set_image(frame.rgb)
+    every, some = pred.instances(), pred.instances(min_score=0.3)
+    keep = every.scores >= 0.3
+    assert 0 < len(some) < len(every) and len(some) == keep.sum()
+    np.testing.assert_array_equal(some.masks, every.masks[keep])
+    np.testing.assert_array_equal(some.query_index, every.query_index[keep])
+
+
+def test_instances_near_keeps_the_queries_reaching_into_the_boxes(scene):
+    pred, frame, pan, victim = scene
+    pred.set_image(frame.rgb)
+    every = pred.instances(min_score=0.2)
+    box = pan.boxes[victim].astype(np.float32)
+    some = pred.instances(min_score=0.2, near=box[None])
+    assert 0 < len(some) < len(every)
+
+    def rows(seg):
+        return {(int(q), round(float(s), 6), int(m.sum())) for q, s, m in zip(seg.query_index, seg.scores, seg.masks)}
+    assert rows(some) <= rows(every)                                        # the same results, fewer of them
+    iou = [(m & pan.masks[victim]).sum() / (m | pan.masks[victim]).sum() for m in some.masks]
+    assert max(iou) >= 0.7                                                   # the object in the box is there
+    x0, y0, x1, y1 = (box + np.array([-8, -8, 8, 8])).clip(0).astype(int)   # a 1/4-grid cell is 4 px here
+    assert all(m[y0:y1, x0:x1].any() for m in some.masks)
+    assert len(pred.instances(min_score=0.2, near=np.zeros((0, 4), np.float32))) == 0
+
+
 def test_a_frame_without_segments_gets_its_objects_back(scene):
     pred, frame, pan, _ = scene
     tracker = Tracker()
@@ -99,7 +148,8 @@ def test_recovery_off_or_without_predictor_leaves_the_frame_alone(scene):
 
 @pytest.mark.parametrize("name, value", [("recover_max_gap", -1), ("recover_max_gap", 1.5),
                                          ("recover_min_iou", 1.2), ("recover_max_overlap", float("nan")),
-                                         ("recover_box_expand", -0.1)])
+                                         ("recover_box_expand", -0.1), ("recover_min_score", -0.2),
+                                         ("recover_min_score", float("nan"))])
 def test_bad_recovery_settings_are_refused(name, value):
     with pytest.raises(ValueError, match=name):
         TrackerConfig(**{name: value})
