@@ -232,7 +232,7 @@ def _touches(mask_logits: torch.Tensor, queries: torch.Tensor, boxes: np.ndarray
     # original px -> grid cells: resize by scale_xy, then pad_shape / grid per cell
     sx = meta.scale_xy[0] * wm / meta.pad_shape[1]
     sy = meta.scale_xy[1] * hm / meta.pad_shape[0]
-    out = torch.zeros(len(queries), dtype=torch.bool)
+    out = torch.zeros(len(queries), dtype=torch.bool, device=mask_logits.device)
     if not len(queries) or not len(boxes):
         return out
     binary = mask_logits[queries].float() > thr                         # [N, Hm, Wm]
@@ -241,7 +241,7 @@ def _touches(mask_logits: torch.Tensor, queries: torch.Tensor, boxes: np.ndarray
         r0, r1 = int(np.floor(y0 * sy)), int(np.ceil(y1 * sy))
         c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, wm), min(r1, hm)
         if c1 > c0 and r1 > r0:
-            out |= binary[:, r0:r1, c0:c1].flatten(1).any(1).cpu()
+            out |= binary[:, r0:r1, c0:c1].flatten(1).any(1)
     return out
 
 
