@@ -223,9 +223,9 @@ class OMGSegPredictor:
     def instances(self, min_score: Optional[float] = None, near: Optional[Any] = None) -> Segments:
         """Official instance results (top-k over queries x thing classes), best score first; masks lying in
         far-apart places split as in `panoptic()` (the pieces follow each other), then cut to max_per_image.
-        `min_score`: drop results scoring below it (default thresholds.instance_score_thr). `near`: boxes
-        [K, 4] xyxy in image pixels; only queries whose mask reaches into one of them (cheaper: the other masks
-        are never computed)."""
+        `min_score`: also drop results scoring below it (thresholds.instance_score_thr applies either way).
+        `near`: boxes [K, 4] xyxy in image pixels; only queries whose mask reaches into one of them (cheaper: the
+        other masks are never computed)."""
         feats, meta = self._require()
         cls = self._class_logits()
         th = self.thresholds
