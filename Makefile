@@ -5,13 +5,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap test demo bench clean-venv
+.PHONY: bootstrap test test-portability demo bench clean-venv
 
 bootstrap:
 	@bash scripts/bootstrap.sh
 
 test: bootstrap
 	@bash scripts/with_env.sh $(PY) -m pytest test $(PYTEST_ARGS)
+
+# The float-sensitive tests again under other CPU kernel paths (ATen capability, oneDNN/MKL ISA caps, 1 and 2
+# threads): catches expectations that hold only on this machine's CPU. Prints max differences vs bounds.
+test-portability: bootstrap
+	@bash scripts/with_env.sh $(PY) scripts/test_portability.py
 
 demo: bootstrap
 	@bash scripts/with_env.sh $(PY) -m omg_seg_ros.tools.demo --output demo_output

@@ -7,6 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "test"))  # shared test helpers: tolerances.py
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +17,10 @@ def reference_dir() -> Path:
     if not (d / "omg_seg_golden_head.pt").exists():
         pytest.skip(f"golden fixture not found in {d} (set OMG_SEG_REFERENCE)")
     return d
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Measured differences vs bounds (test/tolerances.py) to $OMG_SEG_DIFF_REPORT, for make test-portability."""
+    import tolerances
+
+    tolerances.write_report()

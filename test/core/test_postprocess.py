@@ -1,15 +1,20 @@
 """Post-processing against the official OMGFusionHead outputs stored in the golden fixture (README §4-§7).
 
-Case 3 feeds designed logits straight into the fusion head: our output must be IDENTICAL.
+Case 3 feeds designed logits straight into the fusion head: the kept segments, ids, queries, classes, masks and
+boxes must be IDENTICAL (official re-runs were); scores are means of sigmoids, so another CPU's reduction order and
+vectorised exp move them in the last bits: compared with the float32 reduction bound (test/tolerances.py).
 Case 1 uses the stored final decoder outputs of the official model; its mask logits are stored in fp16 (rounding
-up to |x|*2^-11), so pixels whose logit lies within that rounding of a decision boundary may flip. Measured on
-this machine: 2 of 307,200 panoptic pixels and 86 of 17.2M instance-mask pixels differ, instance scores by <= 1.4e-5,
-boxes not at all. Tolerances: 0.01% of panoptic pixels (30), 0.005% of instance-mask pixels (860), scores 1e-4,
-boxes 2 px; the kept panoptic ids/queries and the instance (query, label) set must match exactly.
+up to |x|*2^-11), so pixels whose logit lies within that rounding of a decision boundary may flip: a thin set along
+mask borders. Bounds: 0.01% of panoptic pixels, 0.005% of instance-mask pixels (the largest differences seen under
+every kernel path of `make test-portability` are printed in its table), scores the float32 reduction bound plus
+1/area per flipped pixel of the mask, boxes 2 px; the kept panoptic ids/queries and the instance (query, label) set
+must match exactly.
 """
 import numpy as np
 import pytest
 import torch
+
+import tolerances as tol
 
 from omg_seg_core.config import TaskThresholds
 from omg_seg_core.postprocess import (instance_postprocess, panoptic_postprocess, semantic_postprocess,
@@ -64,7 +69,8 @@ def test_case3_fusion_identical(golden):
     assert np.all(np.diff(inst.scores) <= 0)
     for j in range(len(inst)):
         s, box, i = ref_set[(int(inst.query_index[j]), int(inst.class_ids[j]))]
-        assert inst.scores[j] == np.float32(s)
+        # score = class probability x mean sigmoid over the mask's pixels (ori_shape)
+        tol.check("postprocess.case3.inst_score_rel", abs(float(inst.scores[j]) - s) / max(s, 1e-12), tol.mean_rtol(ref_masks[i].size))
         np.testing.assert_array_equal(inst.boxes[j], np.array(box, np.float32))
         np.testing.assert_array_equal(inst.masks[j], ref_masks[i])
 
@@ -81,7 +87,7 @@ def test_case1_from_stored_final_logits(golden):
     pan = panoptic_postprocess(cls, mask, meta, 6, names, thr)
     ref = c1["panoptic"]["pan_id_map"].numpy()
     diff = int((pan_map(pan, 10) != ref).sum())
-    assert diff <= 0.0001 * ref.size, f"{diff} panoptic pixels differ"
+    tol.check("postprocess.case1.pan_px", diff, 0.0001 * ref.size)
     assert sorted(set(pan.extra["panoptic_ids"].tolist())) == sorted({s["id"] for s in c1["panoptic"]["segments_info"]})
     assert pan.query_index.tolist() == [s["query_index"] for s in c1["panoptic"]["segments_info"]]
 
@@ -93,10 +99,14 @@ def test_case1_from_stored_final_logits(golden):
     px = 0
     for j in range(len(inst)):
         s, box, i = ref_set[(int(inst.query_index[j]), int(inst.class_ids[j]))]
-        assert abs(inst.scores[j] - s) <= 1e-4 * max(1.0, s)
-        px += int((inst.masks[j] != ref_masks[i]).sum())
-        assert np.abs(inst.boxes[j] - np.array(box)).max() <= 2
-    assert px <= 0.00005 * ref_masks.size, f"{px} instance-mask pixels differ"
+        flipped = int((inst.masks[j] != ref_masks[i]).sum())
+        px += flipped
+        # a flipped pixel moves the mean sigmoid over an area-A mask by at most 1/A; the rest is reduction order
+        area = max(int(ref_masks[i].sum()), 1)
+        tol.check("postprocess.case1.inst_score_rel", abs(float(inst.scores[j]) - s) / max(s, 1e-12),
+                  tol.mean_rtol(ref_masks[i].size) + flipped / area, str((int(inst.query_index[j]), int(inst.class_ids[j]))))
+        tol.check("postprocess.case1.inst_box_px", np.abs(inst.boxes[j] - np.array(box)).max(), 2)
+    tol.check("postprocess.case1.inst_px", px, 0.00005 * ref_masks.size)
 
 
 def test_upsample_subset_equals_full(golden):
@@ -177,7 +187,13 @@ def test_case2_prompt_masks_and_point_boxes(golden):
     im = golden["inputs"]["img_meta"]
     meta = ImageMeta(tuple(im["ori_shape"]), tuple(im["img_shape"]), tuple(im["batch_input_shape"]))
     seg = prompt_postprocess(c2["mask_logits_final"][0], c2["iou_logits_per_layer"][-1, 0], meta)
-    np.testing.assert_array_equal(seg.masks, unpack(c2["pred_masks_packbits"], c2["pred_masks_shape"]))
+    gold = unpack(c2["pred_masks_packbits"], c2["pred_masks_shape"])
+    # same fp32 logits in: a pixel may differ only at a near tie (another CPU's bilinear kernel rounds differently)
+    diff = seg.masks != gold
+    if diff.any():
+        logits = upsample_mask_logits(c2["mask_logits_final"][0], meta).numpy()
+        tol.check("postprocess.case2.flipped_px_logit_abs", np.abs(logits[diff]).max(), tol.NEAR_TIE)
+    tol.note("postprocess.case2.px_differing", int(diff.sum()))
     np.testing.assert_allclose(seg.scores, torch.sigmoid(c2["iou_logits_per_layer"][-1, 0, :, 0]).numpy())
 
     pr = golden["inputs"]["prompts"]

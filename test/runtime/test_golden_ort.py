@@ -3,9 +3,10 @@
 The fixture bypasses the 200M-parameter backbone, so the "head" variant is exported: the four backbone maps in,
 the real `OMGSeg.forward_image` (pixel decoder + decoder + heads) inside, at the fixture's 512x512 padded size.
 References: our PyTorch model on the same weights, and the official PyTorch outputs stored in the fixture.
-Tolerances come from the fixture README §7 (1-thread re-runs of the official code: cls 2.6e-2, mask 5.4e-2,
-4 panoptic pixels): ONNX Runtime's different float reduction order is the same kind of perturbation, and
-case 1 is chaotic once an attention-mask bit (a logit within ~1e-4 of 0) flips.
+Bounds: test/tolerances.py, the fixture README §7 free-running re-runs of the official code (cls 2.6e-2, mask
+5.4e-2, 4 panoptic pixels) x SAFETY: ONNX Runtime's different float reduction order is the same kind of
+perturbation, the graph's attention masks cannot be inspected or forced, and the decoder is chaotic once an
+attention-mask bit (a logit within ~1e-4 of 0) flips.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+
+import tolerances as tol
 
 from omg_seg_core.config import CONVL, TaskThresholds
 from omg_seg_core.model.checkpoint import official_to_ours
@@ -60,24 +63,28 @@ def test_head_graph_matches_pytorch_and_official(golden):
     g, got, ref = golden["g"], golden["got"], golden["ref"]
     o1 = g["outputs"]["case1"]
     pd = o1["pixel_decoder"]
-    # pixel decoder: not chaotic, tight
-    assert _diff(got.mask_features, ref.mask_features) < 1e-4
+    # pixel decoder: not chaotic, tight (no attention masks; the fp16-storage comparison as in the golden parity)
+    tol.check("ort.head.mask_features", _diff(got.mask_features, ref.mask_features), 1e-4)
     for a, b in zip(got.memory, ref.memory):
-        assert _diff(a, b) < 1e-4
+        tol.check("ort.head.memory", _diff(a, b), 1e-4)
     stored = pd["mask_features_fp16"].float()
-    assert ((got.mask_features - stored).abs() - (1e-4 + 1e-3 * stored.abs())).max() <= 0
+    tol.check("ort.head.mask_features_fp16_excess",
+              max(((got.mask_features - stored).abs() - (1e-4 + tol.FP16_STORAGE_RTOL * stored.abs())).max().item(), 0),
+              0.0)
     # decoder outputs (last layer): class logits, objectness, mask logits
     scale = CONVL.logit_scale
     cls_got = classify(got.class_embed, golden["text"], scale)
-    assert _diff(cls_got, classify(ref.class_embed, golden["text"], scale)) < 2.6e-2
-    assert _diff(cls_got, o1["cls_logits_per_layer"][-1]) < 2.6e-2
-    assert _diff(got.iou_logits, o1["iou_logits_per_layer"][-1]) < 1e-3
-    assert _diff(got.mask_logits, ref.mask_logits) < 1e-1  # values up to ~100
+    tol.check("ort.head.cls_vs_torch", _diff(cls_got, classify(ref.class_embed, golden["text"], scale)), tol.free("cls"))
+    tol.check("ort.head.cls_vs_official", _diff(cls_got, o1["cls_logits_per_layer"][-1]), tol.free("cls"))
+    tol.check("ort.head.iou_vs_official", _diff(got.iou_logits, o1["iou_logits_per_layer"][-1]), tol.free("iou"))
+    # whole map (values up to ~100) vs the fp32 window (values up to ~75): the window's bound scaled by 100 / 75
+    tol.check("ort.head.mask_vs_torch", _diff(got.mask_logits, ref.mask_logits), tol.free("mask_window") * 100 / 75)
     win = o1["mask_logits_final_window_fp32"]
     r0, r1 = win["rows"]
     c0, c1 = win["cols"]
-    assert _diff(got.mask_logits[0, :, r0:r1, c0:c1], win["values"]) < 5.4e-2
-    assert _diff(got.query_feat, o1["query_feat_final_post_norm"]) < 1e-2
+    tol.check("ort.head.mask_window_vs_official", _diff(got.mask_logits[0, :, r0:r1, c0:c1], win["values"]),
+              tol.free("mask_window"))
+    tol.check("ort.head.query_vs_official", _diff(got.query_feat, o1["query_feat_final_post_norm"]), tol.free("query"))
 
 
 def test_panoptic_ids_match_pytorch_and_official(golden):
@@ -95,8 +102,8 @@ def test_panoptic_ids_match_pytorch_and_official(golden):
     assert sorted(maps[0][0].tolist()) == sorted(s["id"] for s in o["segments_info"]) == sorted(
         maps[1][0].tolist())
     gold_map = o["pan_id_map"].numpy()
-    assert int((maps[0][1] != maps[1][1]).sum()) <= 10, "ORT vs PyTorch panoptic pixels"
-    assert int((maps[0][1] != gold_map).sum()) <= 10, "ORT vs official panoptic pixels"
+    tol.check("ort.head.pan_px_vs_torch", int((maps[0][1] != maps[1][1]).sum()), tol.pixels("pan_px", tol.RERUN_FREE))
+    tol.check("ort.head.pan_px_vs_official", int((maps[0][1] != gold_map).sum()), tol.pixels("pan_px", tol.RERUN_FREE))
     assert np.isin(np.unique(maps[0][1]), [s["id"] for s in o["segments_info"]] + [len(names)]).all()
 
 
@@ -108,9 +115,11 @@ def test_prompt_graph_matches_pytorch_and_official(golden):
     out = ort.run_prompt(got, boxes, img_shape)
     with torch.no_grad():
         ref = model.forward_prompt(got, boxes, img_shape)  # same features in: compares the prompt graphs only
-    assert _diff(out.mask_logits, ref.mask_logits) < 1e-3
-    assert _diff(out.iou_logits, ref.iou_logits) < 1e-4
+    # the prompt graph's attention masks cannot be inspected: free-running bounds (a near-tie bit may flip)
+    tol.check("ort.prompt.mask_vs_torch", _diff(out.mask_logits, ref.mask_logits), tol.free("mask_window"))
+    tol.check("ort.prompt.iou_vs_torch", _diff(out.iou_logits, ref.iou_logits), tol.free("iou"))
     cls = classify(out.class_embed, golden["text"], CONVL.logit_scale)
-    assert _diff(cls, classify(ref.class_embed, golden["text"], CONVL.logit_scale)) < 1e-3
-    assert _diff(out.mask_logits, o2["mask_logits_final"]) < 1e-3
-    assert _diff(cls, o2["cls_logits_per_layer"][-1]) < 1e-3
+    tol.check("ort.prompt.cls_vs_torch", _diff(cls, classify(ref.class_embed, golden["text"], CONVL.logit_scale)),
+              tol.free("cls"))
+    tol.check("ort.prompt.mask_vs_official", _diff(out.mask_logits, o2["mask_logits_final"]), tol.free("mask_window"))
+    tol.check("ort.prompt.cls_vs_official", _diff(cls, o2["cls_logits_per_layer"][-1]), tol.free("cls"))
