@@ -14,6 +14,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
+from omg_seg_core.tracking import TrackerConfig
 from omg_seg_ros.conversions import image_to_numpy, rgb_to_compressed, rgb_to_image
 from omg_seg_ros.messages import msg_to_masks
 from omg_seg_ros.params import latched_qos
@@ -313,7 +314,13 @@ def test_thresholds_change_at_run_time_and_bad_values_are_rejected(client, seg_n
         # object_mask_thr = 1.0 drops every query (scores are <= 1): the next frames must be empty.
         assert client.set_params("omg_seg", object_mask_thr=1.0)[0].successful
         t_set = cam.send()
-        time.sleep(1.0)
+        # objects tracked before are still re-found for tracking.recover_max_gap frames after their last
+        # detection (recover_missed, docs/tracking.md): let those frames pass first
+        gap = TrackerConfig().recover_max_gap
+        end = time.monotonic() + 60
+        while sum(stamp(m) > t_set for m in col.msgs) <= gap and time.monotonic() < end:
+            cam.send()
+            time.sleep(0.5)
         col.clear()
         end = time.monotonic() + 60
         while not col.msgs and time.monotonic() < end:
