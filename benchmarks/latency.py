@@ -117,7 +117,7 @@ def test_image(h: int, w: int) -> np.ndarray:
 def build_predictor(args: argparse.Namespace, device: str, dtype: str):
     from omg_seg_core.config import default_checkpoint_path, get_model_config
     from omg_seg_core.model.omg_seg import build_model
-    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.predict.predictor import OMGSegPredictor
 
     cfg = get_model_config(args.model)
     ckpt = args.checkpoint or (default_checkpoint_path(cfg.name) if not args.random else None)
@@ -153,7 +153,7 @@ def build_predictor(args: argparse.Namespace, device: str, dtype: str):
 
 
 def run_config(p, size: int, image: np.ndarray, args: argparse.Namespace) -> list[dict[str, Any]]:
-    from omg_seg_core.preprocess import preprocess
+    from omg_seg_core.predict.preprocess import preprocess
 
     dev = p.device
     p.long_side = size

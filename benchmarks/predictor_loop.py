@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from omg_seg_core.cli import parse_overrides  # noqa: E402
-from omg_seg_core.predictor import OMGSegPredictor  # noqa: E402
+from omg_seg_core.predict.predictor import OMGSegPredictor  # noqa: E402
 from omg_seg_core.runtime.allocator import tune_allocator  # noqa: E402
 from omg_seg_core.train.synth_eval import heldout_frames, measure_speed  # noqa: E402
 

@@ -83,7 +83,7 @@ def main() -> int:
     import torch
 
     from omg_seg_core.data.synth import SynthGenerator, world
-    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.predict.predictor import OMGSegPredictor
 
     torch.set_num_threads(args.threads)
     size = (240, 320)

@@ -8,7 +8,7 @@ from .structures import Segments
 from .config import ModelConfig, TaskThresholds, get_model_config
 
 _LAZY = {
-    "OMGSegPredictor": "omg_seg_core.predictor",
+    "OMGSegPredictor": "omg_seg_core.predict.predictor",
     "build_model": "omg_seg_core.model.omg_seg",
     "load_checkpoint": "omg_seg_core.model.checkpoint",
     "load_model": "omg_seg_core.model.checkpoint",

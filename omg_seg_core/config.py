@@ -127,7 +127,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-#: How prompt() answers (TaskThresholds.prompt_source; omg_seg_core/prompt_select.py explains each).
+#: How prompt() answers (TaskThresholds.prompt_source; omg_seg_core/predict/prompt_select.py explains each).
 PROMPT_SOURCES = ("auto", "decoder", "queries")
 
 

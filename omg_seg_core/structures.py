@@ -60,6 +60,24 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
 
 
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two bool masks [H, W]; two empty masks give 1.0 (nothing to find, nothing found)."""
+    inter = np.logical_and(a, b).sum()
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(inter / union)
+
+
+def mask_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact IoU of bool masks a [N, H, W], b [M, H, W] -> float64 [N, M] (0 where the union is empty)."""
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"mask sizes differ: {a.shape[1:]} vs {b.shape[1:]}")
+    fa = a.reshape(a.shape[0], a.shape[1] * a.shape[2]).astype(np.float32)
+    fb = b.reshape(b.shape[0], b.shape[1] * b.shape[2]).astype(np.float32)
+    inter = (fa @ fb.T).astype(np.float64)
+    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
 @dataclass
 class Segments:
     """N segments of one image (see module docstring for shapes and conventions)."""
@@ -111,11 +129,14 @@ class Segments:
         return cls(np.zeros((0, h, w), bool), np.zeros(0), np.zeros(0), [], np.zeros(0, bool), embeddings=emb, task=task)
 
     def select(self, index: Sequence[int] | np.ndarray) -> "Segments":
-        """A new Segments with the rows `index` (ints or a bool mask), same order."""
+        """A new Segments with the rows `index` (ints, a bool mask or a slice), same order; `extra` is copied
+        as a dict (its per-row arrays are NOT re-indexed: callers that keep per-row extras index them)."""
+        if isinstance(index, slice):
+            index = np.arange(len(self))[index]
         idx = np.asarray(index)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
-        idx = idx.astype(np.int64)
+        idx = idx.astype(np.int64).reshape(-1)
         return replace(
             self,
             masks=self.masks[idx], scores=self.scores[idx], class_ids=self.class_ids[idx],
@@ -123,6 +144,35 @@ class Segments:
             track_ids=self.track_ids[idx], query_index=self.query_index[idx],
             embeddings=None if self.embeddings is None else self.embeddings[idx], extra=dict(self.extra),
         )
+
+    def __getitem__(self, index: Sequence[int] | np.ndarray | slice | int) -> "Segments":
+        """`seg[seg.scores > 0.5]`, `seg[[2, 0]]`, `seg[1:3]`, `seg[0]` (a one-row Segments): see `select`."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return self.select(index)
+
+    @classmethod
+    def cat(cls, parts: Sequence["Segments"], task: Optional[str] = None) -> "Segments":
+        """Rows of `parts` (same image size) in order, as one Segments. Embeddings are kept when every part has
+        them (of one width), else dropped; `task` defaults to the first part's; `extra` is the first part's."""
+        if not parts:
+            raise ValueError("Segments.cat needs at least one Segments")
+        sizes = {p.image_size for p in parts}
+        if len(sizes) > 1:
+            raise ValueError(f"Segments.cat: image sizes differ: {sorted(sizes)}")
+        embs = [p.embeddings for p in parts]
+        emb = None
+        if all(e is not None for e in embs) and len({e.shape[1] for e in embs}) == 1:
+            emb = np.concatenate(embs)
+        first = parts[0]
+        return cls(masks=np.concatenate([p.masks for p in parts]), scores=np.concatenate([p.scores for p in parts]),
+                   class_ids=np.concatenate([p.class_ids for p in parts]),
+                   class_names=[n for p in parts for n in p.class_names],
+                   is_thing=np.concatenate([p.is_thing for p in parts]),
+                   boxes=np.concatenate([p.boxes for p in parts]),
+                   track_ids=np.concatenate([p.track_ids for p in parts]),
+                   embeddings=emb, query_index=np.concatenate([p.query_index for p in parts]),
+                   task=first.task if task is None else task, extra=dict(first.extra))
 
     def box_slice(self, i: int) -> tuple[int, int, int, int]:
         """Segment i's tight box as clipped integers (x0, y0, x1, y1) for slicing masks[i, y0:y1, x0:x1]; boxes

@@ -52,7 +52,7 @@ def tracker_config_from(values: dict[str, Any]):
 
 def build_pipeline(values: dict[str, Any], warn: Callable[[str], None] = log.warning) -> Pipeline:
     """Load the model named by the parameters and wrap it with tracking. Raises ModelLoadError."""
-    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.predict.predictor import OMGSegPredictor
 
     name = values.get("model", "omg_seg_tiny")
     try:
@@ -110,7 +110,7 @@ def build_pipeline(values: dict[str, Any], warn: Callable[[str], None] = log.war
         # ~/segment_text call (about 2 s for MiniLM) and that caller would wait for it; same for the colour
         # naming table of text ranking (about 0.4 s).
         predictor.text_encoder.encode(["object"])
-        from omg_seg_core.text.colour_names import warm_up
+        from omg_seg_core.predict.colour_names import warm_up
 
         warm_up()
     except Exception as e:  # text requests will report their own error; frames do not need the text tower

@@ -106,14 +106,11 @@ class Outputs:
 
 def _with_targets(seg, targets):
     """Frame segments followed by the found targets (drawn last, on top)."""
+    from dataclasses import replace
+
     from omg_seg_core.structures import Segments
 
-    found = targets.select(targets.areas() > 0)  # lost targets (empty masks) are not drawn
+    found = targets[targets.areas() > 0]  # lost targets (empty masks) are not drawn
     if len(found) == 0:
         return seg
-    return Segments(
-        masks=np.concatenate([seg.masks, found.masks]), scores=np.concatenate([seg.scores, found.scores]),
-        class_ids=np.concatenate([seg.class_ids, found.class_ids]),
-        class_names=list(seg.class_names) + [f"target:{n}" for n in found.class_names],
-        is_thing=np.concatenate([seg.is_thing, found.is_thing]),
-        boxes=np.concatenate([seg.boxes, found.boxes]), track_ids=np.concatenate([seg.track_ids, found.track_ids]))
+    return Segments.cat([seg, replace(found, class_names=[f"target:{n}" for n in found.class_names])])

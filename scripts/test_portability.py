@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The tests whose expectations are floats from the model: official parity, post-processing, ONNX Runtime
 #: parity, quality floors of the shipped model (images, prompts, text, video).
 TESTS = [
-    "test/core/test_golden_parity.py",
-    "test/core/test_postprocess.py",
+    "test/core/model/test_golden_parity.py",
+    "test/core/predict/test_postprocess.py",
     "test/runtime/test_golden_ort.py",
     "test/runtime/test_ort_parity.py",
     "test/runtime/test_predictor_backends.py",

@@ -44,7 +44,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     import torch
 
     from ..data.synth import world
-    from ..predictor import OMGSegPredictor
+    from ..predict.predictor import OMGSegPredictor
     from ..train.synth_eval import evaluate_frames, format_report, heldout_frames, measure_speed
 
     if a.threads > 0:

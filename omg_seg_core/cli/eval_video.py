@@ -29,7 +29,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..eval.tracking import VideoEvaluator, mask_iou_matrix
+from ..eval.tracking import VideoEvaluator
+from ..structures import mask_iou_matrix
 from . import parse_overrides
 from ..structures import Segments
 from ..tracking import TargetManager, Tracker, TrackerConfig, recover_missed
@@ -213,7 +214,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     predictor, noise = None, None
     if source == "model":
-        from ..predictor import OMGSegPredictor
+        from ..predict.predictor import OMGSegPredictor
 
         predictor = OMGSegPredictor(args.model)
         predictor.set_thresholds(**parse_overrides(args.thresholds, "--thresholds"))

@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two bool masks [H, W]; two empty masks give 1.0 (nothing to find, nothing found)."""
-    inter = np.logical_and(a, b).sum()
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(inter / union)
+from ..structures import mask_iou
 
 
 class PromptEvaluator:
@@ -53,4 +48,4 @@ class PromptEvaluator:
         self.ious = {"point": list(state.get("point", [])), "box": list(state.get("box", []))}
 
 
-__all__ = ["PromptEvaluator", "mask_iou"]
+__all__ = ["PromptEvaluator"]

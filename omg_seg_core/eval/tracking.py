@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..structures import Segments
+from ..structures import Segments, mask_iou_matrix
 
 
 @dataclass
@@ -50,17 +50,6 @@ class VideoFrame:
     @classmethod
     def from_segments(cls, seg: Segments) -> "VideoFrame":
         return cls(seg.masks, seg.track_ids, seg.class_ids, seg.is_thing)
-
-
-def mask_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact IoU of bool masks a [N, H, W], b [M, H, W] -> float64 [N, M] (0 where the union is empty)."""
-    if a.shape[1:] != b.shape[1:]:
-        raise ValueError(f"mask sizes differ: {a.shape[1:]} vs {b.shape[1:]}")
-    fa = a.reshape(a.shape[0], a.shape[1] * a.shape[2]).astype(np.float32)
-    fb = b.reshape(b.shape[0], b.shape[1] * b.shape[2]).astype(np.float32)
-    inter = (fa @ fb.T).astype(np.float64)
-    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
 class _Sequence:
@@ -268,4 +257,4 @@ def _label_map(masks: np.ndarray, h: int, w: int) -> np.ndarray:
     return lab
 
 
-__all__ = ["VideoFrame", "VideoEvaluator", "mask_iou_matrix"]
+__all__ = ["VideoFrame", "VideoEvaluator"]

@@ -171,34 +171,27 @@ def _append(seg: Segments, accepted: list[tuple[Any, np.ndarray, float]]) -> Seg
     masks = seg.masks.copy()
     stuff = ~seg.is_thing
     masks[stuff] &= ~new.any(0)
+    boxes = seg.boxes.copy()
+    if stuff.any():  # stuff masks lost pixels: their tight boxes may have shrunk
+        boxes[stuff] = masks_to_boxes(masks[stuff])
     emb = None
     if seg.embeddings is not None:
         d = seg.embeddings.shape[1]
-        emb = np.concatenate([seg.embeddings, np.stack([
-            t.embedding if t.embedding is not None and t.embedding.shape[0] == d else np.zeros(d, np.float32)
-            for t, _, _ in accepted]).astype(np.float32)])
-    extra = dict(seg.extra)
+        emb = np.stack([t.embedding if t.embedding is not None and t.embedding.shape[0] == d
+                        else np.zeros(d, np.float32) for t, _, _ in accepted]).astype(np.float32)
+    added = Segments(masks=new, scores=[s for _, _, s in accepted], class_ids=[t.class_id for t, _, _ in accepted],
+                     class_names=[t.class_name for t, _, _ in accepted], is_thing=np.ones(k, bool),
+                     track_ids=[t.track_id for t, _, _ in accepted], embeddings=emb)
+    out = Segments.cat([replace(seg, masks=masks, boxes=boxes), added])
     for key, v in seg.extra.items():
         if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] == n:
             if key == "panoptic_ids":
                 add = more_thing_ids(v, seg.is_thing, [t.class_id for t, _, _ in accepted]).astype(v.dtype)
             else:
                 add = np.zeros((k, *v.shape[1:]), v.dtype)
-            extra[key] = np.concatenate([v, add])
-    extra["recovered_ids"] = [int(t.track_id) for t, _, _ in accepted]
-    boxes = seg.boxes.copy()
-    if stuff.any():  # stuff masks lost pixels: their tight boxes may have shrunk
-        boxes[stuff] = masks_to_boxes(masks[stuff])
-    return Segments(
-        masks=np.concatenate([masks, new]),
-        scores=np.concatenate([seg.scores, [s for _, _, s in accepted]]),
-        class_ids=np.concatenate([seg.class_ids, [t.class_id for t, _, _ in accepted]]),
-        class_names=list(seg.class_names) + [t.class_name for t, _, _ in accepted],
-        is_thing=np.concatenate([seg.is_thing, np.ones(k, bool)]),
-        boxes=np.concatenate([boxes, masks_to_boxes(new)]),
-        track_ids=np.concatenate([seg.track_ids, [t.track_id for t, _, _ in accepted]]),
-        query_index=np.concatenate([seg.query_index, np.full(k, -1, np.int64)]),
-        embeddings=emb, task=seg.task, extra=extra)
+            out.extra[key] = np.concatenate([v, add])
+    out.extra["recovered_ids"] = [int(t.track_id) for t, _, _ in accepted]
+    return out
 
 
 __all__ = ["recover_missed"]

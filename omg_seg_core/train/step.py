@@ -16,7 +16,7 @@ from ..model.heads import classify
 from ..text.vocabulary import VILD_TEMPLATES, Vocabulary, embed_synonyms
 from .config import LossConfig
 from .data import Batch
-from ..text.query import extract_phrase
+from ..predict.text_query import extract_phrase
 from .losses import (LossWeights, attribute_negatives, contrastive_text_loss, pair_embedding_loss, prompt_losses,
                      referring_retrieval_loss, set_losses)
 from .matcher import HungarianMatcher, MatcherWeights

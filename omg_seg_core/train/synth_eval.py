@@ -22,7 +22,8 @@ import numpy as np
 from ..data.synth import world
 from ..data.synth.generator import SynthFrame, SynthGenerator
 from ..eval.panoptic_quality import PanopticEvaluator, PanopticFrame, panoptic_from_segments
-from ..eval.prompts import PromptEvaluator, mask_iou
+from ..eval.prompts import PromptEvaluator
+from ..structures import mask_iou
 from ..eval.semantic import SemanticEvaluator
 from .data import click_point, mask_box
 

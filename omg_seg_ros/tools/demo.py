@@ -26,6 +26,7 @@ from typing import Optional
 import numpy as np
 
 from omg_seg_core.config import DATA_ROOT, PACKAGE_ROOT
+from omg_seg_core.structures import mask_iou
 
 SAMPLES = DATA_ROOT / "data" / "samples" / "robot_scene"
 NS = "/omg_seg"
@@ -178,11 +179,6 @@ def largest_other_thing(folder: Path, index: int, exclude: tuple[str, str]):
     return best if best is not None else (None, None)
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
-
-
 def _wait_output(client: DemoClient, stamp: tuple[int, int], timeout: float) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -251,7 +247,7 @@ def run(args: argparse.Namespace) -> dict:
         r = client.call(SegmentText, f"{NS}/segment_text", SegmentText.Request(text="segment the red box", track=True))
         dt = (time.monotonic() - t) * 1000
         gt, _ = ground_truth(args.samples, idx, "box", "red")
-        best = max((iou(m, gt) for m in msg_to_masks(r.segments)), default=0.0) if r.success and gt is not None else 0.0
+        best = max((mask_iou(m, gt) for m in msg_to_masks(r.segments)), default=0.0) if r.success and gt is not None else 0.0
         print(f"[demo] segment_text 'segment the red box' on frame {idx}: {r.message} | IoU with the red box "
               f"{best:.2f} | {dt:.0f} ms round trip")
         summary["requests"]["text"] = {"frame": idx, "success": r.success, "message": r.message, "iou": best,
@@ -269,7 +265,7 @@ def run(args: argparse.Namespace) -> dict:
                 points=[Point(x=click[0], y=click[1])], point_labels=[1], track=True))
             dt = (time.monotonic() - t) * 1000
             got = msg_to_masks(r.segments)
-            best = iou(got[0], gt_mug) if r.success and len(got) else 0.0
+            best = mask_iou(got[0], gt_mug) if r.success and len(got) else 0.0
             print(f"[demo] segment_prompt click ({click[0]:.0f}, {click[1]:.0f}) on the {click_name}: {r.message} | IoU "
                   f"{best:.2f} | {dt:.0f} ms round trip")
             summary["requests"]["prompt"] = {"frame": idx, "click": click, "object": click_name, "success": r.success,
@@ -319,7 +315,7 @@ def _finish(client: DemoClient, stamps: dict, args, out: Path, summary: dict, im
         gt, _ = ground_truth(args.samples, stamps[s], "box", "red")
         masks = msg_to_masks(m)
         if gt is not None and len(masks):
-            target_iou.append(iou(masks[0], gt))
+            target_iou.append(mask_iou(masks[0], gt))
     summary.update({
         "frames_processed": len(overlays), "output_fps": fps,
         "latency_ms_p50": float(np.percentile(lat, 50)) if lat else None,

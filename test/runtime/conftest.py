@@ -76,7 +76,7 @@ def image() -> torch.Tensor:
     128x160) so a trained model finds objects in it too; a random image would give empty panoptic results."""
     import numpy as np
 
-    from omg_seg_core.preprocess import preprocess
+    from omg_seg_core.predict.preprocess import preprocess
 
     rgb = np.full((120, 160, 3), 90, np.uint8)
     rgb[20:60, 20:80] = (220, 30, 30)

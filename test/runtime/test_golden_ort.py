@@ -21,8 +21,8 @@ from omg_seg_core.config import CONVL, TaskThresholds
 from omg_seg_core.model.checkpoint import official_to_ours
 from omg_seg_core.model.heads import classify, text_embed_from_official_buffer
 from omg_seg_core.model.omg_seg import build_model
-from omg_seg_core.postprocess import panoptic_postprocess
-from omg_seg_core.preprocess import ImageMeta
+from omg_seg_core.predict.postprocess import panoptic_postprocess
+from omg_seg_core.predict.preprocess import ImageMeta
 from omg_seg_core.runtime.onnx_export import HeadGraph, export_onnx
 from omg_seg_core.runtime.onnx_io import IMAGE_OUTPUTS, features_from_outputs
 from omg_seg_core.runtime.ort_backend import OrtBackend

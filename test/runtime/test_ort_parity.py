@@ -9,8 +9,8 @@ import torch
 
 from omg_seg_core.config import TaskThresholds
 from omg_seg_core.model.heads import classify
-from omg_seg_core.postprocess import panoptic_postprocess
-from omg_seg_core.preprocess import ImageMeta
+from omg_seg_core.predict.postprocess import panoptic_postprocess
+from omg_seg_core.predict.preprocess import ImageMeta
 from omg_seg_core.runtime.ort_backend import OrtBackend
 
 SIZE = (128, 160)  # the conftest export size

@@ -1,14 +1,14 @@
 """The predictor end to end on ONNX Runtime vs PyTorch: same panoptic ids, masks and prompt masks.
 
 Real predictor, real onnxruntime sessions; the text tower is a shrunken random open_clip text transformer with the
-small model's class-embedding width (as in test/core/test_predictor.py), so nothing is downloaded."""
+small model's class-embedding width (as in test/core/predict/test_predictor.py), so nothing is downloaded."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from omg_seg_core.predictor import OMGSegPredictor
+from omg_seg_core.predict.predictor import OMGSegPredictor
 from omg_seg_core.text.clip_text import ClipTextEncoder
 
 SMALL_TEXT = dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2)

@@ -96,7 +96,7 @@ def test_configuration_errors_do_not_fall_back(tiny_model):
 
 
 def test_predictor_hook_delegates_here(tiny_model, tiny_bundle):
-    from omg_seg_core.predictor import make_backend as predictor_make_backend
+    from omg_seg_core.predict.predictor import make_backend as predictor_make_backend
 
     b = predictor_make_backend("ort", tiny_model, device="cpu", dtype="float32", compile=False,
                                onnx_dir=tiny_bundle.root, threads=1)

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from omg_seg_core.eval.tracking import VideoEvaluator, VideoFrame, mask_iou_matrix
+from omg_seg_core.eval.tracking import VideoEvaluator, VideoFrame
+from omg_seg_core.structures import mask_iou_matrix
 
 H, W = 20, 40
 NAMES, THING = ["box", "ball", "floor"], [True, True, False]

@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def scene():
     from omg_seg_core.data.synth import world
-    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.predict.predictor import OMGSegPredictor
     from omg_seg_core.train.synth_eval import heldout_frames
 
     pred = OMGSegPredictor(str(default_checkpoint_path()), vocabulary=world.vocabulary_path())

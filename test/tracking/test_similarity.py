@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from omg_seg_core.eval.tracking import mask_iou_matrix
+from omg_seg_core.structures import mask_iou_matrix
 from omg_seg_core.structures import masks_to_boxes
 from omg_seg_core.tracking.similarity import GridSampler, box_iou, packed_iou
 

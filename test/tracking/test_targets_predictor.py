@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def random_predictor():
     from omg_seg_core.model.omg_seg import build_model
-    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.predict.predictor import OMGSegPredictor
 
     torch.manual_seed(0)
     return OMGSegPredictor(build_model(TINY), vocabulary={"things": ["box", "ball"], "stuff": ["floor"]})
@@ -76,7 +76,7 @@ def test_small_model_video_floor():
     Floors sit below; the model, not the tracker, limits these numbers."""
     from omg_seg_core.cli.eval_video import _to_world_classes, evaluate
     from omg_seg_core.data.synth import world
-    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.predict.predictor import OMGSegPredictor
 
     pred = OMGSegPredictor(str(default_checkpoint_path()))
 

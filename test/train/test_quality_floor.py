@@ -35,7 +35,7 @@ def test_shipped_checkpoint_matches_tiny_config_and_size():
 
 def test_shipped_model_quality_floor():
     from omg_seg_core.data.synth import world
-    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.predict.predictor import OMGSegPredictor
     from omg_seg_core.train.synth_eval import evaluate_frames, heldout_frames
 
     torch.manual_seed(0)
@@ -54,9 +54,9 @@ def test_edge_refinement_improves_borders_of_the_shipped_model():
     import numpy as np
 
     from omg_seg_core.data.synth import world
-    from omg_seg_core.eval.prompts import mask_iou
+    from omg_seg_core.structures import mask_iou
     from omg_seg_core.eval.semantic import SemanticEvaluator
-    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.predict.predictor import OMGSegPredictor
     from omg_seg_core.train.data import mask_box
     from omg_seg_core.train.synth_eval import heldout_frames
 
@@ -85,7 +85,7 @@ def test_split_apart_cuts_the_official_segments_at_their_gaps_and_nothing_else()
     import numpy as np
 
     from omg_seg_core.data.synth import world
-    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.predict.predictor import OMGSegPredictor
     from omg_seg_core.train.synth_eval import heldout_frames
 
     pred = OMGSegPredictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())
@@ -114,8 +114,8 @@ def test_text_ranking_by_confidence_and_colour_beats_the_phrase_score_alone():
     fit ** 4; text/candidates.py) against the phrase score alone on whole masks, same predictions (seed 21, first
     20 scenes, non-positional phrases): measured 122 -> 136 of 157 correct top-1 answers with stage 11."""
     from omg_seg_core.data.synth import world
-    from omg_seg_core.eval.prompts import mask_iou
-    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.structures import mask_iou
+    from omg_seg_core.predict.predictor import OMGSegPredictor
     from omg_seg_core.train.synth_eval import POSITION_WORDS, heldout_frames
 
     pred = OMGSegPredictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())
@@ -145,8 +145,8 @@ def test_text_requests_with_position_words_find_their_object():
     top-1 (one phrase = 0.067) with stage 11 (0.667 before the text ranking by confidence and colour); the text
     embedding alone managed 0.333 on the same phrases."""
     from omg_seg_core.data.synth import world
-    from omg_seg_core.eval.prompts import mask_iou
-    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.structures import mask_iou
+    from omg_seg_core.predict.predictor import OMGSegPredictor
     from omg_seg_core.train.synth_eval import POSITION_WORDS, heldout_frames
 
     pred = OMGSegPredictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())

@@ -85,7 +85,7 @@ def test_cli_export_records_tuned_thresholds_the_predictor_starts_from(tiny_data
     predictor's defaults (and None in set_thresholds) come from them; unknown names are refused before exporting."""
     from omg_seg_core.cli import train as train_cli
     from omg_seg_core.config import TaskThresholds
-    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.predict.predictor import OMGSegPredictor
     from omg_seg_core.train.trainer import Trainer
 
     tr = Trainer(_cfg(tiny_data, tmp_path / "r"))

@@ -1,11 +1,11 @@
-"""Mask borders snapped to colour edges by a guided filter (omg_seg_core/edge_refine.py)."""
+"""Mask borders snapped to colour edges by a guided filter (omg_seg_core/predict/edge_refine.py)."""
 import cv2
 import numpy as np
 import pytest
 
 from omg_seg_core.config import TaskThresholds
-from omg_seg_core.edge_refine import GuidedFilter, refine_masks, refine_partition, refine_segments
-from omg_seg_core.eval.prompts import mask_iou
+from omg_seg_core.predict.edge_refine import GuidedFilter, refine_masks, refine_partition, refine_segments
+from omg_seg_core.structures import mask_iou
 from omg_seg_core.structures import Segments
 
 H, W = 96, 128

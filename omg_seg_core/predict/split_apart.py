@@ -23,7 +23,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from .structures import Segments, more_thing_ids
+from ..structures import Segments, more_thing_ids
 
 
 def _box_gap(a: np.ndarray, b: np.ndarray) -> float:

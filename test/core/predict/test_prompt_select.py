@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from omg_seg_core.config import PACKAGE_ROOT, TaskThresholds
-from omg_seg_core.preprocess import ImageMeta
-from omg_seg_core.prompt_select import choose_queries
+from omg_seg_core.predict.preprocess import ImageMeta
+from omg_seg_core.predict.prompt_select import choose_queries
 
 META = ImageMeta((64, 64), (64, 64), (64, 64))
 
@@ -81,8 +81,8 @@ def test_auto_beats_the_prompt_decoder_on_held_out_scenes():
     the prompt decoder learns (stage 6 > 0.1; stage 7: auto 0.820 vs decoder 0.728; stage 11: 0.825 vs 0.775), so
     the margin is 0.03."""
     from omg_seg_core.data.synth import world
-    from omg_seg_core.eval.prompts import mask_iou
-    from omg_seg_core.predictor import OMGSegPredictor
+    from omg_seg_core.structures import mask_iou
+    from omg_seg_core.predict.predictor import OMGSegPredictor
     from omg_seg_core.train.data import click_point, mask_box
     from omg_seg_core.train.synth_eval import heldout_frames
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from omg_seg_core.text.query import extract_phrase, phrase_scores
+from omg_seg_core.predict.text_query import extract_phrase, phrase_scores
 
 
 @pytest.mark.parametrize("query, phrase", [

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from omg_seg_core.config import TINY, TaskThresholds
-from omg_seg_core.predictor import OMGSegPredictor
+from omg_seg_core.predict.predictor import OMGSegPredictor
 from omg_seg_core.structures import masks_to_boxes
 from omg_seg_core.text.clip_text import ClipTextEncoder
 
@@ -102,7 +102,7 @@ def test_point_equals_its_pseudo_box(predictor):
     """A point is the box (x-3, y-3, x+3, y+3) in RESIZED pixels: giving that box in original pixels must give
     the same mask, which checks the original -> resized scaling of both prompt types."""
     p = predictor
-    from omg_seg_core.preprocess import resized_shape
+    from omg_seg_core.predict.preprocess import resized_shape
 
     h, w = resized_shape((H, W), p.long_side)
     sx, sy = w / W, h / H
@@ -183,8 +183,8 @@ def test_click_masks_keep_the_clicked_part(predictor):
 
 def test_negative_click_rule():
     """Pixels leave a positive mask where the negative prompt's mask is foreground and stronger."""
-    from omg_seg_core.postprocess import prompt_postprocess
-    from omg_seg_core.preprocess import ImageMeta
+    from omg_seg_core.predict.postprocess import prompt_postprocess
+    from omg_seg_core.predict.preprocess import ImageMeta
 
     meta = ImageMeta((8, 8), (8, 8), (8, 8))
     pos = torch.full((1, 2, 2), 5.0)                      # stride-4 logits: everything foreground
@@ -258,7 +258,7 @@ def test_set_vocabulary_with_given_embeddings(predictor):
 
 
 def test_unknown_backend_and_dtype(predictor):
-    from omg_seg_core.predictor import make_backend
+    from omg_seg_core.predict.predictor import make_backend
     from omg_seg_core.runtime.torch_backend import resolve_dtype
 
     with pytest.raises(ValueError, match="no_such_backend"):
@@ -343,7 +343,7 @@ def test_text_uses_clip_region_ensemble_when_the_model_has_one():
 
     from omg_seg_core.model.backbones.base import build_backbone
     from omg_seg_core.model.omg_seg import build_model
-    from omg_seg_core.text.query import phrase_scores
+    from omg_seg_core.predict.text_query import phrase_scores
 
     cfg = replace(TINY, has_clip_head=True)
     torch.manual_seed(3)

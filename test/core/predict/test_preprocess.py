@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from omg_seg_core.config import IMAGENET_MEAN, IMAGENET_STD
-from omg_seg_core.preprocess import (ImageMeta, original_to_resized_xy, padded_shape, preprocess, resized_shape,
+from omg_seg_core.predict.preprocess import (ImageMeta, original_to_resized_xy, padded_shape, preprocess, resized_shape,
                                      validate_image)
 
 

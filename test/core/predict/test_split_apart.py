@@ -1,9 +1,9 @@
-"""Thing masks in far-apart places become one segment per place (omg_seg_core/split_apart.py)."""
+"""Thing masks in far-apart places become one segment per place (omg_seg_core/predict/split_apart.py)."""
 import numpy as np
 import pytest
 
 from omg_seg_core.config import TaskThresholds
-from omg_seg_core.split_apart import split_apart_things, split_mask
+from omg_seg_core.predict.split_apart import split_apart_things, split_mask
 from omg_seg_core.structures import Segments
 
 H, W = 60, 80  # long side 80: gap 0.1 = 8 px

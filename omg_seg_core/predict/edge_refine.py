@@ -25,7 +25,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from .structures import Segments
+from ..structures import Segments
 
 
 def _box(x: np.ndarray, r: int) -> np.ndarray:

@@ -248,12 +248,12 @@ def test_classify_equals_official_forward_logit(golden):
 
 @pytest.mark.parametrize("forced", [True, False], ids=["teacher_forced", "free_running"])
 def test_case1_end_to_end_panoptic_and_instances(golden, forced):
-    """Our head's final outputs through the project's post-processing (omg_seg_core.postprocess, the official
+    """Our head's final outputs through the project's post-processing (omg_seg_core.predict.postprocess, the official
     OMGFusionHead fusion) reproduce the official panoptic map and instance set (README: forced 0 / 11 px differ,
     free-running 4 / 160 px between official re-runs; the kept ids, queries and (query, class) set identical)."""
     from omg_seg_core.config import TaskThresholds
-    from omg_seg_core.postprocess import instance_postprocess, panoptic_postprocess
-    from omg_seg_core.preprocess import ImageMeta
+    from omg_seg_core.predict.postprocess import instance_postprocess, panoptic_postprocess
+    from omg_seg_core.predict.preprocess import ImageMeta
 
     g = golden["g"]
     o1 = g["outputs"]["case1"]

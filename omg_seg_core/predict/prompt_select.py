@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import PROMPT_SOURCES, TaskThresholds
+from ..config import PROMPT_SOURCES, TaskThresholds
 from .postprocess import masks_for_queries
 from .preprocess import ImageMeta
-from .structures import Segments, box_iou, masks_to_boxes
+from ..structures import Segments, box_iou, masks_to_boxes
 
 #: Box prompts: object queries re-scored with exact (full-resolution) mask boxes per prompt.
 TOP_K = 4

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import IMAGENET_MEAN, IMAGENET_STD
-from .model.prompt_encoder import points_to_boxes
+from ..config import IMAGENET_MEAN, IMAGENET_STD
+from ..model.prompt_encoder import points_to_boxes
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from .candidates import RankedPieces
+from .text_candidates import RankedPieces
 
 _ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5,
              "1st": 1, "2nd": 2, "3rd": 3, "4th": 4, "5th": 5}

@@ -16,8 +16,8 @@ from dataclasses import replace
 import numpy as np
 from scipy import ndimage
 
-from .config import TaskThresholds
-from .structures import Segments
+from ..config import TaskThresholds
+from ..structures import Segments
 
 #: 8-connectivity: diagonal neighbours belong to the same part (thin diagonal structures stay whole).
 _EIGHT = np.ones((3, 3), bool)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from omg_seg_core.config import TaskThresholds
-from omg_seg_core.text.candidates import COLOUR_FLOOR, rank_pieces
-from omg_seg_core.text.colour_names import BASIC_COLOUR_TERMS, ColourNamer, colour_term
+from omg_seg_core.predict.text_candidates import COLOUR_FLOOR, rank_pieces
+from omg_seg_core.predict.colour_names import BASIC_COLOUR_TERMS, ColourNamer, colour_term
 
 
 @pytest.mark.parametrize("phrase, term", [

@@ -1,10 +1,10 @@
-"""Position words in text requests are resolved geometrically (omg_seg_core/text/position.py)."""
+"""Position words in text requests are resolved geometrically (omg_seg_core/predict/text_position.py)."""
 import numpy as np
 import pytest
 
-from omg_seg_core.text.candidates import rank_pieces
-from omg_seg_core.text.position import Position, pick_by_position, pick_candidate, split_position
-from omg_seg_core.text.query import extract_phrase
+from omg_seg_core.predict.text_candidates import rank_pieces
+from omg_seg_core.predict.text_position import Position, pick_by_position, pick_candidate, split_position
+from omg_seg_core.predict.text_query import extract_phrase
 
 
 @pytest.mark.parametrize("query, base, position", [

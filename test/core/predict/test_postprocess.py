@@ -17,9 +17,9 @@ import torch
 import tolerances as tol
 
 from omg_seg_core.config import TaskThresholds
-from omg_seg_core.postprocess import (instance_postprocess, panoptic_postprocess, semantic_postprocess,
+from omg_seg_core.predict.postprocess import (instance_postprocess, panoptic_postprocess, semantic_postprocess,
                                       upsample_mask_logits)
-from omg_seg_core.preprocess import ImageMeta
+from omg_seg_core.predict.preprocess import ImageMeta
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_thresholds_come_from_config(golden):
 
 
 def test_running_argmax_keeps_first_maximum():
-    from omg_seg_core.postprocess import _argmax0
+    from omg_seg_core.predict.postprocess import _argmax0
 
     torch.manual_seed(0)
     x = torch.rand(7, 30, 40)
@@ -180,8 +180,8 @@ def test_running_argmax_keeps_first_maximum():
 def test_case2_prompt_masks_and_point_boxes(golden):
     """Official prompt path: sigmoid(mask upsampled to ori_shape) > 0.5 from the stored fp32 final logits; and
     our original-pixel points -> resized-pixel pseudo boxes equal the official prompt coordinates."""
-    from omg_seg_core.postprocess import prompt_postprocess
-    from omg_seg_core.preprocess import original_to_resized_xy, point_prompt_boxes
+    from omg_seg_core.predict.postprocess import prompt_postprocess
+    from omg_seg_core.predict.preprocess import original_to_resized_xy, point_prompt_boxes
 
     c2 = golden["outputs"]["case2_prompts"]
     im = golden["inputs"]["img_meta"]

@@ -26,8 +26,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..eval.prompts import mask_iou
-from ..split_apart import split_mask
+from ..structures import mask_iou
+from .split_apart import split_mask
 from .colour_names import ColourNamer
 
 #: P(colour | piece) floor in the rank product (a shadowed or mis-lit object keeps a chance).

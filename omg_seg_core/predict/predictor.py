@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import ModelConfig, TaskThresholds, default_vocabulary_path
+from ..config import ModelConfig, TaskThresholds, default_vocabulary_path
 from .edge_refine import refine_segments
-from .model.heads import classify
+from ..model.heads import classify
 from .postprocess import (instance_postprocess, mask_probs_for_queries, panoptic_postprocess, prompt_postprocess,
                           semantic_postprocess)
 from .preprocess import (ImageMeta, original_to_resized_xy, point_prompt_boxes, preprocess, validate_image,
@@ -35,14 +35,14 @@ from .preprocess import (ImageMeta, original_to_resized_xy, point_prompt_boxes, 
 from .prompt_refine import refine_prompt_masks
 from .prompt_select import choose_queries, replace_with_queries
 from .split_apart import gap_pixels, split_apart_things
-from .runtime.backend import Backend, ImageFeatures
-from .structures import Segments
-from .text import TextEncoder, make_text_encoder
-from .text.candidates import RankedPieces, rank_pieces
-from .text.colour_names import ColourNamer, colour_term
-from .text.position import pick_candidate, split_position
-from .text.query import extract_phrase, phrase_scores
-from .text.vocabulary import Vocabulary, class_embeddings, embed_synonyms, load_vocabulary
+from ..runtime.backend import Backend, ImageFeatures
+from ..structures import Segments
+from ..text import TextEncoder, make_text_encoder
+from .text_candidates import RankedPieces, rank_pieces
+from .colour_names import ColourNamer, colour_term
+from .text_position import pick_candidate, split_position
+from .text_query import extract_phrase, phrase_scores
+from ..text.vocabulary import Vocabulary, class_embeddings, embed_synonyms, load_vocabulary
 
 def make_backend(kind: Union[str, Backend], model: Optional[nn.Module], device: str = "cpu",
                  dtype: Union[str, torch.dtype] = "float32", **kw: Any) -> Backend:
@@ -51,13 +51,13 @@ def make_backend(kind: Union[str, Backend], model: Optional[nn.Module], device: 
     if not isinstance(kind, str):
         return kind
     if kind == "torch":
-        from .runtime.torch_backend import TorchBackend
+        from ..runtime.torch_backend import TorchBackend
 
         if model is None:
             raise ValueError("backend 'torch' needs a model")
         return TorchBackend(model, device=device, dtype=dtype, compile=bool(kw.get("compile", False)))
     try:
-        from .runtime import select
+        from ..runtime import select
     except ImportError as e:
         raise ValueError(f"unknown backend {kind!r} (only 'torch' is available in this installation)") from e
     return select.make_backend(kind, model=model, device=device, dtype=dtype, **kw)
@@ -102,7 +102,7 @@ class OMGSegPredictor:
         if isinstance(model, nn.Module):
             self.model = model.eval()
         else:
-            from .model.checkpoint import load_model
+            from ..model.checkpoint import load_model
 
             self.model, meta = load_model(model, weights=checkpoint, backbone_weights=backbone_weights)
         self.cfg: ModelConfig = self.model.cfg

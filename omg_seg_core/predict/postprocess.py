@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import TaskThresholds
+from ..config import TaskThresholds
 from .preprocess import ImageMeta
-from .structures import Segments
+from ..structures import Segments
 
 #: Pixels of the original image processed per chunk of upsampled masks (bounds peak memory, ~64 MB fp32).
 _CHUNK_PIXELS = 16_000_000

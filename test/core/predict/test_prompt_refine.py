@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from omg_seg_core.config import TaskThresholds
-from omg_seg_core.prompt_refine import crop_to_boxes, keep_clicked_component
+from omg_seg_core.predict.prompt_refine import crop_to_boxes, keep_clicked_component
 
 
 def test_crop_to_boxes_keeps_the_grown_box_only():
