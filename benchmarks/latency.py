@@ -117,7 +117,7 @@ def test_image(h: int, w: int) -> np.ndarray:
 def build_predictor(args: argparse.Namespace, device: str, dtype: str):
     from omg_seg_core.config import default_checkpoint_path, get_model_config
     from omg_seg_core.model.omg_seg import build_model
-    from omg_seg_core.predict.predictor import OMGSegPredictor
+    from omg_seg_core.predict import build_predictor
 
     cfg = get_model_config(args.model)
     ckpt = args.checkpoint or (default_checkpoint_path(cfg.name) if not args.random else None)
@@ -144,11 +144,11 @@ def build_predictor(args: argparse.Namespace, device: str, dtype: str):
         k = max(len(s) for s in v.synonyms())
         g = torch.Generator().manual_seed(0)
         emb = torch.nn.functional.normalize(torch.randn(v.num_classes, k, cfg.class_embed_dim, generator=g), dim=-1)
-        p = OMGSegPredictor(model, backend="torch", device=device, dtype=dtype, text_encoder=text_encoder,
+        p = build_predictor(model, backend="torch", device=device, dtype=dtype, text_encoder=text_encoder,
                             vocabulary={"things": ["x"]})
         p.set_vocabulary(v, embeddings=emb)
     else:
-        p = OMGSegPredictor(model, backend="torch", device=device, dtype=dtype, vocabulary=vocab)
+        p = build_predictor(model, backend="torch", device=device, dtype=dtype, vocabulary=vocab)
     return p, weights
 
 

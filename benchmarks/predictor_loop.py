@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from omg_seg_core.cli import parse_overrides  # noqa: E402
-from omg_seg_core.predict.predictor import OMGSegPredictor  # noqa: E402
+from omg_seg_core.predict import build_predictor  # noqa: E402
 from omg_seg_core.runtime.allocator import tune_allocator  # noqa: E402
 from omg_seg_core.train.synth_eval import heldout_frames, measure_speed  # noqa: E402
 
@@ -38,7 +38,7 @@ def measure(backend: str, threads: int, frames: list, reps: int, spinning: bool 
     """`measure_speed` (the loop `omg-seg-eval-synth --speed` runs) for one backend at `threads` threads."""
     torch.set_num_threads(threads)
     kw = {"threads": threads, "spinning": spinning} if backend == "onnxruntime" else {}
-    pred = OMGSegPredictor("omg_seg_tiny", backend=backend, **kw)
+    pred = build_predictor("omg_seg_tiny", backend=backend, **kw)
     pred.set_thresholds(**(thresholds or {}))
     return measure_speed(pred, frames, repeats=reps)
 

@@ -83,11 +83,11 @@ def main() -> int:
     import torch
 
     from omg_seg_core.data.synth import SynthGenerator, world
-    from omg_seg_core.predict.predictor import OMGSegPredictor
+    from omg_seg_core.predict import build_predictor
 
     torch.set_num_threads(args.threads)
     size = (240, 320)
-    predictor = OMGSegPredictor(args.model)
+    predictor = build_predictor(args.model)
 
     def model_pass(seed: int) -> tuple[Replay, dict[int, Segments], float]:
         """The model over every frame of `seed`'s sequences once: frames + detections (keyed by frame object)."""

@@ -9,6 +9,7 @@ from .config import ModelConfig, TaskThresholds, get_model_config
 
 _LAZY = {
     "OMGSegPredictor": "omg_seg_core.predict.predictor",
+    "build_predictor": "omg_seg_core.predict.build",
     "build_model": "omg_seg_core.model.omg_seg",
     "load_checkpoint": "omg_seg_core.model.checkpoint",
     "load_model": "omg_seg_core.model.checkpoint",

@@ -202,6 +202,19 @@ class TaskThresholds:
         return replace(self, **kw)
 
 
+def checkpoint_thresholds(meta: dict[str, Any]) -> TaskThresholds:
+    """The official TaskThresholds, updated with the values a checkpoint of ours records as tuned for it
+    (`meta["meta"]["thresholds"]`, written by `omg-seg-train --export ... --thresholds iou_thr=0.6`). A bad entry is
+    a ValueError naming the checkpoint."""
+    rec = (meta.get("meta") or {}).get("thresholds") or {}
+    try:
+        if not isinstance(rec, dict):
+            raise ValueError(f"expected a mapping of TaskThresholds names to values, got {type(rec).__name__}")
+        return TaskThresholds().updated(**rec)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"checkpoint {meta.get('weights')}: meta.thresholds: {e}") from None
+
+
 def default_vocabulary_path() -> Path:
     """The shipped COCO-panoptic vocabulary (133 classes: 80 things then 53 stuff)."""
     return DATA_ROOT / "config" / "vocabularies" / "coco_panoptic.yaml"

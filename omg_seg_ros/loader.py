@@ -52,7 +52,7 @@ def tracker_config_from(values: dict[str, Any]):
 
 def build_pipeline(values: dict[str, Any], warn: Callable[[str], None] = log.warning) -> Pipeline:
     """Load the model named by the parameters and wrap it with tracking. Raises ModelLoadError."""
-    from omg_seg_core.predict.predictor import OMGSegPredictor
+    from omg_seg_core.predict import build_predictor
 
     name = values.get("model", "omg_seg_tiny")
     try:
@@ -96,9 +96,9 @@ def build_pipeline(values: dict[str, Any], warn: Callable[[str], None] = log.war
     threads = int(values.get("cpu_threads", 0)) or None
     _set_torch_threads(threads)
     try:
-        predictor = OMGSegPredictor(
+        predictor = build_predictor(
             model, checkpoint=weights if isinstance(model, str) else None, backbone_weights=backbone_weights,
-            backend=_backend_name(values.get("backend", "torch")), device=values.get("device", "cpu"),
+            backend=values.get("backend", "torch"), device=values.get("device", "cpu"),
             dtype=values.get("dtype", "float32"), long_side=long_side, vocabulary=vocab, threads=threads,
             spinning=bool(values.get("onnxruntime_spinning", False)))
         predictor.set_thresholds(**threshold_overrides(values))
@@ -139,10 +139,6 @@ def _set_torch_threads(threads: Optional[int]) -> None:
     if _initial_torch_threads is None:
         _initial_torch_threads = torch.get_num_threads()
     torch.set_num_threads(threads or _initial_torch_threads)
-
-
-def _backend_name(name: str) -> str:
-    return {"ort": "onnxruntime", "trt": "tensorrt"}.get(name, name)
 
 
 def release_device_memory(pipeline: Optional[Pipeline]) -> None:

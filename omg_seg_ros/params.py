@@ -127,8 +127,10 @@ def validate(name: str, value: Any) -> None:
         raise ValueError(f"qos.reliability must be best_effort or reliable, got '{value}'")
     if name == "qos.depth" and not 1 <= value <= 100:
         raise ValueError(f"qos.depth must be in [1, 100], got {value}")
-    if name == "backend" and value not in ("torch", "onnxruntime", "ort", "tensorrt", "trt", "auto"):
-        raise ValueError(f"backend must be torch, onnxruntime, tensorrt or auto, got '{value}'")
+    if name == "backend" and value != "auto":
+        from omg_seg_core.runtime.select import canonical_name
+
+        canonical_name(value)  # ValueError naming the choices and aliases
     if name == "dtype" and value not in ("float32", "float16", "fp32", "fp16"):
         raise ValueError(f"dtype must be float32 or float16, got '{value}'")
     if name == "input_long_side" and value != 0 and not 32 <= value <= 4096:

@@ -44,7 +44,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     import torch
 
     from ..data.synth import world
-    from ..predict.predictor import OMGSegPredictor
+    from ..predict import build_predictor
     from ..train.synth_eval import evaluate_frames, format_report, heldout_frames, measure_speed
 
     if a.threads > 0:
@@ -53,7 +53,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         from ..runtime.allocator import tune_allocator
 
         tune_allocator()
-    pred = OMGSegPredictor(a.model, checkpoint=a.checkpoint, vocabulary=world.vocabulary_path())
+    pred = build_predictor(a.model, checkpoint=a.checkpoint, vocabulary=world.vocabulary_path())
     try:
         pred.set_thresholds(**parse_overrides(a.thresholds, "--thresholds"))
     except (TypeError, ValueError) as e:

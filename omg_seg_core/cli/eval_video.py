@@ -214,9 +214,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     predictor, noise = None, None
     if source == "model":
-        from ..predict.predictor import OMGSegPredictor
+        from ..predict import build_predictor
 
-        predictor = OMGSegPredictor(args.model)
+        predictor = build_predictor(args.model)
         predictor.set_thresholds(**parse_overrides(args.thresholds, "--thresholds"))
 
         def detect(frame) -> Segments:

@@ -1,6 +1,7 @@
 """`OMGSegPredictor`: one model, every task, SamPredictor style.
 
-    p = OMGSegPredictor("tiny")                  # or "convl" + weights, a checkpoint path, or a built OMGSeg
+    p = build_predictor("tiny")                  # or "convl" + weights, a checkpoint path; predict/build.py
+    p = OMGSegPredictor(model)                   # a built OMGSeg (+ backend, text encoder, vocabulary)
     p.set_image(rgb_uint8)                       # pre-processing + image graph, features cached
     p.panoptic(); p.instances(); p.semantic()    # cheap: post-processing of the cached predictions
     p.prompt(points=[[x, y]], point_labels=[1], boxes=[[x1, y1, x2, y2]])   # prompt graph on cached features
@@ -25,86 +26,48 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ModelConfig, TaskThresholds, default_vocabulary_path
+from ..config import ModelConfig, TaskThresholds, checkpoint_thresholds, default_vocabulary_path
 from .edge_refine import refine_segments
 from ..model.heads import classify
-from .postprocess import (instance_postprocess, mask_probs_for_queries, panoptic_postprocess, prompt_postprocess,
+from .postprocess import (instance_postprocess, panoptic_postprocess, prompt_postprocess,
                           semantic_postprocess)
 from .preprocess import (ImageMeta, original_to_resized_xy, point_prompt_boxes, preprocess, validate_image,
                          validate_prompts)
 from .prompt_refine import refine_prompt_masks
 from .prompt_select import choose_queries, replace_with_queries
-from .split_apart import gap_pixels, split_apart_things
+from .split_apart import split_apart_things
 from ..runtime.backend import Backend, ImageFeatures
 from ..structures import Segments
 from ..text import TextEncoder, make_text_encoder
-from .text_candidates import RankedPieces, rank_pieces
-from .colour_names import ColourNamer, colour_term
-from .text_position import pick_candidate, split_position
-from .text_query import extract_phrase, phrase_scores
+from .text_request import text_request
 from ..text.vocabulary import Vocabulary, class_embeddings, embed_synonyms, load_vocabulary
-
-def make_backend(kind: Union[str, Backend], model: Optional[nn.Module], device: str = "cpu",
-                 dtype: Union[str, torch.dtype] = "float32", **kw: Any) -> Backend:
-    """The one hook that turns a backend name into a `Backend`: "torch" here; other names ("onnxruntime",
-    "tensorrt") are delegated to `omg_seg_core.runtime.select.make_backend`. A Backend instance passes through."""
-    if not isinstance(kind, str):
-        return kind
-    if kind == "torch":
-        from ..runtime.torch_backend import TorchBackend
-
-        if model is None:
-            raise ValueError("backend 'torch' needs a model")
-        return TorchBackend(model, device=device, dtype=dtype, compile=bool(kw.get("compile", False)))
-    try:
-        from ..runtime import select
-    except ImportError as e:
-        raise ValueError(f"unknown backend {kind!r} (only 'torch' is available in this installation)") from e
-    return select.make_backend(kind, model=model, device=device, dtype=dtype, **kw)
-
-
-def checkpoint_thresholds(meta: dict[str, Any]) -> TaskThresholds:
-    """The official TaskThresholds, updated with the values a checkpoint of ours records as tuned for it
-    (`meta["meta"]["thresholds"]`, written by `omg-seg-train --export ... --thresholds iou_thr=0.6`). A bad entry is
-    a ValueError naming the checkpoint."""
-    rec = (meta.get("meta") or {}).get("thresholds") or {}
-    try:
-        if not isinstance(rec, dict):
-            raise ValueError(f"expected a mapping of TaskThresholds names to values, got {type(rec).__name__}")
-        return TaskThresholds().updated(**rec)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"checkpoint {meta.get('weights')}: meta.thresholds: {e}") from None
 
 
 class OMGSegPredictor:
-    """See module docstring. Construction arguments:
+    """See module docstring. Takes BUILT pieces (segment-anything's `SamPredictor(sam)`); `build_predictor`
+    (predict/build.py) makes them from a model name or checkpoint. Construction arguments:
 
-    model: model name/alias ("omg_seg_tiny", "tiny", "omg_seg_convl", "convl"), a ModelConfig, a checkpoint path
-        (our format), or an already built `OMGSeg` module.
-    checkpoint / backbone_weights: weights for a named model (official `omg_seg_convl.pth` + the open_clip
-        ConvNeXt-L file, which also holds the CLIP text tower).
-    backend: "torch" (default), another name known to runtime/select.py, or a Backend instance.
+    model: a built `OMGSeg` (omg_seg_core.model), in eval mode on its device.
+    backend: a `Backend` running the model's graphs (runtime/select.make_backend); None = PyTorch eager on the
+        model's device.
+    text_encoder: the `TextEncoder` for vocabularies and text requests; None = the one the model config names.
+    vocabulary: YAML path / name in config/vocabularies / {"things", "stuff"} / Vocabulary; None = the
+        checkpoint's own vocabulary (`meta["vocabulary"]`), else config/vocabularies/coco_panoptic.yaml.
+    thresholds: post-processing thresholds; None = `default_thresholds` (the checkpoint's tuned values).
     long_side: keep-ratio resize of the long image side (default: the model config's).
-    vocabulary: YAML path / name in config/vocabularies / {"things", "stuff"} / Vocabulary; default: the
-        checkpoint's own vocabulary, else config/vocabularies/coco_panoptic.yaml.
-    text_encoder: a TextEncoder to use instead of the one the config names.
+    meta: what `load_model` returned with the model (checkpoint path, vocabulary, tuned thresholds).
     """
 
-    def __init__(self, model: Union[str, os.PathLike, ModelConfig, nn.Module] = "omg_seg_tiny",
-                 checkpoint: Optional[Union[str, os.PathLike]] = None,
-                 backend: Union[str, Backend] = "torch", device: str = "cpu",
-                 dtype: Union[str, torch.dtype] = "float32", long_side: Optional[int] = None,
-                 thresholds: Optional[TaskThresholds] = None,
+    def __init__(self, model: nn.Module, backend: Optional[Backend] = None,
+                 text_encoder: Optional[TextEncoder] = None,
                  vocabulary: Union[str, os.PathLike, dict, Vocabulary, None] = None,
-                 backbone_weights: Optional[Union[str, os.PathLike]] = None,
-                 text_encoder: Optional[TextEncoder] = None, compile: bool = False, **backend_kw: Any) -> None:
-        meta: dict[str, Any] = {}
-        if isinstance(model, nn.Module):
-            self.model = model.eval()
-        else:
-            from ..model.checkpoint import load_model
-
-            self.model, meta = load_model(model, weights=checkpoint, backbone_weights=backbone_weights)
+                 thresholds: Optional[TaskThresholds] = None, long_side: Optional[int] = None,
+                 meta: Optional[dict[str, Any]] = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"OMGSegPredictor takes a built OMGSeg; use build_predictor({model!r}) for names and "
+                            "checkpoints")
+        meta = dict(meta or {})
+        self.model = model.eval()
         self.cfg: ModelConfig = self.model.cfg
         self.meta = meta
         self.long_side = int(long_side if long_side is not None else self.cfg.long_side)
@@ -112,9 +75,12 @@ class OMGSegPredictor:
             raise ValueError(f"long_side must be >= 32, got {long_side}")
         self.default_thresholds = checkpoint_thresholds(meta)
         self.thresholds = thresholds if thresholds is not None else self.default_thresholds
-        backend_kw.setdefault("long_side", self.long_side)  # ONNX Runtime / TensorRT pre-build this size
-        self.backend = make_backend(backend, self.model, device=device, dtype=dtype, compile=compile, **backend_kw)
-        self.device = torch.device(getattr(self.backend, "device", device))
+        if backend is None:
+            from ..runtime.torch_backend import TorchBackend
+
+            backend = TorchBackend(model, device=str(next(model.parameters()).device))
+        self.backend = backend
+        self.device = torch.device(getattr(self.backend, "device", "cpu"))
         self.text_encoder = text_encoder if text_encoder is not None else make_text_encoder(
             self.cfg.text_encoder, model=self.model, weights=meta.get("text_weights"))
         if self.text_encoder.embed_dim != self.cfg.class_embed_dim:
@@ -124,6 +90,7 @@ class OMGSegPredictor:
         self._features: Optional[ImageFeatures] = None
         self._meta: Optional[ImageMeta] = None
         self._cls_logits: Optional[torch.Tensor] = None
+        self._image: Optional[np.ndarray] = None
         self._phrase_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         if vocabulary is None:
             vocabulary = meta.get("vocabulary") or default_vocabulary_path()
@@ -184,17 +151,33 @@ class OMGSegPredictor:
 
     @property
     def features(self) -> ImageFeatures:
+        """The cached image graph outputs of the current image (backend's ImageFeatures)."""
         return self._require()[0]
+
+    @property
+    def image_meta(self) -> ImageMeta:
+        """Sizes of the current image: original, resized, padded (preprocess.ImageMeta)."""
+        return self._require()[1]
+
+    @property
+    def image(self) -> Optional[np.ndarray]:
+        """The current RGB uint8 image [H, W, 3] (a copy made by set_image; the guide of edge refinement)."""
+        return self._image
+
+    @property
+    def text_embed(self) -> torch.Tensor:
+        """[C, K, E] text embeddings of the active vocabulary (K synonyms/templates, L2-normalised)."""
+        return self._text_embed
 
     def set_image(self, image: np.ndarray) -> None:
         """RGB uint8 [H, W, 3] -> run pre-processing and the image graph; cache the features."""
         validate_image(image)  # a rejected image keeps the previous one cached
         self.last_timings = {}
         self._features = self._meta = self._cls_logits = self._image = None
-        with self._timed("preprocess"):
+        with self.timed("preprocess"):
             # float32 here; each backend casts to its own precision (ORT/TensorRT may keep fp32 inputs)
             x, meta = preprocess(image, self.long_side, self.cfg.pad_size_divisor, self.device)
-        with self._timed("image_graph"):
+        with self.timed("image_graph"):
             feats = self.backend.run_image(x)
             _sync(self.device)
         self._features, self._meta = feats, meta
@@ -214,11 +197,11 @@ class OMGSegPredictor:
         feats, meta = self._require()
         cls = self._class_logits()
         th = self.thresholds
-        with self._timed("postprocess"):
+        with self.timed("postprocess"):
             seg = panoptic_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names, th,
                                        query_feat=feats.query_feat[0])
             seg = split_apart_things(seg, th.split_apart_gap, th.split_apart_min_fraction)
-            return self._edge_refine(seg, exclusive=True)
+            return self.edge_refine(seg, exclusive=True)
 
     def instances(self, min_score: Optional[float] = None, near: Optional[Any] = None) -> Segments:
         """Official instance results (top-k over queries x thing classes), best score first; masks lying in
@@ -231,23 +214,23 @@ class OMGSegPredictor:
         th = self.thresholds
         if min_score is not None:
             th = replace(th, instance_score_thr=max(float(min_score), th.instance_score_thr))
-        with self._timed("postprocess"):
+        with self.timed("postprocess"):
             seg = instance_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names, th,
                                        query_feat=feats.query_feat[0], near=near)
             seg = split_apart_things(seg, th.split_apart_gap, th.split_apart_min_fraction)
             # still at most max_per_image results, as the official output (pieces are in score order)
             seg = seg.select(np.arange(th.max_per_image)) if len(seg) > th.max_per_image else seg
-            return self._edge_refine(seg, exclusive=False)
+            return self.edge_refine(seg, exclusive=False)
 
     def semantic(self) -> Segments:
         """Mask2Former semantic inference -> one segment per present class (`Segments.semantic_map()`), borders
         snapped to colour edges (thresholds.edge_refine_radius; 0: official)."""
         feats, meta = self._require()
         cls = self._class_logits()
-        with self._timed("postprocess"):
+        with self.timed("postprocess"):
             seg = semantic_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names,
                                        self.thresholds)
-            return self._edge_refine(seg, exclusive=True)
+            return self.edge_refine(seg, exclusive=True)
 
     # ---- prompts -------------------------------------------------------------------------------------------
     def prompt(self, points: Optional[Any] = None, point_labels: Optional[Any] = None,
@@ -273,13 +256,13 @@ class OMGSegPredictor:
         if len(pos_pts) + len(bxs) == 0:
             raise ValueError(f"prompt() needs at least one positive point or a box (got {len(neg_pts)} negative "
                              "point(s) only)" if len(neg_pts) else "prompt() needs points or boxes, got none")
-        with self._timed("prompt_graph"):
+        with self.timed("prompt_graph"):
             r_boxes = np.concatenate([point_prompt_boxes(pos_pts, meta), original_to_resized_xy(bxs, meta),
                                       point_prompt_boxes(neg_pts, meta)]).astype(np.float32)
             out = self.backend.run_prompt(feats, torch.from_numpy(r_boxes), meta.img_shape)
             _sync(self.device)
         n_pos = len(pos_pts) + len(bxs)
-        with self._timed("postprocess"):
+        with self.timed("postprocess"):
             cls = classify(out.class_embed[0, :n_pos].float(), self._text_embed, self.cfg.logit_scale)
             seg = prompt_postprocess(
                 out.mask_logits[0, :n_pos], out.iou_logits[0, :n_pos], meta, self.thresholds, cls_logits=cls,
@@ -289,7 +272,7 @@ class OMGSegPredictor:
                 seg = self._prefer_object_queries(seg, pos_pts, bxs)
             else:
                 seg.extra["prompt_source"] = ["decoder"] * n_pos
-            seg = refine_prompt_masks(self._edge_refine(seg, exclusive=False), pos_pts, bxs, self.thresholds)
+            seg = refine_prompt_masks(self.edge_refine(seg, exclusive=False), pos_pts, bxs, self.thresholds)
         seg.extra["prompt_kind"] = ["point"] * len(pos_pts) + ["box"] * len(bxs)
         return seg
 
@@ -308,58 +291,23 @@ class OMGSegPredictor:
 
     # ---- text ----------------------------------------------------------------------------------------------
     def text(self, query: str, max_results: Optional[int] = None) -> Segments:
-        """Masks for a free-text request, best first (text/query.py scores the queries; text/candidates.py cuts
-        their masks at gaps and ranks the pieces by score, mask confidence and the phrase's colour word).
+        """Masks for a free-text request, best first (predict/text_request.py: text_query.py scores the queries;
+        text_candidates.py cuts their masks at gaps and ranks the pieces by score, mask confidence and the phrase's
+        colour word; text_position.py resolves position words).
 
         query: e.g. "segment the red box" (command words are stripped); max_results: default
         thresholds.text_max_results. Results below thresholds.text_score_thr and empty masks are dropped.
         scores: the phrase scores; extra["rank_scores"]: the ranks that ordered them.
-        Position words ("the left mug", "the second red box from the right") are resolved geometrically
-        (text/position.py): one result, the match at that rank by mask-centroid x, or none when fewer matches
-        are found; extra["position"] says what was parsed.
+        Position words ("the left mug", "the second red box from the right") are resolved geometrically: one
+        result, the match at that rank by mask-centroid x, or none when fewer matches are found;
+        extra["position"] says what was parsed.
         class_ids are -1 (the phrase is not a vocabulary class), class_names the phrase. Borders are snapped to
         colour edges (thresholds.edge_refine_radius; 0: official).
         """
-        feats, meta = self._require()
-        phrase = extract_phrase(query)
-        base, position = split_position(phrase)
-        n = self.thresholds.text_max_results if max_results is None else max_results
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"max_results must be a positive integer, got {max_results!r}")
-        with self._timed("text_encode"):
-            p_emb = self._phrase_embedding(base)
-        with self._timed("text_score"):
-            dup = next((i for i, syns in enumerate(self._vocab.synonyms()) if base in syns), None)
-            region = None
-            if self.cfg.has_clip_head and feats.clip_feat is not None:
-                region = self._region_embed(feats)
-            scores = phrase_scores(feats.class_embed[0], self._text_embed, p_emb, self.cfg.logit_scale, dup,
-                                   region, self.cfg.ensemble_alpha_seen, self.cfg.ensemble_alpha_unseen).cpu()
-        with self._timed("postprocess"):
-            order = torch.sort(scores, descending=True, stable=True).indices
-            top = n + 4 if position is None else 8  # a position picks among several matches
-            order = order[scores[order] >= self.thresholds.text_score_thr][:top].tolist()
-            ranked = self._rank_text_pieces(feats, meta, order, scores[order].numpy(), base)
-            if position is None:
-                keep = list(range(min(n, len(ranked))))
-            else:
-                found = pick_candidate(ranked, position, self.thresholds.text_position_rel)
-                keep = [] if found is None else [found]
-            qidx = [order[int(ranked.rows[i])] for i in keep]
-            seg = Segments(masks=ranked.masks[keep], scores=scores[qidx].numpy(), class_ids=np.full(len(keep), -1),
-                           class_names=[phrase] * len(keep), is_thing=np.ones(len(keep), bool),
-                           query_index=np.array(qidx, np.int64),
-                           embeddings=feats.query_feat[0, qidx].float().cpu().numpy() if qidx else
-                           np.zeros((0, feats.query_feat.shape[-1]), np.float32), task="text")
-            seg.extra["rank_scores"] = ranked.rank[keep]
-            seg = self._edge_refine(seg, exclusive=False)
-        seg.extra.update(query=query, phrase=phrase)
-        if position is not None:
-            seg.extra["position"] = {"side": position.side, "rank": position.rank, "described": base}
-        return seg
+        return text_request(self, query, max_results)
 
     # ---- internals -----------------------------------------------------------------------------------------
-    def _edge_refine(self, seg: Segments, exclusive: bool) -> Segments:
+    def edge_refine(self, seg: Segments, exclusive: bool) -> Segments:
         """Mask borders of `seg` snapped to the image's colour edges (edge_refine.py): a partition stays one
         (`exclusive`: panoptic, semantic), other masks are refined one by one. The filter's coefficients are
         computed on the mask grid (one cell = mask stride x original / resized pixels), so the cost follows the
@@ -372,18 +320,6 @@ class OMGSegPredictor:
         return refine_segments(seg, self._image, th.edge_refine_radius, th.edge_refine_eps,
                                subsample=max(1, round(cell)), exclusive=exclusive)
 
-    def _rank_text_pieces(self, feats: ImageFeatures, meta: ImageMeta, queries: list[int], scores: np.ndarray,
-                          phrase: str) -> RankedPieces:
-        """The candidate queries' masks cut into pieces and ranked by phrase score, mask confidence and colour
-        (text/candidates.py; thresholds.text_confidence_power / text_colour_power)."""
-        th = self.thresholds
-        probs = mask_probs_for_queries(feats.mask_logits[0], queries, meta)
-        term = colour_term(phrase) if th.text_colour_power > 0 and self._image is not None else None
-        colours = ColourNamer(self._image) if term is not None else None
-        return rank_pieces(probs, scores, th.mask_threshold, gap_pixels(th.split_apart_gap, meta.ori_shape),
-                           th.split_apart_min_fraction, th.text_confidence_power, th.text_colour_power,
-                           colours, term)
-
     def _require(self) -> tuple[ImageFeatures, ImageMeta]:
         if self._features is None or self._meta is None:
             raise RuntimeError("no image: call set_image(rgb_uint8) before a task")
@@ -392,12 +328,12 @@ class OMGSegPredictor:
     def _class_logits(self) -> torch.Tensor:
         """[Q, C+1] for the cached image and the active vocabulary (computed once per image / vocabulary)."""
         if self._cls_logits is None:
-            with self._timed("classify"):
+            with self.timed("classify"):
                 self._cls_logits = classify(self._features.class_embed[0].float(), self._text_embed,
                                             self.cfg.logit_scale)
         return self._cls_logits
 
-    def _phrase_embedding(self, phrase: str) -> torch.Tensor:
+    def phrase_embedding(self, phrase: str) -> torch.Tensor:
         """[E] template-averaged embedding of one phrase (kept as ONE synonym: no splitting on ',' or '/')."""
         if phrase not in self._phrase_cache:
             self._phrase_cache[phrase] = embed_synonyms(self.text_encoder, [[phrase]])[0, 0].to(self.device)
@@ -405,7 +341,7 @@ class OMGSegPredictor:
                 self._phrase_cache.popitem(last=False)
         return self._phrase_cache[phrase]
 
-    def _region_embed(self, feats: ImageFeatures) -> Optional[torch.Tensor]:
+    def region_embed(self, feats: ImageFeatures) -> Optional[torch.Tensor]:
         fn = getattr(self.backend, "region_embed", None)
         if fn is not None:
             return fn(feats, feats.mask_logits[0])
@@ -413,7 +349,7 @@ class OMGSegPredictor:
             return self.model.region_embed(feats, feats.mask_logits[0])
 
     @contextmanager
-    def _timed(self, stage: str) -> Iterator[None]:
+    def timed(self, stage: str) -> Iterator[None]:
         t0 = time.perf_counter()
         try:
             yield
@@ -426,4 +362,4 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-__all__ = ["OMGSegPredictor", "make_backend", "checkpoint_thresholds"]
+__all__ = ["OMGSegPredictor"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from omg_seg_core.predict.predictor import OMGSegPredictor
+from omg_seg_core.predict import build_predictor
 from omg_seg_core.text.clip_text import ClipTextEncoder
 
 SMALL_TEXT = dict(context_length=77, vocab_size=49408, width=64, heads=2, layers=2)
@@ -21,8 +21,8 @@ def predictors(tiny_model, tiny_bundle, tmp_path_factory):
     torch.manual_seed(0)
     enc = ClipTextEncoder(text_cfg=SMALL_TEXT, embed_dim=tiny_model.cfg.class_embed_dim)
     kw = dict(text_encoder=enc, vocabulary="robot_workspace", long_side=160)
-    p_torch = OMGSegPredictor(tiny_model, **kw)
-    p_ort = OMGSegPredictor(tiny_model, backend="onnxruntime", onnx_dir=tiny_bundle.root, threads=1, **kw)
+    p_torch = build_predictor(tiny_model, **kw)
+    p_ort = build_predictor(tiny_model, backend="onnxruntime", onnx_dir=tiny_bundle.root, threads=1, **kw)
     yield p_torch, p_ort
     mp.undo()
 
@@ -66,7 +66,7 @@ def test_predictor_long_side_sets_the_first_export_size(tiny_model, tmp_path, mo
     monkeypatch.setenv("OMG_SEG_CACHE", str(tmp_path))
     torch.manual_seed(0)
     enc = ClipTextEncoder(text_cfg=SMALL_TEXT, embed_dim=tiny_model.cfg.class_embed_dim)
-    p = OMGSegPredictor(tiny_model, backend="onnxruntime", threads=1, max_prompts=2, text_encoder=enc,
+    p = build_predictor(tiny_model, backend="onnxruntime", threads=1, max_prompts=2, text_encoder=enc,
                         vocabulary="robot_workspace", long_side=160)
     assert list(p.backend._by_size) == [(128, 160)]  # 160 x 120 -> padded to 32: 128 x 160
     p.set_image(_scene(120, 160))

@@ -95,12 +95,21 @@ def test_configuration_errors_do_not_fall_back(tiny_model):
         make_backend("onnxruntime", None, **QUIET)
 
 
-def test_predictor_hook_delegates_here(tiny_model, tiny_bundle):
-    from omg_seg_core.predict.predictor import make_backend as predictor_make_backend
+def test_predictor_factory_delegates_here(tiny_model, tiny_bundle):
+    """build_predictor's backend names (aliases included) go through this one make_backend."""
+    from omg_seg_core.predict import build_predictor
 
-    b = predictor_make_backend("ort", tiny_model, device="cpu", dtype="float32", compile=False,
-                               onnx_dir=tiny_bundle.root, threads=1)
-    assert b.name == "onnxruntime"
+    p = build_predictor(tiny_model, backend="ort", onnx_dir=tiny_bundle.root, threads=1,
+                        vocabulary={"things": ["a"], "stuff": []}, text_encoder=_no_text(tiny_model))
+    assert p.backend.name == "onnxruntime"
+
+
+def _no_text(model):
+    """A tiny random text tower of the model's width (nothing downloaded)."""
+    from omg_seg_core.text.clip_text import ClipTextEncoder
+
+    return ClipTextEncoder(text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1),
+                           embed_dim=model.cfg.class_embed_dim)
 
 
 def test_per_size_backend_exports_each_padded_size_once(tiny_model, tmp_path, image):

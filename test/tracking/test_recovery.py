@@ -19,10 +19,10 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def scene():
     from omg_seg_core.data.synth import world
-    from omg_seg_core.predict.predictor import OMGSegPredictor
+    from omg_seg_core.predict import build_predictor
     from omg_seg_core.train.synth_eval import heldout_frames
 
-    pred = OMGSegPredictor(str(default_checkpoint_path()), vocabulary=world.vocabulary_path())
+    pred = build_predictor(str(default_checkpoint_path()), vocabulary=world.vocabulary_path())
     frame = heldout_frames(1, seed=5)[0]
     pred.set_image(frame.rgb)
     pan = pred.panoptic()

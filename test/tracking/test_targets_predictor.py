@@ -19,10 +19,10 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def random_predictor():
     from omg_seg_core.model.omg_seg import build_model
-    from omg_seg_core.predict.predictor import OMGSegPredictor
+    from omg_seg_core.predict import build_predictor
 
     torch.manual_seed(0)
-    return OMGSegPredictor(build_model(TINY), vocabulary={"things": ["box", "ball"], "stuff": ["floor"]})
+    return build_predictor(build_model(TINY), vocabulary={"things": ["box", "ball"], "stuff": ["floor"]})
 
 
 class Recorder:
@@ -76,9 +76,9 @@ def test_small_model_video_floor():
     Floors sit below; the model, not the tracker, limits these numbers."""
     from omg_seg_core.cli.eval_video import _to_world_classes, evaluate
     from omg_seg_core.data.synth import world
-    from omg_seg_core.predict.predictor import OMGSegPredictor
+    from omg_seg_core.predict import build_predictor
 
-    pred = OMGSegPredictor(str(default_checkpoint_path()))
+    pred = build_predictor(str(default_checkpoint_path()))
 
     def detect(frame):
         pred.set_image(frame.rgb)

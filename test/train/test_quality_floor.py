@@ -35,11 +35,11 @@ def test_shipped_checkpoint_matches_tiny_config_and_size():
 
 def test_shipped_model_quality_floor():
     from omg_seg_core.data.synth import world
-    from omg_seg_core.predict.predictor import OMGSegPredictor
+    from omg_seg_core.predict import build_predictor
     from omg_seg_core.train.synth_eval import evaluate_frames, heldout_frames
 
     torch.manual_seed(0)
-    pred = OMGSegPredictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())
+    pred = build_predictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())
     frames = heldout_frames(12, seed=7)
     with torch.inference_mode():
         m = evaluate_frames(pred, frames)
@@ -56,11 +56,11 @@ def test_edge_refinement_improves_borders_of_the_shipped_model():
     from omg_seg_core.data.synth import world
     from omg_seg_core.structures import mask_iou
     from omg_seg_core.eval.semantic import SemanticEvaluator
-    from omg_seg_core.predict.predictor import OMGSegPredictor
+    from omg_seg_core.predict import build_predictor
     from omg_seg_core.train.data import mask_box
     from omg_seg_core.train.synth_eval import heldout_frames
 
-    pred = OMGSegPredictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())
+    pred = build_predictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())
     assert pred.thresholds.edge_refine_radius == 2
     sem = {r: SemanticEvaluator(list(world.CLASS_NAMES)) for r in (0, 2)}
     box = {0: [], 2: []}
@@ -85,10 +85,10 @@ def test_split_apart_cuts_the_official_segments_at_their_gaps_and_nothing_else()
     import numpy as np
 
     from omg_seg_core.data.synth import world
-    from omg_seg_core.predict.predictor import OMGSegPredictor
+    from omg_seg_core.predict import build_predictor
     from omg_seg_core.train.synth_eval import heldout_frames
 
-    pred = OMGSegPredictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())
+    pred = build_predictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())
     assert pred.thresholds.split_apart_gap > 0
     default = pred.thresholds.updated(edge_refine_radius=0)  # compare the split alone
     added = 0
@@ -115,10 +115,10 @@ def test_text_ranking_by_confidence_and_colour_beats_the_phrase_score_alone():
     20 scenes, non-positional phrases): measured 122 -> 136 of 157 correct top-1 answers with stage 11."""
     from omg_seg_core.data.synth import world
     from omg_seg_core.structures import mask_iou
-    from omg_seg_core.predict.predictor import OMGSegPredictor
+    from omg_seg_core.predict import build_predictor
     from omg_seg_core.train.synth_eval import POSITION_WORDS, heldout_frames
 
-    pred = OMGSegPredictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())
+    pred = build_predictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())
     ranked, plain = pred.thresholds, pred.thresholds.updated(text_confidence_power=0.0, text_colour_power=0.0,
                                                               split_apart_gap=-1.0)
     hits = {"ranked": 0, "plain": 0}
@@ -146,10 +146,10 @@ def test_text_requests_with_position_words_find_their_object():
     embedding alone managed 0.333 on the same phrases."""
     from omg_seg_core.data.synth import world
     from omg_seg_core.structures import mask_iou
-    from omg_seg_core.predict.predictor import OMGSegPredictor
+    from omg_seg_core.predict import build_predictor
     from omg_seg_core.train.synth_eval import POSITION_WORDS, heldout_frames
 
-    pred = OMGSegPredictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())
+    pred = build_predictor("omg_seg_tiny", checkpoint=CKPT, vocabulary=world.vocabulary_path())
     hits, n = 0, 0
     with torch.inference_mode():
         for frame in heldout_frames(60, seed=21):

@@ -85,7 +85,7 @@ def test_cli_export_records_tuned_thresholds_the_predictor_starts_from(tiny_data
     predictor's defaults (and None in set_thresholds) come from them; unknown names are refused before exporting."""
     from omg_seg_core.cli import train as train_cli
     from omg_seg_core.config import TaskThresholds
-    from omg_seg_core.predict.predictor import OMGSegPredictor
+    from omg_seg_core.predict import build_predictor
     from omg_seg_core.train.trainer import Trainer
 
     tr = Trainer(_cfg(tiny_data, tmp_path / "r"))
@@ -97,14 +97,14 @@ def test_cli_export_records_tuned_thresholds_the_predictor_starts_from(tiny_data
     assert not (tmp_path / "bad.pth").exists()
     assert train_cli.main([*sets, "--export-only", "--export", str(tmp_path / "t.pth"),
                            "--thresholds", "iou_thr=0.6"]) == 0
-    p = OMGSegPredictor(tmp_path / "t.pth", long_side=64)
+    p = build_predictor(tmp_path / "t.pth", long_side=64)
     official = TaskThresholds()
     assert p.default_thresholds.iou_thr == 0.6 and p.thresholds.iou_thr == 0.6
     assert p.thresholds.object_mask_thr == official.object_mask_thr  # the rest stays official
     p.set_thresholds(iou_thr=0.9, mask_threshold=0.4)
     p.set_thresholds(iou_thr=None)
     assert p.thresholds.iou_thr == 0.6 and p.thresholds.mask_threshold == 0.4
-    assert OMGSegPredictor(tmp_path / "t.pth", long_side=64, thresholds=official).thresholds.iou_thr == 0.8
+    assert build_predictor(tmp_path / "t.pth", long_side=64, thresholds=official).thresholds.iou_thr == 0.8
 
 
 def test_resume_with_other_architecture_names_the_field(tiny_data, tmp_path):

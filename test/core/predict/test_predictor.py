@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from omg_seg_core.config import TINY, TaskThresholds
-from omg_seg_core.predict.predictor import OMGSegPredictor
+from omg_seg_core.predict import build_predictor
 from omg_seg_core.structures import masks_to_boxes
 from omg_seg_core.text.clip_text import ClipTextEncoder
 
@@ -26,7 +26,7 @@ def predictor(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model(TINY, pretrained_backbone=False)
     enc = ClipTextEncoder(text_cfg=SMALL_TEXT, embed_dim=TINY.class_embed_dim)
-    p = OMGSegPredictor(model, text_encoder=enc, vocabulary="robot_workspace")
+    p = build_predictor(model, text_encoder=enc, vocabulary="robot_workspace")
     rng = np.random.RandomState(0)
     img = np.zeros((H, W, 3), np.uint8)
     img[:] = (rng.rand(1, 1, 3) * 255).astype(np.uint8)
@@ -55,7 +55,7 @@ def test_tasks_need_an_image():
 
     torch.manual_seed(1)
     enc = ClipTextEncoder(text_cfg=SMALL_TEXT, embed_dim=TINY.class_embed_dim)
-    p = OMGSegPredictor(build_model(TINY, pretrained_backbone=False), text_encoder=enc,
+    p = build_predictor(build_model(TINY, pretrained_backbone=False), text_encoder=enc,
                         vocabulary={"things": ["box"], "stuff": ["floor"]})
     assert not p.has_image
     for call in (p.panoptic, p.instances, p.semantic, lambda: p.prompt(points=[[1, 1]]), lambda: p.text("box")):
@@ -258,13 +258,23 @@ def test_set_vocabulary_with_given_embeddings(predictor):
 
 
 def test_unknown_backend_and_dtype(predictor):
-    from omg_seg_core.predict.predictor import make_backend
+    from omg_seg_core.runtime.select import make_backend
     from omg_seg_core.runtime.torch_backend import resolve_dtype
 
     with pytest.raises(ValueError, match="no_such_backend"):
         make_backend("no_such_backend", predictor.model)
     with pytest.raises(ValueError, match="float64"):
         resolve_dtype("float64")
+
+
+def test_predictor_takes_a_built_model(predictor):
+    """OMGSegPredictor(model) takes built pieces; names and checkpoints go through build_predictor."""
+    from omg_seg_core.predict import OMGSegPredictor
+
+    with pytest.raises(TypeError, match="build_predictor"):
+        OMGSegPredictor("omg_seg_tiny")
+    p = OMGSegPredictor(predictor.model, text_encoder=predictor.text_encoder, vocabulary={"things": ["a"]})
+    assert p.backend.name == "torch" and p.class_names == ["a"] and p.long_side == TINY.long_side
 
 
 def test_predictor_from_checkpoint_uses_its_vocabulary_and_minilm(tmp_path, monkeypatch):
@@ -279,7 +289,7 @@ def test_predictor_from_checkpoint_uses_its_vocabulary_and_minilm(tmp_path, monk
     m = build_model(TINY, pretrained_backbone=False)
     m.text_projection = TextProjection(TINY.class_embed_dim)
     path = save_checkpoint(tmp_path / "tiny.pth", m, vocabulary={"things": ["box,cube", "ball"], "stuff": ["floor"]})
-    p = OMGSegPredictor(path, long_side=160)
+    p = build_predictor(path, long_side=160)
     assert p.class_names == ["box", "ball", "floor"] and p.vocabulary.num_things == 2
     assert p.text_encoder.name.startswith("minilm_l6")
     torch.testing.assert_close(p.text_encoder.projection.linear.weight, m.text_projection.linear.weight)
@@ -287,7 +297,7 @@ def test_predictor_from_checkpoint_uses_its_vocabulary_and_minilm(tmp_path, monk
     assert p.panoptic().masks.shape[1:] == (90, 120)
     assert len(p.text("the red box")) <= 1
     with pytest.raises(FileNotFoundError, match="missing.pth"):
-        OMGSegPredictor(tmp_path / "missing.pth")
+        build_predictor(tmp_path / "missing.pth")
 
 
 def test_checkpoint_thresholds_with_a_bad_entry_name_the_file(tmp_path):
@@ -302,7 +312,7 @@ def test_checkpoint_thresholds_with_a_bad_entry_name_the_file(tmp_path):
     for bad in ({"iou_threshold": 0.6}, [0.6]):
         path = save_checkpoint(tmp_path / "bad.pth", m, vocabulary=vocab, meta={"thresholds": bad})
         with pytest.raises(ValueError, match=r"bad\.pth: meta\.thresholds"):
-            OMGSegPredictor(path, long_side=64)
+            build_predictor(path, long_side=64)
 
 
 def test_shipped_model_starts_from_its_tuned_iou_thr():
@@ -312,7 +322,7 @@ def test_shipped_model_starts_from_its_tuned_iou_thr():
 
     from omg_seg_core.config import default_checkpoint_path
 
-    p = OMGSegPredictor(default_checkpoint_path("omg_seg_tiny"))
+    p = build_predictor(default_checkpoint_path("omg_seg_tiny"))
     got, official = asdict(p.thresholds), asdict(TaskThresholds())
     assert got.pop("iou_thr") == 0.6 and official.pop("iou_thr") == 0.8
     assert got == official
@@ -350,12 +360,12 @@ def test_text_uses_clip_region_ensemble_when_the_model_has_one():
     bb = _RegionBackbone(build_backbone(cfg.backbone, pretrained=False), cfg.class_embed_dim)
     model = build_model(cfg, backbone=bb)
     enc = ClipTextEncoder(text_cfg=SMALL_TEXT, embed_dim=cfg.class_embed_dim)
-    p = OMGSegPredictor(model, text_encoder=enc, vocabulary={"things": ["box", "ball"], "stuff": ["floor"]})
+    p = build_predictor(model, text_encoder=enc, vocabulary={"things": ["box", "ball"], "stuff": ["floor"]})
     p.set_image((np.random.RandomState(1).rand(96, 128, 3) * 255).astype(np.uint8))
     f = p.features
     assert f.clip_feat is not None
     out = p.text("find the red box", max_results=p.cfg.num_queries)
-    phrase = p._phrase_embedding("red box")
+    phrase = p.phrase_embedding("red box")
     with torch.no_grad():
         region = model.region_embed(f, f.mask_logits[0])
     with_clip = phrase_scores(f.class_embed[0], p._text_embed, phrase, cfg.logit_scale, None, region,

@@ -82,11 +82,11 @@ def test_auto_beats_the_prompt_decoder_on_held_out_scenes():
     the margin is 0.03."""
     from omg_seg_core.data.synth import world
     from omg_seg_core.structures import mask_iou
-    from omg_seg_core.predict.predictor import OMGSegPredictor
+    from omg_seg_core.predict import build_predictor
     from omg_seg_core.train.data import click_point, mask_box
     from omg_seg_core.train.synth_eval import heldout_frames
 
-    pred = OMGSegPredictor("omg_seg_tiny", vocabulary=world.vocabulary_path())
+    pred = build_predictor("omg_seg_tiny", vocabulary=world.vocabulary_path())
     ious = {"decoder": [], "auto": []}
     replaced = 0
     with torch.inference_mode():
