@@ -6,7 +6,7 @@
 Sequences come from the synthetic generator's video mode (held-out split by default: objects slide, are carried
 out of view and brought back, occlude each other; the camera orbits). Each frame goes through a detector, then
 `Tracker.update` (+ `recover_missed` with a model), then `TargetManager.update`; metrics come from
-`omg_seg_core.eval.tracking.VideoEvaluator`:
+`omg_seg_core.eval.mot.VideoEvaluator`:
 IDF1, HOTA, IDSW per 100 frames, VPQ and the persistent-target hit rate (IoU >= 0.5 in visible frames).
 
 Sources (the JSON and the printout say which one produced the numbers):
@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..eval.tracking import VideoEvaluator
+from ..eval.mot import VideoEvaluator
 from ..structures import mask_iou_matrix
 from . import parse_overrides
 from ..structures import Segments
@@ -151,8 +151,8 @@ def evaluate(detect: Callable[[Any], Segments], predictor: Any, sequences: int, 
                     out = targets.update(tracked, predictor=predictor, frame_index=t, stamp=stamp)
                     times["targets"].append(time.perf_counter() - t2)
                 for e in ev, seq_ev:
-                    e.add_frame(gt, tracked)
-                oracle.add_frame(gt, _oracle_ids(det, gt))
+                    e.process(gt, tracked)
+                oracle.process(gt, _oracle_ids(det, gt))
                 if out is not None:
                     for row, tid in enumerate(out.track_ids):
                         uid = registered.get(int(tid))
@@ -160,7 +160,7 @@ def evaluate(detect: Callable[[Any], Segments], predictor: Any, sequences: int, 
                             continue
                         g = gt.masks[list(gt.track_ids).index(uid)] if uid in gt.track_ids else None
                         for e in ev, seq_ev:
-                            e.add_target(g, out.masks[row])
+                            e.process_target(g, out.masks[row])
                         if reg_iou[int(tid)] >= 0.5 and g is not None and g.any():
                             good[0] += 1
                             good[1] += mask_iou_matrix(g[None], out.masks[row][None])[0, 0] >= 0.5

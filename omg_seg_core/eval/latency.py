@@ -7,18 +7,21 @@ import numpy as np
 
 
 class LatencyRecorder:
-    """Collects one sample per stage per frame; `summary()` gives p50 / p95 / mean / max / count per stage."""
+    """Collects one sample per stage per frame; `evaluate()` gives p50 / p95 / mean / max / count per stage."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.samples: dict[str, list[float]] = {}
 
-    def add(self, timings_ms: Mapping[str, float]) -> None:
+    def process(self, timings_ms: Mapping[str, float]) -> None:
         for stage, ms in timings_ms.items():
             if ms is None or not np.isfinite(ms):
                 continue
             self.samples.setdefault(str(stage), []).append(float(ms))
 
-    def summary(self) -> dict[str, dict[str, float]]:
+    def evaluate(self) -> dict[str, dict[str, float]]:
         out = {}
         for stage, xs in self.samples.items():
             a = np.asarray(xs, np.float64)

@@ -80,7 +80,7 @@ def prompt_target_mask(gt: GroundTruth, target: int) -> np.ndarray:
 
 
 class Evaluation:
-    """Accumulates metrics frame by frame. Use `add_frame` for evaluated frames and `skip` for the others."""
+    """Accumulates metrics frame by frame. Use `process` for evaluated frames and `skip` for the others."""
 
     def __init__(self, class_names: Sequence[str], is_thing: Sequence[bool], worst_k: int = 6,
                  thumb_long_side: int = 320) -> None:
@@ -92,22 +92,28 @@ class Evaluation:
         self.ap = MaskAPEvaluator(self.class_names, self.is_thing)
         self.prompts = PromptEvaluator()
         self.latency = LatencyRecorder()
+        self.worst_k, self.thumb = worst_k, thumb_long_side
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every frame (the evaluators' own `reset`)."""
+        for ev in (self.pq, self.sem, self.ap, self.prompts, self.latency):
+            ev.reset()
         self.skips: Counter[str] = Counter()
         self.frames: list[dict] = []           # one small record per evaluated frame (report.json "frames")
         self.worst: list[tuple[float, int, dict]] = []  # heap of (badness, -order, thumbnails)
-        self.worst_k, self.thumb = worst_k, thumb_long_side
 
     def skip(self, reason: str, n: int = 1) -> None:
         self.skips[reason] += n
 
-    def add_frame(self, key: dict, image: Optional[np.ndarray], gt: Optional[GroundTruth],
+    def process(self, key: dict, image: Optional[np.ndarray], gt: Optional[GroundTruth],
                   panoptic: Optional[Segments] = None, instances: Optional[Segments] = None,
                   semantic: Optional[Segments] = None, prompt_masks: Optional[np.ndarray] = None,
                   timings: Optional[dict[str, float]] = None) -> dict:
         """Add one frame. key: identifying info (index, stamp); gt None = latency only. Returns its record."""
         rec: dict = dict(key)
         if timings:
-            self.latency.add(timings)
+            self.latency.process(timings)
             rec["latency_ms"] = {k: round(float(v), 3) for k, v in timings.items()}
         if gt is not None:
             gt_frame = panoptic_from_labels(gt.semantic, gt.instance_ids, self.things)
@@ -150,7 +156,7 @@ class Evaluation:
         """Thumbnail dicts of the worst frames, worst first."""
         return [it[2] for it in sorted(self.worst, key=lambda it: (-it[0], -it[1]))]
 
-    def results(self) -> dict:
+    def evaluate(self) -> dict:
         pq = self.pq.evaluate()
         return {
             "frames_evaluated": len(self.frames),
@@ -160,7 +166,7 @@ class Evaluation:
             "semantic": self.sem.evaluate() if self.sem.num_images else None,
             "mask_ap": self.ap.evaluate() if self.ap.images else None,
             "prompts": self.prompts.evaluate() if (self.prompts.ious["point"] or self.prompts.ious["box"]) else None,
-            "latency_ms": self.latency.summary(),
+            "latency_ms": self.latency.evaluate(),
         }
 
     def state_dict(self) -> dict:

@@ -33,12 +33,17 @@ def track_id_map(segments: Segments) -> np.ndarray:
 
 
 class STQEvaluator:
-    """Streaming STQ. `start_sequence()`, then `add_frame(gt_sem, gt_inst, pred_sem, pred_inst)` per frame."""
+    """Streaming STQ. `start_sequence()`, then `process(gt_sem, gt_inst, pred_sem, pred_inst)` per frame."""
 
     def __init__(self, class_names: Sequence[str], is_thing: Sequence[bool]) -> None:
         self.is_thing = np.asarray(is_thing, bool)
         self.semantic = SemanticEvaluator(class_names)
         self.sequences: list[dict[str, Counter]] = []
+
+    def reset(self) -> None:
+        """Forget every sequence."""
+        self.semantic.reset()
+        self.sequences = []
 
     def start_sequence(self) -> None:
         self.sequences.append({"gt": Counter(), "pred": Counter(), "inter": Counter()})
@@ -48,11 +53,11 @@ class STQEvaluator:
         lut[: len(self.is_thing)] = self.is_thing
         return lut[sem.astype(np.int64)]
 
-    def add_frame(self, gt_sem: np.ndarray, gt_inst: np.ndarray, pred_sem: np.ndarray, pred_inst: np.ndarray) -> None:
+    def process(self, gt_sem: np.ndarray, gt_inst: np.ndarray, pred_sem: np.ndarray, pred_inst: np.ndarray) -> None:
         """gt_sem / pred_sem: class index [H, W] (65535 = void / unlabelled); gt_inst / pred_inst: track id [H, W]
         (0 = none; GT thing pixels with 0 are crowd)."""
         if not self.sequences:
-            raise RuntimeError("STQEvaluator: call start_sequence() before add_frame()")
+            raise RuntimeError("STQEvaluator: call start_sequence() before process()")
         shapes = {a.shape for a in (gt_sem, gt_inst, pred_sem, pred_inst)}
         if len(shapes) != 1:
             raise ValueError(f"STQ frame maps differ in size: {sorted(shapes)}")

@@ -4,13 +4,13 @@
   `forward_train` with every layer's predictions).
 - `backbones/`: `Backbone` interface + lazy registry (`clip_convnext.py` open_clip ConvNeXt-L, `efficientnet_lite.py`).
 - `pixel_decoder.py` + `ms_deform_attn.py`: MSDeformAttnPixelDecoder with grid_sample deformable attention.
-- `transformer_decoder.py` + `head.py`: masked-attention decoder (hand-written attention), queries, predictions.
-- `heads.py`: `classify`, `mask_pool`; `prompt_encoder.py`: point / box prompts; `position_encoding.py`.
+- `transformer_decoder.py` + `decoder_head.py`: masked-attention decoder (hand-written attention), queries, predictions.
+- `classifier.py`: `classify`, `mask_pool`; `prompt_encoder.py`: point / box prompts; `position_encoding.py`.
 - `checkpoint.py`: `load_model`, `save_checkpoint`, official key mapping and checks.
 """
 from .checkpoint import CheckpointError, load_model, save_checkpoint
-from .head import HeadOutputs, OMGSegHead
-from .heads import classify
+from .decoder_head import HeadOutputs, OMGSegHead
+from .classifier import classify
 from .omg_seg import OMGSeg, build_model
 
 __all__ = ["OMGSeg", "build_model", "load_model", "save_checkpoint", "CheckpointError", "OMGSegHead",

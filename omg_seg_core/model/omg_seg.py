@@ -17,7 +17,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..runtime.backend import ImageFeatures, PromptOutputs
 from .backbones.base import build_backbone
-from .head import HeadOutputs, OMGSegHead
+from .decoder_head import HeadOutputs, OMGSegHead
 from .pixel_decoder import MSDeformAttnPixelDecoder
 from .prompt_encoder import ImageSize
 

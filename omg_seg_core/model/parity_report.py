@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from ..config import CONVL, PACKAGE_ROOT
 from .checkpoint import official_to_ours
-from .head import OMGSegHead
-from .heads import text_embed_from_official_buffer
+from .decoder_head import OMGSegHead
+from .classifier import text_embed_from_official_buffer
 from .omg_seg import build_pixel_decoder
 
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..config import ModelConfig, TaskThresholds, checkpoint_thresholds, default_vocabulary_path
 from .edge_refine import refine_segments
-from ..model.heads import classify
+from ..model.classifier import classify
 from .postprocess import (instance_postprocess, panoptic_postprocess, prompt_postprocess,
                           semantic_postprocess)
 from .preprocess import (ImageMeta, original_to_resized_xy, point_prompt_boxes, preprocess, validate_image,

@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..model.heads import classify
+from ..model.classifier import classify
 
 #: Leading request words removed before embedding ("please show me the red box" -> "red box").
 COMMAND_PHRASES = (

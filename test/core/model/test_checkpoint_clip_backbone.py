@@ -9,7 +9,7 @@ import torch
 from omg_seg_core.config import CONVL
 from omg_seg_core.model.backbones.clip_convnext import CLIPConvNeXtBackbone
 from omg_seg_core.model.checkpoint import CheckpointError, load_model, ours_to_official
-from omg_seg_core.model.head import OMGSegHead
+from omg_seg_core.model.decoder_head import OMGSegHead
 from omg_seg_core.model.omg_seg import build_pixel_decoder
 
 open_clip = pytest.importorskip("open_clip")

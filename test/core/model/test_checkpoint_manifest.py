@@ -10,7 +10,7 @@ import torch
 from omg_seg_core.config import CONVL
 from omg_seg_core.model.backbones.clip_convnext import CLIPConvNeXtBackbone, open_clip_key_to_backbone
 from omg_seg_core.model.checkpoint import official_to_ours, ours_to_official
-from omg_seg_core.model.head import OMGSegHead
+from omg_seg_core.model.decoder_head import OMGSegHead
 from omg_seg_core.model.omg_seg import build_pixel_decoder
 
 

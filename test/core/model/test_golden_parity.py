@@ -20,8 +20,8 @@ import torch.nn.functional as F
 import tolerances as tol
 from omg_seg_core.config import CONVL
 from omg_seg_core.model.checkpoint import official_to_ours
-from omg_seg_core.model.head import OMGSegHead
-from omg_seg_core.model.heads import classify, text_embed_from_official_buffer
+from omg_seg_core.model.decoder_head import OMGSegHead
+from omg_seg_core.model.classifier import classify, text_embed_from_official_buffer
 from omg_seg_core.model.omg_seg import build_pixel_decoder
 from omg_seg_core.model.prompt_encoder import boxes_to_bbox_logit
 

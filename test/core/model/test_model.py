@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from omg_seg_core.config import TINY, ModelConfig
 from omg_seg_core.model.backbones.base import build_backbone
-from omg_seg_core.model.heads import classify
+from omg_seg_core.model.classifier import classify
 from omg_seg_core.model.omg_seg import build_model
 from omg_seg_core.model.position_encoding import sine_encoding_2d, sine_encoding_3d
 from omg_seg_core.model.transformer_decoder import MultiheadAttention, unblock_full_rows
@@ -145,7 +145,7 @@ def test_classify_semantics():
 def test_open_vocab_ensemble():
     """Official open_voc_inference: void probability kept, alpha = 0 / invalid masks give the query probabilities,
     and a hand-computed two-class case."""
-    from omg_seg_core.model.heads import open_vocab_ensemble
+    from omg_seg_core.model.classifier import open_vocab_ensemble
 
     torch.manual_seed(5)
     q, k = torch.randn(4, 6), torch.randn(4, 6)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .heads import classify, mask_pool, mlp3
+from .classifier import classify, mask_pool, mlp3
 from .position_encoding import coordinate_to_encoding, sine_encoding_3d
 from .prompt_encoder import ImageSize, boxes_to_bbox_logit, prompt_self_attn_blocked
 from .transformer_decoder import TransformerDecoder, unblock_full_rows

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from omg_seg_core.eval.tracking import VideoEvaluator, VideoFrame
+from omg_seg_core.eval.mot import VideoEvaluator, VideoFrame
 from omg_seg_core.structures import mask_iou_matrix
 
 H, W = 20, 40
@@ -38,7 +38,7 @@ def test_perfect_tracking_scores_one():
     for t in range(4):
         g = vf([(rect(2 + t, 2, 5, 5), 7, 0), (rect(20, 5, 6, 6), 9, 1), (rect(0, 15, 40, 5), 0, 2)])
         p = vf([(rect(2 + t, 2, 5, 5), 1, 0), (rect(20, 5, 6, 6), 2, 1), (rect(0, 15, 40, 5), 50002, 2)])
-        ev.add_frame(g, p)
+        ev.process(g, p)
     r = ev.evaluate()
     assert r["IDF1"] == pytest.approx(1.0) and r["HOTA"] == pytest.approx(1.0) and r["IDSW"] == 0
     assert r["vpq"] == pytest.approx(1.0) and r["frames"] == 4 and r["gt_tracks"] == 2
@@ -49,7 +49,7 @@ def test_one_id_switch_hand_computed():
     ev = evaluator(windows=(1, 2))
     for t in range(4):
         m = rect(2 + 3 * t, 2, 6, 6)
-        ev.add_frame(vf([(m, 5, 0)]), vf([(m, 1 if t < 2 else 2, 0)]))
+        ev.process(vf([(m, 5, 0)]), vf([(m, 1 if t < 2 else 2, 0)]))
     r = ev.evaluate()
     # IDF1: best identity match covers 2 of 4 frames: IDTP=2, IDFN=2, IDFP=2 -> 4 / 8.
     assert r["IDF1"] == pytest.approx(0.5)
@@ -70,7 +70,7 @@ def test_vpq_partial_overlap_wrong_class_and_void():
     p = vf([(rect(0, 0, 10, 8), 1, 0),          # box IoU 80/100 = 0.8 -> TP
             (rect(20, 0, 10, 10), 2, 0),        # right place, wrong class -> FP (box) and FN (ball)
             (rect(32, 12, 6, 6), 3, 1)])        # entirely on void -> ignored, not FP
-    ev.add_frame(g, p)
+    ev.process(g, p)
     r = ev.vpq()
     # box: TP 1 (0.8) + FP 1 -> 0.8 / 1.5; ball: FN 1 -> 0.  mean = (0.5333 + 0) / 2
     assert r["per_window"][1]["things"] == pytest.approx((0.8 / 1.5 + 0.0) / 2)
@@ -80,7 +80,7 @@ def test_vpq_partial_overlap_wrong_class_and_void():
 def test_void_part_of_prediction_leaves_union():
     # Prediction 10x10 of which 4x10 lie on void: union = 100 + 60 - 60 - 40 = 60 -> IoU 1.
     ev = evaluator(windows=(1,))
-    ev.add_frame(vf([(rect(0, 0, 6, 10), 1, 0)]), vf([(rect(0, 0, 10, 10), 4, 0)]))
+    ev.process(vf([(rect(0, 0, 6, 10), 1, 0)]), vf([(rect(0, 0, 10, 10), 4, 0)]))
     r = ev.vpq()
     assert r["vpq"] == pytest.approx(1.0)
 
@@ -89,7 +89,7 @@ def test_untracked_predictions_not_tracker_outputs_and_split_tubes():
     ev = evaluator(windows=(1, 2))
     m = rect(5, 5, 6, 6)
     for _ in range(2):
-        ev.add_frame(vf([(m, 1, 0)]), vf([(m, 0, 0)]))
+        ev.process(vf([(m, 1, 0)]), vf([(m, 0, 0)]))
     r = ev.evaluate()
     assert r["IDF1"] == pytest.approx(0.0) and r["pred_tracks"] == 0
     assert r["per_window"][1]["vpq"] == pytest.approx(1.0)
@@ -100,11 +100,11 @@ def test_untracked_predictions_not_tracker_outputs_and_split_tubes():
 def test_target_hit_fraction_counts_visible_frames_only():
     ev = evaluator()
     gt = rect(0, 0, 10, 10)
-    assert ev.add_target(gt, rect(0, 0, 10, 10)) == pytest.approx(1.0)
-    assert ev.add_target(gt, rect(0, 0, 10, 4)) == pytest.approx(0.4)
-    assert ev.add_target(gt, None) == 0.0
-    assert ev.add_target(None, rect(0, 0, 3, 3)) is None  # invisible: not counted
-    assert ev.add_target(np.zeros((H, W), bool), None) is None
+    assert ev.process_target(gt, rect(0, 0, 10, 10)) == pytest.approx(1.0)
+    assert ev.process_target(gt, rect(0, 0, 10, 4)) == pytest.approx(0.4)
+    assert ev.process_target(gt, None) == 0.0
+    assert ev.process_target(None, rect(0, 0, 3, 3)) is None  # invisible: not counted
+    assert ev.process_target(np.zeros((H, W), bool), None) is None
     assert ev.targets() == {"target_visible_frames": 3, "target_iou50_fraction": pytest.approx(1 / 3)}
 
 
@@ -114,7 +114,7 @@ def test_multiple_sequences_combine_and_mask_iou():
         ev.start_sequence()
         for t in range(2):
             m = rect(2, 2, 5, 5)
-            ev.add_frame(vf([(m, 1, 0)]), vf([(m, 1 if perfect else t + 1, 0)]))
+            ev.process(vf([(m, 1, 0)]), vf([(m, 1 if perfect else t + 1, 0)]))
     r = ev.tracking()
     assert r["frames"] == 4 and r["IDSW"] == 1
     # IDTP = 2 (first sequence) + 1 (second: each id covers one frame); 4 GT and 4 predicted detections.
@@ -130,12 +130,12 @@ def test_bad_input():
         VideoEvaluator(NAMES, THING, windows=(0,))
     ev = VideoEvaluator(NAMES, THING)
     with pytest.raises(RuntimeError, match="start_sequence"):
-        ev.add_frame(vf([]), vf([]))
+        ev.process(vf([]), vf([]))
     ev.start_sequence()
     with pytest.raises(ValueError, match="class id"):
-        ev.add_frame(vf([(rect(0, 0, 2, 2), 1, 0)]), VideoFrame(rect(0, 0, 2, 2)[None], [1], [7], [True]))
+        ev.process(vf([(rect(0, 0, 2, 2), 1, 0)]), VideoFrame(rect(0, 0, 2, 2)[None], [1], [7], [True]))
     with pytest.raises(ValueError, match="track ids"):
-        ev.add_frame(vf([(rect(0, 0, 2, 2), 0, 0)]), vf([]))
+        ev.process(vf([(rect(0, 0, 2, 2), 0, 0)]), vf([]))
 
 
 def test_pickled_evaluator_gives_the_same_result():
@@ -143,8 +143,8 @@ def test_pickled_evaluator_gives_the_same_result():
 
     ev = evaluator()
     m = rect(2, 2, 5, 5)
-    ev.add_frame(vf([(m, 1, 0)]), vf([(m, 3, 0)]))
+    ev.process(vf([(m, 1, 0)]), vf([(m, 3, 0)]))
     clone = pickle.loads(pickle.dumps(ev))
     for e in (ev, clone):
-        e.add_frame(vf([(m, 1, 0)]), vf([(m, 4, 0)]))
+        e.process(vf([(m, 1, 0)]), vf([(m, 4, 0)]))
     np.testing.assert_equal(clone.evaluate(), ev.evaluate())  # (nan == nan for the empty stuff class)

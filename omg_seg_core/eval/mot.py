@@ -67,8 +67,8 @@ class _Sequence:
 
 
 class VideoEvaluator:
-    """Streaming video evaluation. Usage: `start_sequence()`, then `add_frame(gt, pred)` per frame (and
-    `add_target(gt_mask, pred_mask)` for persistent targets), repeat per sequence, then `evaluate()`."""
+    """Streaming video evaluation. Usage: `start_sequence()`, then `process(gt, pred)` per frame (and
+    `process_target(gt_mask, pred_mask)` for persistent targets), repeat per sequence, then `evaluate()`."""
 
     def __init__(self, class_names: Sequence[str], is_thing: Sequence[bool],
                  windows: Sequence[int] = (1, 5, 10, 15), iou_threshold: float = 0.5) -> None:
@@ -82,6 +82,10 @@ class VideoEvaluator:
         self.iou_threshold = float(iou_threshold)
         self.sequences: list[_Sequence] = []
 
+    def reset(self) -> None:
+        """Forget every sequence."""
+        self.sequences = []
+
     def start_sequence(self) -> None:
         self.sequences.append(_Sequence())
 
@@ -90,7 +94,7 @@ class VideoEvaluator:
             raise RuntimeError("VideoEvaluator: call start_sequence() before adding frames")
         return self.sequences[-1]
 
-    def add_frame(self, gt: VideoFrame | Segments, pred: VideoFrame | Segments) -> None:
+    def process(self, gt: VideoFrame | Segments, pred: VideoFrame | Segments) -> None:
         """Add one frame: ground truth (ids = GT track ids) and prediction (ids = tracker ids)."""
         gt = gt if isinstance(gt, VideoFrame) else VideoFrame.from_segments(gt)
         pred = pred if isinstance(pred, VideoFrame) else VideoFrame.from_segments(pred)
@@ -110,7 +114,7 @@ class VideoEvaluator:
         seq.sims.append(mask_iou_matrix(gt.masks[g_th], pred.masks[p_th]))
         seq.tables.append(self._frame_table(gt, pred, seq))
 
-    def add_target(self, gt_mask: Optional[np.ndarray], pred_mask: Optional[np.ndarray]) -> Optional[float]:
+    def process_target(self, gt_mask: Optional[np.ndarray], pred_mask: Optional[np.ndarray]) -> Optional[float]:
         """One frame of one persistent target; returns the IoU (None when the target is not visible)."""
         seq = self._current()
         if gt_mask is None or not np.asarray(gt_mask).any():
