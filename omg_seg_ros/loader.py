@@ -1,4 +1,4 @@
-"""Build the node's `Pipeline` (predictor + tracker + targets) from its parameter values (ROS-free).
+"""Build the node's `VideoSession` (predictor + tracker + targets) from its parameter values (ROS-free).
 
 The node refuses to start without weights: a missing checkpoint is an error that names the file and the
 parameter to set. Only `allow_random_weights: true` runs an untrained model (for plumbing tests), and says so.
@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 
 from omg_seg_core.config import DATA_ROOT, TaskThresholds, default_checkpoint_path, get_model_config
 
-from .pipeline import Pipeline
+from omg_seg_core.video import VideoSession
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def tracker_config_from(values: dict[str, Any]):
     return TrackerConfig(**{k: v for k, v in kw.items() if k in known})
 
 
-def build_pipeline(values: dict[str, Any], warn: Callable[[str], None] = log.warning) -> Pipeline:
+def build_session(values: dict[str, Any], warn: Callable[[str], None] = log.warning) -> VideoSession:
     """Load the model named by the parameters and wrap it with tracking. Raises ModelLoadError."""
     from omg_seg_core.predict import build_predictor
 
@@ -124,7 +124,7 @@ def build_pipeline(values: dict[str, Any], warn: Callable[[str], None] = log.war
         else:
             tcfg = tracker_config_from(values)
             tracker, targets = Tracker(tcfg), TargetManager(tcfg)
-    return Pipeline(predictor, task=values.get("task", "panoptic"), tracker=tracker, targets=targets)
+    return VideoSession(predictor, tracker=tracker, targets=targets, task=values.get("task", "panoptic"))
 
 
 _initial_torch_threads: Optional[int] = None
@@ -141,13 +141,13 @@ def _set_torch_threads(threads: Optional[int]) -> None:
     torch.set_num_threads(threads or _initial_torch_threads)
 
 
-def release_device_memory(pipeline: Optional[Pipeline]) -> None:
-    """Free the predictor's device memory (node deactivate on a GPU); the pipeline is unusable afterwards."""
-    if pipeline is None:
+def release_device_memory(session: Optional[VideoSession]) -> None:
+    """Free the predictor's device memory (node deactivate on a GPU); the session is unusable afterwards."""
+    if session is None:
         return
-    with pipeline.lock:
+    with session.lock:
         try:
-            pipeline.predictor.release()
+            session.predictor.release()
         finally:
             try:
                 import torch
@@ -158,5 +158,5 @@ def release_device_memory(pipeline: Optional[Pipeline]) -> None:
                 pass
 
 
-__all__ = ["ModelLoadError", "build_pipeline", "release_device_memory", "threshold_overrides", "tracker_config_from",
+__all__ = ["ModelLoadError", "build_session", "release_device_memory", "threshold_overrides", "tracker_config_from",
            "resolve_path"]

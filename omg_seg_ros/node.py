@@ -1,6 +1,6 @@
 """The `omg_seg` lifecycle node: parameters, input subscription, worker thread, publishers, diagnostics.
 
-Lifecycle: configure loads the model (pipeline.py / loader.py), activate creates publishers + the input
+Lifecycle: configure loads the model (loader.py builds core's VideoSession), activate creates publishers + the input
 subscription and starts the worker, deactivate stops them (and frees GPU memory on CUDA devices), cleanup
 drops the model. `autostart` (default true) runs configure + activate at start-up.
 
@@ -25,11 +25,13 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from omg_seg_core.video import VideoSession
+
 from . import messages, params
 from .conversions import ImageError, compressed_to_rgb, image_to_rgb
-from .loader import ModelLoadError, build_pipeline, release_device_memory, threshold_overrides, tracker_config_from
+from .loader import ModelLoadError, build_session, release_device_memory, threshold_overrides, tracker_config_from
 from .outputs import Outputs
-from .pipeline import Frame, FrameMailbox, Pipeline, Stats, stamp_to_seconds
+from .worker import Frame, FrameMailbox, Stats, stamp_to_seconds
 from .services import Services
 
 NODE_NAME = "omg_seg"
@@ -44,7 +46,7 @@ class OmgSegNode(LifecycleNode):
         for name, default, desc in params.all_params():
             self._defaults[name] = default
             self.declare_parameter(name, default, ParameterDescriptor(description=desc))
-        self.pipeline: Optional[Pipeline] = None
+        self.session: Optional[VideoSession] = None
         self.mailbox = FrameMailbox()
         self.stats = Stats()
         self.outputs = Outputs(self)
@@ -77,7 +79,7 @@ class OmgSegNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         t0 = time.monotonic()
         try:
-            self.pipeline = build_pipeline(self.values(), warn=self.get_logger().warning)
+            self.session = build_session(self.values(), warn=self.get_logger().warning)
         except ModelLoadError as e:
             self.get_logger().error(f"configure failed: {e}")
             return TransitionCallbackReturn.FAILURE
@@ -86,8 +88,8 @@ class OmgSegNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._released = False
         self.get_logger().info(
-            f"configured: model {self.pipeline.predictor.cfg.name}, backend {self.p('backend')}, device "
-            f"{self.p('device')}, {len(self.pipeline.class_names())} classes, task {self.p('task')} "
+            f"configured: model {self.session.predictor.cfg.name}, backend {self.p('backend')}, device "
+            f"{self.p('device')}, {len(self.session.class_names)} classes, task {self.p('task')} "
             f"({time.monotonic() - t0:.1f} s)")
         return TransitionCallbackReturn.SUCCESS
 
@@ -97,7 +99,7 @@ class OmgSegNode(LifecycleNode):
             if rc != TransitionCallbackReturn.SUCCESS:
                 return rc
         self.outputs.create()
-        self.outputs.publish_label_info(self.pipeline.class_names(), self.last_header)
+        self.outputs.publish_label_info(self.session.class_names, self.last_header)
         self.mailbox.reopen()
         self._stop.clear()
         self._worker = threading.Thread(target=self._worker_loop, name="omg_seg_worker", daemon=True)
@@ -113,21 +115,21 @@ class OmgSegNode(LifecycleNode):
         self._stop_io()
         # The device the predictor really runs on ("auto" may have picked a GPU); CPU memory is kept so that
         # re-activating is instant.
-        if self.pipeline is not None and getattr(self.pipeline.predictor.device, "type", "cpu") == "cuda":
-            release_device_memory(self.pipeline)
+        if self.session is not None and getattr(self.session.predictor.device, "type", "cpu") == "cuda":
+            release_device_memory(self.session)
             self._released = True
         self.get_logger().info("inactive")
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
         self._stop_io()
-        self.pipeline = None
+        self.session = None
         self.get_logger().info("cleaned up (model unloaded)")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         self._stop_io()
-        self.pipeline = None
+        self.session = None
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: State) -> TransitionCallbackReturn:
@@ -191,10 +193,10 @@ class OmgSegNode(LifecycleNode):
             self.bad_frames += 1
             self._note_error(f"dropping input image: {e}")
             return
-        pipeline = self.pipeline
-        if pipeline is None:
+        session = self.session
+        if session is None:
             return
-        result = pipeline.process(rgb, stamp_s=frame.stamp_s)
+        result = session.step(rgb, stamp=frame.stamp_s)
         self.last_header = frame.header
         self._last_frame_time = time.monotonic()
         self.outputs.publish_frame(frame.header, rgb, result)
@@ -223,7 +225,7 @@ class OmgSegNode(LifecycleNode):
         elif self._recent_errors:
             level, msg = 1, self._recent_errors[-1]
         self._recent_errors = []
-        pred = self.pipeline.predictor if self.pipeline is not None else None
+        pred = self.session.predictor if self.session is not None else None
         values = {
             "rate_hz": f"{s['rate_hz']:.2f}", "latency_p50_ms": f"{s['latency_p50_ms']:.1f}",
             "latency_p95_ms": f"{s['latency_p95_ms']:.1f}", "model_p50_ms": f"{s['model_p50_ms']:.1f}",
@@ -231,7 +233,7 @@ class OmgSegNode(LifecycleNode):
             "overhead_p50_ms": f"{s['overhead_p50_ms']:.1f}", "overhead_p95_ms": f"{s['overhead_p95_ms']:.1f}",
             "frames_received": self.mailbox.received, "frames_processed": s["processed"],
             "frames_dropped": self.mailbox.dropped, "bad_frames": self.bad_frames, "errors": s["errors"],
-            "image_passes": self.pipeline.image_passes if self.pipeline is not None else 0,
+            "image_passes": self.session.image_passes if self.session is not None else 0,
             "backend": self.p("backend"), "device": self.p("device"),
             "model": pred.cfg.name if pred is not None else self.p("model"), "task": self.p("task"),
             "num_classes": len(pred.class_names) if pred is not None else 0,
@@ -258,7 +260,7 @@ class OmgSegNode(LifecycleNode):
             if any(k.startswith("tracking.") and k != "tracking.enabled" for k in new):
                 merged = {**self.values(), **new}
                 tracker_config_from(merged)  # raises ValueError naming the bad field
-            if "vocabulary_file" in new and self.pipeline is not None:
+            if "vocabulary_file" in new and self.session is not None:
                 self._apply_vocabulary_file(new["vocabulary_file"])
         except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
             return SetParametersResult(successful=False, reason=str(e))
@@ -271,24 +273,21 @@ class OmgSegNode(LifecycleNode):
         if not path:
             raise ValueError("vocabulary_file: '' restores the checkpoint vocabulary only at the next configure")
         src = str(resolve_path(path)) if path.endswith((".yaml", ".yml")) else path
-        n = self.pipeline.set_vocabulary_file(src)
-        self.outputs.publish_label_info(self.pipeline.class_names(), self.last_header)
+        n = self.session.set_vocabulary(src)
+        self.outputs.publish_label_info(self.session.class_names, self.last_header)
         self.get_logger().info(f"vocabulary {path}: {n} classes")
 
     def _apply_runtime(self, new: dict[str, Any]) -> None:
-        pipe = self.pipeline
+        session = self.session
         thr = threshold_overrides(new)
-        if thr and pipe is not None:
-            pipe.set_thresholds(**thr)
-        if pipe is not None and "task" in new:
-            pipe.task = new["task"]
+        if thr and session is not None:
+            session.set_thresholds(**thr)
+        if session is not None and "task" in new:
+            session.task = new["task"]
         trk = {k: v for k, v in new.items() if k.startswith("tracking.") and k != "tracking.enabled"}
-        if trk and pipe is not None and pipe.tracker is not None:
-            cfg = tracker_config_from({**self.values(), **new})
-            with pipe.lock:
-                pipe.tracker.config = cfg
-                pipe.targets.config = cfg
-        if "tracking.enabled" in new and pipe is not None:
+        if trk and session is not None:
+            session.set_tracker_config(tracker_config_from({**self.values(), **new}))
+        if "tracking.enabled" in new and session is not None:
             self.get_logger().info("tracking.enabled takes effect at the next configure")
         if any(k in params.RECONFIGURE for k in new):
             self.get_logger().info(f"{sorted(k for k in new if k in params.RECONFIGURE)} take effect at the next "

@@ -13,7 +13,7 @@ from typing import Any
 
 from omg_seg_core.config import TaskThresholds
 
-from .pipeline import TASKS
+from omg_seg_core.video import TASKS
 
 #: (name, default, description). Defaults match config/perception.yaml.
 CORE: list[tuple[str, Any, str]] = [

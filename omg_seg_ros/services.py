@@ -2,7 +2,7 @@
 
 They exist in every lifecycle state and answer `success: false` with a reason when the node is not active,
 so a caller never waits on a service that is not there. Prompt and text calls run on the cached features of
-the latest processed frame (Pipeline holds the lock), or on the request's own image when one is sent.
+the latest processed frame (core's VideoSession holds the lock), or on the request's own image when one is sent.
 Every failure is an error response; nothing a caller sends can stop the node.
 """
 from __future__ import annotations
@@ -14,7 +14,25 @@ from std_srvs.srv import Trigger
 
 from . import messages
 from .conversions import ImageError, image_to_rgb, is_empty_image
-from .pipeline import RequestError, stamp_to_seconds
+from omg_seg_core.video import NoFrameError
+
+from .worker import RequestError, stamp_to_seconds
+
+
+#: The answer to a request before the first frame (and without an image of its own).
+NO_FRAME = "no image received yet on ~/input/image; send one or pass an image in the request"
+
+
+def _check_text(text: str, max_results: int) -> str:
+    """A text request's words and result count, checked before any work (RequestError naming the problem)."""
+    query = (text or "").strip()
+    if not query:
+        raise RequestError("empty text: say what to segment, e.g. 'segment the red box'")
+    if len(query) > 512:
+        raise RequestError(f"text too long ({len(query)} characters, max 512)")
+    if max_results < 0 or max_results > 1000:
+        raise RequestError(f"max_results must be in [0, 1000], got {max_results}")
+    return query
 
 
 class Services:
@@ -32,10 +50,10 @@ class Services:
         node.create_service(RemoveTarget, "~/remove_target", self.remove_target, callback_group=g)
 
     # ------------------------------------------------------------------------------------------ helpers
-    def _pipeline(self):
-        if not self.node.active or self.node.pipeline is None:
+    def _session(self):
+        if not self.node.active or self.node.session is None:
             raise RequestError("node is not active (lifecycle state must be 'active'; see ~/change_state)")
-        return self.node.pipeline
+        return self.node.session
 
     def _image(self, msg) -> tuple[Optional[Any], Header]:
         """(rgb or None, header for the response): the request image if sent, else the latest frame's."""
@@ -69,30 +87,35 @@ class Services:
     # ------------------------------------------------------------------------------------------ handlers
     def segment_prompt(self, req, resp):
         try:
-            pipe = self._pipeline()
+            session = self._session()
             rgb, header = self._image(req.image)
-            pts = [(p.x, p.y) for p in req.points]
-            seg, ids = pipe.prompt([v for xy in pts for v in xy], list(req.point_labels), list(req.boxes),
-                                   rgb=rgb, track=bool(req.track), stamp_s=stamp_to_seconds(header.stamp))
+            pts = [v for p in req.points for v in (p.x, p.y)]
+            seg, ids = session.prompt(pts, list(req.point_labels), list(req.boxes), image=rgb, track=bool(req.track),
+                                      stamp=stamp_to_seconds(header.stamp))
             return self._segments_response(resp, seg, ids, header, "prompt")
+        except NoFrameError:
+            return self._fail(resp, NO_FRAME)
         except (RequestError, ValueError, TypeError, RuntimeError) as e:
             return self._fail(resp, str(e))
 
     def segment_text(self, req, resp):
         try:
-            pipe = self._pipeline()
+            session = self._session()
+            query = _check_text(req.text, int(req.max_results))
             rgb, header = self._image(req.image)
-            seg, ids = pipe.text(req.text, int(req.max_results), rgb=rgb, track=bool(req.track),
-                                 stamp_s=stamp_to_seconds(header.stamp))
+            seg, ids = session.text(query, int(req.max_results) or None, image=rgb, track=bool(req.track),
+                                    stamp=stamp_to_seconds(header.stamp))
             return self._segments_response(resp, seg, ids, header, "text")
+        except NoFrameError:
+            return self._fail(resp, NO_FRAME)
         except (RequestError, ValueError, TypeError, RuntimeError) as e:
             return self._fail(resp, str(e))
 
     def set_vocabulary(self, req, resp):
         try:
-            pipe = self._pipeline()
-            n = pipe.set_vocabulary(list(req.things), list(req.stuff))
-            self.node.outputs.publish_label_info(pipe.class_names(), self.node.last_header)
+            session = self._session()
+            n = session.set_vocabulary([t.strip() for t in req.things], [s.strip() for s in req.stuff])
+            self.node.outputs.publish_label_info(session.class_names, self.node.last_header)
             resp.success, resp.num_classes = True, n
             resp.message = f"vocabulary set: {len(req.things)} thing(s), {len(req.stuff)} stuff; tracks reset"
             self.node.get_logger().info(resp.message)
@@ -102,7 +125,8 @@ class Services:
 
     def reset_tracks(self, req, resp):
         try:
-            resp.message = self._pipeline().reset_tracks()
+            n = self._session().reset_tracks("reset requested over ~/reset_tracks")
+            resp.message = f"tracks reset, {n} target(s) removed"
             resp.success = True
             return resp
         except (RequestError, RuntimeError) as e:
@@ -110,7 +134,7 @@ class Services:
 
     def remove_target(self, req, resp):
         try:
-            ok = self._pipeline().remove_target(int(req.id))
+            ok = self._session().remove_target(int(req.id))
             resp.success = bool(ok)
             resp.message = (("all targets removed" if req.id == 0 else f"target {req.id} removed") if ok
                             else (f"no target with id {req.id}" if req.id else "no targets to remove"))

@@ -5,7 +5,8 @@
 
 Sequences come from the synthetic generator's video mode (held-out split by default: objects slide, are carried
 out of view and brought back, occlude each other; the camera orbits). Each frame goes through a detector, then
-`Tracker.update` (+ `recover_missed` with a model), then `TargetManager.update`; metrics come from
+the tracking half of the node's per-frame loop (`VideoSession.track`: `Tracker.update`, `recover_missed` with a
+model, `TargetManager.update`); metrics come from
 `omg_seg_core.eval.mot.VideoEvaluator`:
 IDF1, HOTA, IDSW per 100 frames, VPQ and the persistent-target hit rate (IoU >= 0.5 in visible frames).
 
@@ -33,7 +34,8 @@ from ..eval.mot import VideoEvaluator
 from ..structures import mask_iou_matrix
 from . import parse_overrides
 from ..structures import Segments
-from ..tracking import TargetManager, Tracker, TrackerConfig, recover_missed
+from ..tracking import TargetManager, Tracker, TrackerConfig
+from ..video import VideoSession
 from ..tracking.noisy_detections import NoiseConfig, NoisyDetector
 
 MIN_TARGET_AREA = 300  # px: a target must be clearly visible in the frame it is requested in
@@ -69,10 +71,11 @@ def _pick_targets(gt: Segments, frame_things: list, k: int, rng: np.random.Gener
     return [big[i] for i in order]
 
 
-def _register(targets: TargetManager, info, j: int, gt: Segments, det: Segments, tracked: Segments,
-              predictor: Any, stamp: float) -> Optional[int]:
-    """Register GT object `info` as a target the way a user would; returns the target id or None."""
+def _register(session: VideoSession, info, j: int, gt: Segments, det: Segments, stamp: float) -> Optional[int]:
+    """Register GT object `info` as a target the way a user would (on the session's latest frame); returns the
+    target id or None."""
     gmask = gt.masks[list(gt.track_ids).index(info.track_id)]
+    predictor = session.predictor
     if predictor is None:  # gt-noisy: the simulated detection of that object, as a text() result
         if len(det) == 0:
             return None
@@ -80,16 +83,17 @@ def _register(targets: TargetManager, info, j: int, gt: Segments, det: Segments,
         i = int(np.argmax(iou))
         if iou[i] < 0.5:
             return None
-        return targets.register(replace(det.select([i]), task="text"), label=info.phrase_canonical,
-                                frame_segments=tracked, stamp=stamp)
-    if j % 2 == 1 and info.phrase_unique:
-        res = predictor.text(info.phrase_canonical)
+        res, label = replace(det[i], task="text"), info.phrase_canonical
+    elif j % 2 == 1 and info.phrase_unique:
+        res, label = predictor.text(info.phrase_canonical), info.phrase_canonical
     else:
         x, y, w, h = info.bbox
         res = predictor.prompt(boxes=np.array([[x, y, x + w, y + h]], np.float32))
-    if len(res) == 0 or not res.masks[0].any():
+        label = info.phrase_canonical or "box prompt"
+    if len(res) == 0:
         return None
-    return targets.register(res, label=info.phrase_canonical or "box prompt", frame_segments=tracked, stamp=stamp)
+    ids = session.follow(res[0], label, stamp)  # the best answer; an empty mask cannot be followed
+    return ids[0] if ids else None
 
 
 def evaluate(detect: Callable[[Any], Segments], predictor: Any, sequences: int, length: int, seed: int,
@@ -116,7 +120,7 @@ def evaluate(detect: Callable[[Any], Segments], predictor: Any, sequences: int, 
     good = [0, 0]  # visible frames / hits of targets whose request itself was right (IoU >= 0.5)
     try:
         for s in range(sequences):
-            tracker, targets = Tracker(tracker_cfg), TargetManager(tracker_cfg)
+            session = VideoSession(predictor, Tracker(tracker_cfg), TargetManager(tracker_cfg))
             if on_reset:
                 on_reset()
             seq_ev = VideoEvaluator(names, is_thing, windows=(1,))
@@ -131,25 +135,22 @@ def evaluate(detect: Callable[[Any], Segments], predictor: Any, sequences: int, 
                 t0 = time.perf_counter()
                 det = detect(frame)
                 t1 = time.perf_counter()
-                tracked = tracker.update(det, frame_index=t, stamp=stamp)
-                if predictor is not None:  # the predictor still holds this frame's features
-                    tracked = recover_missed(tracker, tracked, predictor)
-                t2 = time.perf_counter()
+                # the predictor (if any) still holds this frame's features: recovery and target prompts use them
+                res = session.track(det, stamp, t, resegmenter=predictor)
+                tracked, out = res.segments, res.targets
                 times["detect"].append(t1 - t0)
-                times["tracker"].append(t2 - t1)
-                out = None
+                times["tracker"].append((res.timings["tracker"] + res.timings["recovery"]) / 1e3)
+                if "targets" in res.timings:
+                    times["targets"].append(res.timings["targets"] / 1e3)
                 if t == 0:  # requests arrive on the first frame; targets are scored from the next one on
                     for j, info in enumerate(_pick_targets(gt, frame.things(), n_targets, rng)):
-                        tid = _register(targets, info, j, gt, det, tracked, predictor, stamp)
+                        tid = _register(session, info, j, gt, det, stamp)
                         if tid is not None:
                             registered[tid] = info.track_id
                             # How good was the request itself (prompt / text result vs ground truth)?
                             reg_iou[tid] = float(mask_iou_matrix(
                                 gt.masks[list(gt.track_ids).index(info.track_id)][None],
-                                targets.targets[-1].mask[None])[0, 0])
-                else:
-                    out = targets.update(tracked, predictor=predictor, frame_index=t, stamp=stamp)
-                    times["targets"].append(time.perf_counter() - t2)
+                                session.targets.targets[-1].mask[None])[0, 0])
                 for e in ev, seq_ev:
                     e.process(gt, tracked)
                 oracle.process(gt, _oracle_ids(det, gt))

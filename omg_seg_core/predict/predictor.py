@@ -238,7 +238,8 @@ class OMGSegPredictor:
         """One mask + score per positive prompt, in order: positive points, then boxes.
 
         points [P, 2] xy and boxes [B, 4] xyxy in original-image pixels; point_labels [P]: 1 = positive,
-        0 = negative (default all positive). Each positive point becomes the box (x-3, y-3, x+3, y+3) in
+        0 = negative (default all positive). Checked by preprocess.validate_prompts: a point must lie on a pixel
+        (0 <= x < W, 0 <= y < H), a box reaching past the border is clipped to the image, one outside is refused. Each positive point becomes the box (x-3, y-3, x+3, y+3) in
         resized-image pixels (official), each box one prompt. Negative points are run as prompts too and
         remove from every positive mask the pixels their mask explains better (see postprocess.prompt_postprocess).
         score = sigmoid(objectness logit); class = most likely vocabulary class; extra['prompt_kind'].
@@ -255,7 +256,7 @@ class OMGSegPredictor:
         pos_pts, neg_pts = pts[labels == 1], pts[labels == 0]
         if len(pos_pts) + len(bxs) == 0:
             raise ValueError(f"prompt() needs at least one positive point or a box (got {len(neg_pts)} negative "
-                             "point(s) only)" if len(neg_pts) else "prompt() needs points or boxes, got none")
+                             "point(s) only)")
         with self.timed("prompt_graph"):
             r_boxes = np.concatenate([point_prompt_boxes(pos_pts, meta), original_to_resized_xy(bxs, meta),
                                       point_prompt_boxes(neg_pts, meta)]).astype(np.float32)

@@ -103,50 +103,76 @@ def point_prompt_boxes(xy: np.ndarray, meta: ImageMeta) -> np.ndarray:
 
 
 def _prompt_array(x: Any, name: str, cols: int) -> np.ndarray:
+    """[N, cols] float64 from None, [N, cols], one flat row, or a flat list of N * cols values (ROS requests)."""
     if x is None:
-        return np.zeros((0, cols), np.float32)
+        return np.zeros((0, cols), np.float64)
     try:
         a = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name} must be numeric [N, {cols}], got {x!r:.100}") from e
     if a.size == 0:
-        return np.zeros((0, cols), np.float32)
-    if a.ndim == 1 and a.shape[0] == cols:
-        a = a[None]
+        return np.zeros((0, cols), np.float64)
+    if a.ndim == 1 and a.shape[0] % cols == 0:
+        a = a.reshape(-1, cols)
     if a.ndim != 2 or a.shape[1] != cols:
-        raise ValueError(f"{name} must have shape [N, {cols}], got {a.shape}")
+        raise ValueError(f"{name} must have shape [N, {cols}] (or a flat list of a multiple of {cols} values), "
+                         f"got shape {a.shape}")
     bad = ~np.isfinite(a).all(1)
     if bad.any():
-        raise ValueError(f"{name} contain non-finite values: {a[bad].tolist()}")
+        raise ValueError(f"{name} contain NaN or infinite (non-finite) values: {a[bad].tolist()[:4]}")
     return a
 
 
-def validate_prompts(points: Any, point_labels: Any, boxes: Any, ori_shape: tuple[int, int]
+def validate_prompts(points: Any, point_labels: Any, boxes: Any, image_size: tuple[int, int]
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Check prompts given in ORIGINAL-image pixels (image size `ori_shape` (H0, W0)): points [P, 2] xy,
-    point_labels [P] (1 positive, 0 negative; None = all positive), boxes [B, 4] xyxy; a single point or box may
-    be given flat. Returns (points float [P, 2], labels int64 [P], boxes float [B, 4]); raises ValueError naming
-    the offending prompt (non-numeric, wrong shape, non-finite, outside the image, empty box)."""
-    h, w = ori_shape
+    """THE check of point/box prompts (the predictor and every service request go through it).
+
+    Coordinates are ORIGINAL-image pixels of an image of `image_size` (H, W), continuous: pixel (i, j) covers
+    x in [j, j + 1), y in [i, i + 1).
+    points: [P, 2] xy (or one point / a flat list of 2P values); a point must lie on a pixel: 0 <= x < W and
+        0 <= y < H (x == W is outside).
+    point_labels: [P] of 1 (positive / foreground) or 0 (negative / background); None or empty = all positive.
+    boxes: [B, 4] xyxy (or one box / a flat list of 4B values) with x1 < x2 and y1 < y2, x2/y2 exclusive like
+        `Segments.boxes`; a box reaching past the image border is CLIPPED to [0, W] x [0, H]; a box that does
+        not overlap the image is refused.
+    Returns (points float32 [P, 2], labels int64 [P], boxes float32 [B, 4]). Raises ValueError naming
+    the offending prompt: non-numeric, wrong shape, NaN/inf, outside the image, empty or inverted box, labels not
+    0/1 or of another length, no prompt at all.
+    """
+    h, w = image_size
     pts = _prompt_array(points, "points", 2)
-    if point_labels is None:
-        labels = np.ones(len(pts), np.int64)
-    else:
-        lab = np.asarray(point_labels).reshape(-1)
-        if lab.shape[0] != len(pts):
-            raise ValueError(f"point_labels has {lab.shape[0]} entries for {len(pts)} points")
-        if not np.isin(lab, (0, 1)).all():
-            raise ValueError(f"point_labels must be 1 (positive) or 0 (negative), got {lab[~np.isin(lab, (0, 1))].tolist()}")
-        labels = lab.astype(np.int64)
-    outside = (pts[:, 0] < 0) | (pts[:, 0] > w) | (pts[:, 1] < 0) | (pts[:, 1] > h)
-    if outside.any():
-        raise ValueError(f"points outside the {w}x{h} image: {pts[outside].tolist()}")
     bxs = _prompt_array(boxes, "boxes", 4)
-    bad = ((bxs[:, 0] < 0) | (bxs[:, 1] < 0) | (bxs[:, 2] > w) | (bxs[:, 3] > h)
-           | (bxs[:, 2] <= bxs[:, 0]) | (bxs[:, 3] <= bxs[:, 1]))
+    if len(pts) == 0 and len(bxs) == 0:
+        raise ValueError("no prompt: give at least one point or one box, got none")
+    lab = np.asarray([] if point_labels is None else point_labels).reshape(-1)
+    if lab.size == 0:
+        labels = np.ones(len(pts), np.int64)
+    elif len(pts) == 0:
+        raise ValueError(f"point_labels given ({lab.size}) but no points")
+    elif lab.shape[0] != len(pts):
+        raise ValueError(f"point_labels has {lab.shape[0]} values for {len(pts)} points")
+    elif not np.isin(lab, (0, 1)).all():
+        raise ValueError(f"point_labels must be 1 (foreground) or 0 (background), got "
+                         f"{sorted(set(lab[~np.isin(lab, (0, 1))].tolist()))}")
+    else:
+        labels = lab.astype(np.int64)
+    outside = (pts[:, 0] < 0) | (pts[:, 0] >= w) | (pts[:, 1] < 0) | (pts[:, 1] >= h)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise ValueError(f"point {i} ({pts[i, 0]:g}, {pts[i, 1]:g}) is outside the {w}x{h} image "
+                         f"(0 <= x < {w}, 0 <= y < {h})")
+    bad = (bxs[:, 2] <= bxs[:, 0]) | (bxs[:, 3] <= bxs[:, 1])
     if bad.any():
-        raise ValueError(f"boxes must be xyxy with x1 < x2, y1 < y2 inside the {w}x{h} image, got {bxs[bad].tolist()}")
-    return pts, labels, bxs
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"box {i} {bxs[i].tolist()} is empty or inverted (need x1 < x2, y1 < y2)")
+    off = (bxs[:, 2] <= 0) | (bxs[:, 3] <= 0) | (bxs[:, 0] >= w) | (bxs[:, 1] >= h)
+    if off.any():
+        i = int(np.flatnonzero(off)[0])
+        raise ValueError(f"box {i} {bxs[i].tolist()} lies outside the {w}x{h} image")
+    bxs = bxs.copy()
+    bxs[:, [0, 2]] = bxs[:, [0, 2]].clip(0, w)
+    bxs[:, [1, 3]] = bxs[:, [1, 3]].clip(0, h)
+    return pts.astype(np.float32), labels, bxs.astype(np.float32)
 
 
 __all__ = ["ImageMeta", "validate_image", "validate_prompts", "resized_shape", "padded_shape", "preprocess",

@@ -69,7 +69,7 @@ class Vocabulary:
                 raise TypeError(f"Vocabulary.{field_name} must be a list of names, got the string {val!r}")
             object.__setattr__(self, field_name, tuple(val))
         if not self.names:
-            raise ValueError("Vocabulary is empty: give at least one thing or stuff class")
+            raise ValueError("empty vocabulary: give at least one thing or stuff class name")
         for n in self.names:
             if not isinstance(n, str) or not all(split_synonyms(n)):
                 raise ValueError(f"Vocabulary: invalid class name {n!r} (empty name or empty synonym)")

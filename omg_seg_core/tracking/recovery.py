@@ -29,11 +29,12 @@ still "missed" for the life cycle, and the next detection continues its track as
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from ..structures import Segments, masks_to_boxes, more_thing_ids
+from .protocols import Resegmenter
 from .similarity import GridSampler, grown_boxes, packed_iou
 from .track import CONFIRMED, track_iou
 from .tracker import Tracker
@@ -42,7 +43,7 @@ from .tracker import Tracker
 MIN_BOX_SIDE = 2.0
 
 
-def recover_missed(tracker: Tracker, segments: Segments, predictor: Any) -> Segments:
+def recover_missed(tracker: Tracker, segments: Segments, predictor: Optional[Resegmenter]) -> Segments:
     """`segments` (the frame's tracked output of `tracker.update`) plus the confirmed tracks it missed, re-found
     on `predictor`'s cached features of the SAME frame: first among its lower-scored instance results, then
     with a box prompt (module docstring).
@@ -97,7 +98,7 @@ class _Found:
         return True
 
 
-def _from_instances(missed: list, found: _Found, tracker: Tracker, predictor: Any) -> list:
+def _from_instances(missed: list, found: _Found, tracker: Tracker, predictor: Resegmenter) -> list:
     """Missed tracks matched (greedy, best motion-aware IoU first) to the frame's instance results scoring >=
     `recover_min_score` that no frame thing covers; returns the tracks still missed."""
     cfg = tracker.config
@@ -136,7 +137,7 @@ def _search_boxes(missed: list, tracker: Tracker, found: _Found) -> np.ndarray:
     return np.concatenate([_predicted_boxes(missed, tracker, found.taken.shape), last])
 
 
-def _from_prompts(missed: list, found: _Found, tracker: Tracker, predictor: Any) -> list:
+def _from_prompts(missed: list, found: _Found, tracker: Tracker, predictor: Resegmenter) -> list:
     """One batched box prompt at the missed tracks' predicted boxes; returns the tracks still missed."""
     cfg = tracker.config
     boxes = _predicted_boxes(missed, tracker, found.taken.shape)

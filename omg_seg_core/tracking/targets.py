@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..structures import Segments
 from .config import TrackerConfig
+from .protocols import Resegmenter
 from .similarity import GridSampler, cosine, grown_boxes, normalize_rows, packed_iou
 
 log = logging.getLogger(__name__)
@@ -154,14 +155,14 @@ class TargetManager:
         self._targets = []
         return n
 
-    def update(self, frame_segments: Optional[Segments], predictor: Any = None,
+    def update(self, frame_segments: Optional[Segments], predictor: Optional[Resegmenter] = None,
                frame_index: Optional[int] = None, stamp: Optional[float] = None,
                image_size: Optional[tuple[int, int]] = None) -> Segments:
         """Re-find every target in this frame; returns one row per target (see module docstring).
 
         Args:
             frame_segments: this frame's segments after `Tracker.update` (track ids used for linking), or None.
-            predictor: an `OMGSegPredictor` whose `set_image` has been called for THIS frame (box prompts run on
+            predictor: a `Resegmenter` (protocols.py; e.g. an OMGSegPredictor) holding THIS frame (box prompts run on
                 its cached features), or None to match against `frame_segments` only.
             frame_index, stamp: as for `Tracker.update` (stamp in seconds drives `target_max_lost_s`).
             image_size: (H, W); taken from `frame_segments` when None.
@@ -246,7 +247,7 @@ class TargetManager:
             den += cfg.w_class
         return num / den if den > 0 else num
 
-    def _prompt_candidates(self, predictor: Any, active: list[int], size: tuple[int, int],
+    def _prompt_candidates(self, predictor: Resegmenter, active: list[int], size: tuple[int, int],
                            found: dict) -> None:
         boxes = grown_boxes(np.stack([self._targets[i].box for i in active]), self.config.target_box_expand, size)
         res = predictor.prompt(boxes=boxes)

@@ -30,7 +30,6 @@ from omg_seg_core.eval.resume import Run, load_state, save_state
 from omg_seg_core.eval.runner import Evaluation, SourceFrame, segments_from_gt
 from omg_seg_core.eval.stq import track_id_map
 from omg_seg_core.structures import Segments
-from omg_seg_core.tracking import recover_missed
 from omg_seg_ros.tools import bagio, bagmsgs
 from omg_seg_ros.tools.bag_source import bag_frames
 
@@ -132,26 +131,25 @@ class SetupError(RuntimeError):
 
 
 class Context:
-    """Per-run objects that are rebuilt on every start: predictor, class map, result bag writer."""
+    """Per-run objects that are rebuilt on every start: the node's VideoSession (model + tracker, as the node's
+    parameters build it), class map, result bag writer."""
 
     def __init__(self, a: argparse.Namespace, values: dict) -> None:
         self.a, self.values = a, values
-        self.predictor = None
-        self.tracker_factory = None
+        self.predictor = self.session = None
         if a.predictions_topic is None:
-            from omg_seg_ros.loader import ModelLoadError, build_pipeline
+            from omg_seg_ros.loader import ModelLoadError, build_session
 
             try:
-                pipe = build_pipeline(values, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
+                self.session = build_session(values, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
             except ModelLoadError as e:
                 raise SetupError(str(e)) from None
-            self.predictor = pipe.predictor
-            self.tracker_factory = (lambda: pipe.tracker) if pipe.tracker is not None else None
+            self.predictor = self.session.predictor
             vocab = self.predictor.vocabulary
         else:
             from omg_seg_core.text.vocabulary import load_vocabulary
 
-            if not values.get("vocabulary_file"):
+            if not values.get("vocabulary_file"):  # recorded segments keep their recorded track ids
                 raise SetupError("--predictions-topic needs --vocabulary (the node's class list)")
             vocab = load_vocabulary(values["vocabulary_file"])
         self.classmap = ClassMap(list(vocab.names), vocab.num_things)
@@ -162,13 +160,18 @@ def model_outputs(ctx: Context, run: Run, f: SourceFrame) -> tuple[dict, dict[st
     """Predictions for one frame: {'panoptic', 'instances', 'semantic', 'prompt_masks'} + timings (ms)."""
     p, t = ctx.predictor, {}
     out: dict[str, Any] = {}
+    stamp = f.stamp / 1e9
     if f.recorded is not None:
         out = {"panoptic": f.recorded, "instances": f.recorded, "semantic": f.recorded}
     else:
         t0, c0 = time.perf_counter(), time.process_time()
-        p.set_image(f.rgb)
-        t.update(preprocess=p.last_timings["preprocess"], image_graph=p.last_timings["image_graph"])
-        for task in ("panoptic", "instances", "semantic"):
+        frame = ctx.session.step(f.rgb, stamp, f.index)  # the node's per-frame work: model, panoptic, tracking
+        out["panoptic"] = frame.segments
+        ft = frame.timings
+        t.update(preprocess=ft["preprocess"], image_graph=ft["image_graph"], panoptic=ft["task"])
+        if run.tracker is not None:
+            t["tracker"] = ft["tracker"] + ft["recovery"]
+        for task in ("instances", "semantic"):
             t1 = time.perf_counter()
             out[task] = getattr(p, task)()
             t[task] = (time.perf_counter() - t1) * 1e3
@@ -193,12 +196,6 @@ def model_outputs(ctx: Context, run: Run, f: SourceFrame) -> tuple[dict, dict[st
         t["total"] = (time.perf_counter() - t0) * 1e3
         # CPU time of this process over the same work: on a shared machine wall time also measures other jobs.
         t["total_cpu"] = (time.process_time() - c0) * 1e3
-    if run.tracker is not None:
-        t1 = time.perf_counter()
-        out["panoptic"] = run.tracker.update(out["panoptic"], frame_index=f.index, stamp=f.stamp / 1e9)
-        if f.recorded is None:  # the predictor holds this frame's features
-            out["panoptic"] = recover_missed(run.tracker, out["panoptic"], p)
-        t["tracker"] = (time.perf_counter() - t1) * 1e3
     if "image_graph" in t:  # what the node spends per frame on its default task (one task per frame)
         t["node_frame"] = t["preprocess"] + t["image_graph"] + t["panoptic"] + t.get("tracker", 0.0)
     return out, t
@@ -257,8 +254,8 @@ def start_evaluators(ctx: Context, run: Run) -> None:
         run.video, run.stq = VideoEvaluator(cm.names, cm.is_thing), STQEvaluator(cm.names, cm.is_thing)
         run.video.start_sequence()
         run.stq.start_sequence()
-        if ctx.tracker_factory is not None:
-            run.tracker = ctx.tracker_factory()
+        # pickled with the run: a resumed run continues its tracks (recorded predictions keep their own ids)
+        run.tracker = ctx.session.tracker if ctx.session is not None else None
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -315,6 +312,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         meta["result_bag"] = str(a.result_bag)
     if run.classes is not None:
         ctx.classmap.restore(*run.classes)
+    if run.tracker is not None:  # resumed: continue the saved tracks
+        ctx.session.tracker = run.tracker
     limit = a.max_frames or None
     bar = tqdm(total=min(total, limit) if (total and limit) else (total or limit), unit="frame", desc="omg-seg-eval")
     try:
@@ -328,8 +327,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 run.sequence = f.sequence
                 run.video.start_sequence()
                 run.stq.start_sequence()
-                if run.tracker is not None:
-                    run.tracker.reset("new sequence")
+                if ctx.session is not None:
+                    ctx.session.reset_tracks("new sequence")
             for reason, example in f.skips:
                 run.ev.skip(reason)
                 run.examples.setdefault(reason, example)

@@ -201,10 +201,10 @@ def test_negative_click_rule():
     (dict(points=[[np.nan, 10]]), "non-finite"),
     (dict(points=[[1, 2, 3]]), r"\[N, 2\]"),
     (dict(points=[[10, 10]], point_labels=[2]), r"\[2\]"),
-    (dict(points=[[10, 10], [20, 20]], point_labels=[1]), "1 entries for 2 points"),
+    (dict(points=[[10, 10], [20, 20]], point_labels=[1]), "1 values for 2 points"),
     (dict(points=[[10, 10]], point_labels=[0]), "positive"),
     (dict(boxes=[[50, 50, 40, 60]]), "x1 < x2"),
-    (dict(boxes=[[0, 0, W + 10, 10]]), "inside"),
+    (dict(boxes=[[W, 0, W + 10, 10]]), "outside"),
     (dict(boxes=[[0, 0, np.inf, 10]]), "non-finite"),
     (dict(), "got none"),
 ])

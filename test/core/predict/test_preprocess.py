@@ -5,7 +5,7 @@ import torch
 
 from omg_seg_core.config import IMAGENET_MEAN, IMAGENET_STD
 from omg_seg_core.predict.preprocess import (ImageMeta, original_to_resized_xy, padded_shape, preprocess, resized_shape,
-                                     validate_image)
+                                     validate_image, validate_prompts)
 
 
 def test_resized_shape_matches_mmcv_rounding():
@@ -49,3 +49,48 @@ def test_coordinate_scaling_and_validation():
         validate_image(np.zeros((4, 4, 3), np.int64))
     with pytest.raises(ValueError, match=r"\(4, 4, 4\)"):
         validate_image(np.zeros((4, 4, 4), np.uint8))
+
+
+# ---- validate_prompts: THE check of every prompt (predictor and ROS requests) ----------------------------------
+@pytest.mark.parametrize("points,labels,boxes,match", [
+    ([], [], [], "no prompt"),
+    ([float("nan"), 3.0], [], [], "NaN"),
+    ([5.0, 3.0], [], [float("inf"), 0, 4, 4], "NaN or infinite"),
+    ([320.0, 10.0], [], [], "outside"),
+    ([-1.0, 10.0], [], [], "outside"),
+    ([1.0, 2.0, 3.0], [], [], "multiple of 2"),
+    ([1.0, 2.0], [1, 0], [], "2 values for 1 points"),
+    ([1.0, 2.0], [2], [], "1 \\(foreground\\) or 0"),
+    ([], [1], [0, 0, 5, 5], "no points"),
+    ([], [], [1, 2, 3], "multiple of 4"),
+    ([], [], [10, 10, 5, 20], "empty or inverted"),
+    ([], [], [400, 10, 500, 20], "outside"),
+])
+def test_bad_prompts_are_rejected_with_a_reason(points, labels, boxes, match):
+    with pytest.raises(ValueError, match=match):
+        validate_prompts(points, labels, boxes, (240, 320))
+
+
+def test_valid_prompts_are_shaped_and_clipped():
+    pts, lab, box = validate_prompts([10, 20, 30, 40], [1, 0], [-5, -5, 400, 100], (240, 320))
+    assert pts.shape == (2, 2) and lab.tolist() == [1, 0]
+    assert box.tolist() == [[0, 0, 320, 100]]
+    pts, lab, box = validate_prompts([10, 20], [], [], (240, 320))
+    assert lab.tolist() == [1] and box.shape == (0, 4)
+
+
+def test_prompt_edges_follow_the_pixel_convention():
+    """Pixel (i, j) covers x in [j, j+1): a point at x == W is off the image; a box's x2 == W is its last column."""
+    size = (240, 320)
+    pts, _, _ = validate_prompts([[0, 0], [319.99, 239.99]], None, None, size)
+    assert pts.shape == (2, 2)
+    for bad in ([320, 5], [5, 240], [-0.01, 5]):
+        with pytest.raises(ValueError, match="outside the 320x240 image"):
+            validate_prompts([bad], None, None, size)
+    _, _, box = validate_prompts(None, None, [[0, 0, 320, 240]], size)
+    assert box.tolist() == [[0, 0, 320, 240]]                      # the whole image, unchanged
+    _, _, box = validate_prompts(None, None, [[319, 239, 330, 250]], size)
+    assert box.tolist() == [[319, 239, 320, 240]]                  # the last pixel, clipped
+    for bad in ([320, 0, 330, 10], [0, 240, 10, 250], [-10, 0, 0, 10]):   # touching the border only
+        with pytest.raises(ValueError, match="outside"):
+            validate_prompts(None, None, [bad], size)

@@ -1,4 +1,4 @@
-"""The node's ROS-free engine: latest-frame mailbox, statistics, prompt validation."""
+"""The node's ROS-free worker side: latest-frame mailbox, statistics; the session the loader builds."""
 from __future__ import annotations
 
 import threading
@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from omg_seg_ros.pipeline import Frame, FrameMailbox, RequestError, Stats, validate_prompts
+from omg_seg_ros.worker import Frame, FrameMailbox, Stats
 
 
 def _frame(i: int) -> Frame:
@@ -49,71 +49,44 @@ def test_stats_window_is_bounded():
     assert snap["latency_p50_ms"] == pytest.approx(np.percentile(np.arange(90, 100), 50))
 
 
-@pytest.mark.parametrize("points,labels,boxes,match", [
-    ([], [], [], "no prompt"),
-    ([float("nan"), 3.0], [], [], "NaN"),
-    ([5.0, 3.0], [], [float("inf"), 0, 4, 4], "NaN or infinite"),
-    ([320.0, 10.0], [], [], "outside"),
-    ([-1.0, 10.0], [], [], "outside"),
-    ([1.0, 2.0, 3.0], [], [], "multiple of 2"),
-    ([1.0, 2.0], [1, 0], [], "2 values for 1 points"),
-    ([1.0, 2.0], [2], [], "1 \\(foreground\\) or 0"),
-    ([], [1], [0, 0, 5, 5], "no points"),
-    ([], [], [1, 2, 3], "multiple of 4"),
-    ([], [], [10, 10, 5, 20], "empty or inverted"),
-    ([], [], [400, 10, 500, 20], "outside"),
-])
-def test_bad_prompts_are_rejected_with_a_reason(points, labels, boxes, match):
-    with pytest.raises(RequestError, match=match):
-        validate_prompts(points, labels, boxes, (240, 320))
-
-
-def test_valid_prompts_are_shaped_and_clipped():
-    pts, lab, box = validate_prompts([10, 20, 30, 40], [1, 0], [-5, -5, 400, 100], (240, 320))
-    assert pts.shape == (2, 2) and lab.tolist() == [1, 0]
-    assert box.tolist() == [[0, 0, 320, 100]]
-    pts, lab, box = validate_prompts([10, 20], [], [], (240, 320))
-    assert lab.tolist() == [1] and box is None
-
-
 def test_node_parameters_start_from_the_checkpoints_tuned_thresholds():
     """With the node's default parameters the shipped model runs with the iou_thr its checkpoint records (0.6);
     an explicit value wins; a negative fraction at run time goes back to the checkpoint's value."""
-    from omg_seg_ros.loader import build_pipeline, threshold_overrides
+    from omg_seg_ros.loader import build_session, threshold_overrides
     from omg_seg_ros.params import all_params
 
     values = {name: default for name, default, _ in all_params()}
     assert values["iou_thr"] < 0
-    pipe = build_pipeline(values)
+    pipe = build_session(values)
     assert pipe.predictor.thresholds.iou_thr == 0.6
     pipe.set_thresholds(**threshold_overrides({"iou_thr": 0.75, "mask_threshold": 0.4, "task": "semantic"}))
     assert pipe.predictor.thresholds.iou_thr == 0.75 and pipe.predictor.thresholds.mask_threshold == 0.4
     pipe.set_thresholds(**threshold_overrides({"iou_thr": -1.0}))
     assert pipe.predictor.thresholds.iou_thr == 0.6
-    assert build_pipeline({**values, "iou_thr": 0.8}).predictor.thresholds.iou_thr == 0.8
+    assert build_session({**values, "iou_thr": 0.8}).predictor.thresholds.iou_thr == 0.8
 
 
 def test_cpu_threads_and_spinning_parameters_reach_the_inference_threads():
     import torch
 
-    from omg_seg_ros.loader import build_pipeline
+    from omg_seg_ros.loader import build_session
     from omg_seg_ros.params import all_params, validate
 
     before = torch.get_num_threads()
     try:
         values = {name: default for name, default, _ in all_params()}
-        build_pipeline({**values, "cpu_threads": 1})
+        build_session({**values, "cpu_threads": 1})
         assert torch.get_num_threads() == 1
-        pipe = build_pipeline({**values, "cpu_threads": 1, "backend": "onnxruntime"})
+        pipe = build_session({**values, "cpu_threads": 1, "backend": "onnxruntime"})
         (ort_backend,) = pipe.predictor.backend._by_size.values()  # the first size is built at load
         opts = ort_backend._sessions["image"].get_session_options()
         assert opts.intra_op_num_threads == 1
         assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # the default: sleep
-        pipe = build_pipeline({**values, "cpu_threads": 1, "backend": "onnxruntime", "onnxruntime_spinning": True})
+        pipe = build_session({**values, "cpu_threads": 1, "backend": "onnxruntime", "onnxruntime_spinning": True})
         (ort_backend,) = pipe.predictor.backend._by_size.values()
         assert ort_backend._sessions["image"].get_session_options().get_session_config_entry(
             "session.intra_op.allow_spinning") == "1"
-        build_pipeline(values)  # cpu_threads 0 again: back to the count torch had before the first pipeline
+        build_session(values)  # cpu_threads 0 again: back to the count torch had before the first pipeline
         from omg_seg_ros import loader
 
         assert torch.get_num_threads() == loader._initial_torch_threads

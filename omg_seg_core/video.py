@@ -1,0 +1,234 @@
+"""`VideoSession`: the per-frame video loop, written once (the node, `omg-seg-eval-video` and the bag evaluation
+all run frames through it).
+
+    session = VideoSession(build_predictor("tiny"), Tracker(cfg), TargetManager(cfg))
+    frame = session.step(rgb, stamp)             # set_image -> task -> tracker -> recover_missed -> targets
+    seg, ids = session.text("segment the red box", track=True)   # on the cached frame; follow it from now on
+    frame = session.step(next_rgb, next_stamp)   # frame.targets: where the red box is now
+
+Order of one `step` (sam2's video predictor keeps its per-video state explicit the same way):
+1. `predictor.set_image(rgb)` (the backbone pass, features cached) and the per-frame task (`panoptic`, `instances`
+   or `semantic`) -> Segments;
+2. `track(segments)`: `Tracker.update` gives things stable ids; `recover_missed` re-finds confirmed tracks this
+   frame's segments missed, on the SAME cached features; `TargetManager.update` re-finds the persistent targets
+   (prompt/text results registered with `track=True`). Without a tracker, things get per-frame ids 1..N.
+
+Requests (`prompt`, `text`) run on the cached features of the latest frame, or on their own `image`. Every call
+holds `lock` (an RLock), so a request never interleaves with a frame. Errors: ValueError for a bad request,
+`NoFrameError` (a RuntimeError) for a request before any frame. Stamps are seconds.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .structures import Segments
+
+#: The per-frame tasks a session can run.
+TASKS = ("panoptic", "instances", "semantic")
+
+
+class NoFrameError(RuntimeError):
+    """A request needs an image, but no frame has been processed and the request brought none."""
+
+
+@dataclass
+class FrameResult:
+    """One frame through the session."""
+
+    segments: Segments                 # the task's result; things carry track ids (recovered objects appended)
+    targets: Optional[Segments]        # one row per persistent target (None when none is registered)
+    frame_index: int
+    stamp: Optional[float]             # seconds (the image header's stamp)
+    model_ms: float                    # wall time of the whole step: model + post-processing + tracking
+    timings: dict = field(default_factory=dict)  # ms per stage: the predictor's + tracker, recovery, targets
+
+
+class VideoSession:
+    """predictor + tracker + persistent targets for ONE camera (module docstring).
+
+    predictor: an OMGSegPredictor (or anything with its set_image / task / prompt / text / vocabulary calls).
+    tracker / targets: a `Tracker` and a `TargetManager`, or None (tracking off: per-frame ids, no targets).
+    task: the per-frame task, one of TASKS.
+    """
+
+    def __init__(self, predictor: Any, tracker: Any = None, targets: Any = None, task: str = "panoptic") -> None:
+        self.predictor = predictor
+        self.tracker = tracker
+        self.targets = targets
+        self.task = task
+        self.lock = threading.RLock()
+        self.frame_index = -1
+        self.latest: Optional[Segments] = None       # tracked segments of the latest frame
+        self.latest_stamp: Optional[float] = None
+        self.image_size: Optional[tuple[int, int]] = None  # (H, W) of the image the cached features belong to
+        self.image_passes = 0                         # set_image calls (backbone passes), frames and requests
+        self._features_from_request = False           # cached features belong to a request's image
+
+    @property
+    def task(self) -> str:
+        return self._task
+
+    @task.setter
+    def task(self, task: str) -> None:
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got '{task}'")
+        self._task = task
+
+    # ------------------------------------------------------------------------------------------ frames
+    def step(self, rgb: np.ndarray, stamp: Optional[float] = None, frame_index: Optional[int] = None) -> FrameResult:
+        """Run the task on one frame (RGB uint8 [H, W, 3]), track it and re-find the targets."""
+        with self.lock:
+            t0 = time.perf_counter()
+            self._set_image(rgb)
+            self._features_from_request = False
+            t1 = time.perf_counter()
+            seg = getattr(self.predictor, self.task)()
+            timings = dict(getattr(self.predictor, "last_timings", {}) or {})
+            timings["task"] = (time.perf_counter() - t1) * 1e3  # the task's post-processing, wall time
+            result = self.track(seg, stamp, frame_index, resegmenter=self.predictor)
+            result.timings = {**timings, **result.timings}
+            result.model_ms = (time.perf_counter() - t0) * 1e3
+            return result
+
+    def track(self, segments: Segments, stamp: Optional[float] = None, frame_index: Optional[int] = None,
+              resegmenter: Any = None) -> FrameResult:
+        """The tracking half of `step` for segments of one frame: tracker -> recovery -> targets.
+        `resegmenter`: a predictor holding THIS frame's features (recovery and target prompts use it), or None
+        (segments from elsewhere, e.g. a recorded or simulated detector)."""
+        with self.lock:
+            t0 = time.perf_counter()
+            timings: dict[str, float] = {}
+            self.frame_index = self.frame_index + 1 if frame_index is None else int(frame_index)
+            seg = segments
+            if self.tracker is not None:
+                seg = self.tracker.update(seg, frame_index=self.frame_index, stamp=stamp)
+                t1 = time.perf_counter()
+                timings["tracker"] = (t1 - t0) * 1e3
+                if resegmenter is not None:
+                    from .tracking import recover_missed
+
+                    seg = recover_missed(self.tracker, seg, resegmenter)
+                timings["recovery"] = (time.perf_counter() - t1) * 1e3
+            else:
+                seg = _index_ids(seg)
+            found = None
+            if self.targets is not None and len(self.targets):
+                t2 = time.perf_counter()
+                found = self.targets.update(seg, predictor=resegmenter, frame_index=self.frame_index, stamp=stamp,
+                                            image_size=seg.image_size)
+                timings["targets"] = (time.perf_counter() - t2) * 1e3
+            self.latest, self.latest_stamp = seg, stamp
+            self.image_size = seg.image_size
+            return FrameResult(seg, found, self.frame_index, stamp, (time.perf_counter() - t0) * 1e3, timings)
+
+    # ------------------------------------------------------------------------------------------ requests
+    def prompt(self, points: Any = None, point_labels: Any = None, boxes: Any = None, *,
+               image: Optional[np.ndarray] = None, track: bool = False, label: str = "prompt",
+               stamp: Optional[float] = None) -> tuple[Segments, list[int]]:
+        """Point/box prompts (original-image pixels; predict/preprocess.validate_prompts) on the latest frame or
+        on `image` -> (Segments one per positive prompt, target ids registered when `track`)."""
+        with self.lock:
+            self._use_image(image)
+            seg = self.predictor.prompt(points=points, point_labels=point_labels, boxes=boxes)
+            return seg, (self.follow(seg, label, stamp) if track else [])
+
+    def text(self, query: str, max_results: Optional[int] = None, *, image: Optional[np.ndarray] = None,
+             track: bool = False, stamp: Optional[float] = None) -> tuple[Segments, list[int]]:
+        """Open-vocabulary text request on the latest frame or on `image` -> (Segments best first, target ids
+        registered when `track`)."""
+        with self.lock:
+            self._use_image(image)
+            seg = self.predictor.text(query, max_results=max_results)
+            return seg, (self.follow(seg, query, stamp) if track else [])
+
+    def follow(self, seg: Segments, label: str, stamp: Optional[float] = None) -> list[int]:
+        """Register every non-empty row of a prompt/text result as a persistent target; sets `seg.track_ids` to
+        the target ids (0 for an empty row) and returns the ids."""
+        if self.targets is None:
+            raise ValueError("track=true needs tracking (parameter tracking.enabled) and the target manager")
+        with self.lock:
+            frame_seg = None if self._features_from_request else self.latest
+            when = stamp if stamp is not None else self.latest_stamp
+            ids = np.zeros(len(seg), np.int64)
+            for i in range(len(seg)):
+                if seg.masks[i].any():  # an empty result cannot be followed
+                    ids[i] = self.targets.register(seg, i, label=label, frame_segments=frame_seg, stamp=when)
+            seg.track_ids = ids
+            return [int(t) for t in ids if t > 0]
+
+    def remove_target(self, target_id: int) -> bool:
+        """Forget target `target_id` (0 = every target); False when there was none to remove."""
+        if self.targets is None:
+            raise ValueError("targets are not enabled (parameter tracking.enabled)")
+        with self.lock:
+            if int(target_id) == 0:
+                return self.targets.clear() > 0
+            return self.targets.remove(int(target_id))
+
+    def reset_tracks(self, reason: str = "reset requested") -> int:
+        """Forget every track and target; returns how many targets were removed."""
+        with self.lock:
+            n = len(self.targets) if self.targets is not None else 0
+            if self.tracker is not None:
+                self.tracker.reset(reason)
+            if self.targets is not None:
+                self.targets.clear()
+            return n
+
+    # ------------------------------------------------------------------------------------------ configuration
+    def set_vocabulary(self, things: Any, stuff: Sequence[str] = ()) -> int:
+        """Replace the vocabulary (names, or a YAML path / vocabulary name as `things`); returns the number of
+        classes. Tracks are reset: class ids change meaning."""
+        with self.lock:
+            vocab = self.predictor.set_vocabulary(things, stuff)
+            if self.tracker is not None:
+                self.tracker.reset("vocabulary changed")
+            return vocab.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        """Display names of the active vocabulary (things then stuff), class id order."""
+        return list(self.predictor.class_names)
+
+    def set_thresholds(self, **kw: Any) -> None:
+        with self.lock:
+            self.predictor.set_thresholds(**kw)
+
+    def set_tracker_config(self, cfg: Any) -> None:
+        """A new TrackerConfig for the tracker and the targets (validated by them)."""
+        with self.lock:
+            if self.tracker is not None:
+                self.tracker.config = cfg
+            if self.targets is not None:
+                self.targets.config = cfg
+
+    # ------------------------------------------------------------------------------------------ internals
+    def _set_image(self, rgb: np.ndarray) -> None:
+        self.predictor.set_image(rgb)
+        self.image_passes += 1
+        self.image_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+
+    def _use_image(self, image: Optional[np.ndarray]) -> None:
+        """Select the image a request runs on: its own (a backbone pass) or the latest frame's cached features."""
+        if image is not None:
+            self._set_image(image)
+            self._features_from_request = True
+        elif self.image_size is None:
+            raise NoFrameError("no frame yet: process a frame first or send an image with the request")
+
+
+def _index_ids(seg: Segments) -> Segments:
+    """Without a tracker: things get per-frame ids 1..N so an instance image matches the detections."""
+    ids = np.zeros(len(seg), np.int64)
+    things = np.flatnonzero(seg.is_thing)
+    ids[things] = np.arange(1, len(things) + 1)
+    seg.track_ids = ids
+    return seg
+
+
+__all__ = ["VideoSession", "FrameResult", "NoFrameError", "TASKS"]

@@ -1,0 +1,122 @@
+"""The node's worker side, ROS-free: the one-slot frame mailbox, the frame record and rolling statistics.
+
+Kept free of rclpy so the threading can be reasoned about (and tested) on its own; node.py moves messages in and
+out, and the per-frame work is core's `VideoSession.step` (omg_seg_core/video.py).
+
+Threading: the subscription callback `put`s frames into a `FrameMailbox` (never blocks, overwrites and counts
+the stale frame); ONE worker thread `take`s the latest and calls `VideoSession.step`. Service handlers call
+`VideoSession.prompt/text/...` from another thread; the session's lock keeps a request from interleaving with a
+frame, so a prompt runs on the cached features of the latest processed frame.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+
+class RequestError(ValueError):
+    """A bad service request or a call the node cannot serve now (message is sent back to the caller)."""
+
+
+@dataclass
+class Frame:
+    """One input frame waiting for the worker."""
+
+    msg: Any                 # sensor_msgs Image or CompressedImage (decoded by the worker, not the callback)
+    header: Any              # std_msgs/Header of the input image (copied into every output)
+    stamp_s: float           # header stamp in seconds
+    received: float          # time.monotonic() when the callback stored it
+    index: int               # running input counter (gaps = dropped frames)
+
+
+class FrameMailbox:
+    """A one-slot mailbox: `put` replaces the waiting frame (counted as dropped), `take` waits for one."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Optional[Frame] = None
+        self._closed = False
+        self.dropped = 0
+        self.received = 0
+
+    def put(self, item: Frame) -> bool:
+        """Store `item`; returns True when it overwrote a frame the worker had not taken yet."""
+        with self._cond:
+            overwrote = self._item is not None
+            if overwrote:
+                self.dropped += 1
+            self._item = item
+            self.received += 1
+            self._cond.notify()
+            return overwrote
+
+    def take(self, timeout: float) -> Optional[Frame]:
+        """The latest frame, or None after `timeout` seconds or when closed."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._item = None
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        with self._cond:
+            self._closed = False
+
+
+class Stats:
+    """Rolling pipeline statistics for diagnostics (bounded memory: fixed-size windows)."""
+
+    def __init__(self, window: int = 300) -> None:
+        self._lock = threading.Lock()
+        self.latency_ms: deque[float] = deque(maxlen=window)   # image stamp -> outputs published
+        self.model_ms: deque[float] = deque(maxlen=window)     # set_image + task + tracking
+        self.wait_ms: deque[float] = deque(maxlen=window)      # callback stored it -> worker took it
+        self.overhead_ms: deque[float] = deque(maxlen=window)  # latency - model (transport in, wait, decode, publish)
+        self.done_times: deque[float] = deque(maxlen=window)
+        self.processed = 0
+        self.errors = 0
+        #: the last frame's values, so a client can pair them with that frame's stamp (benchmarks)
+        self.last: dict[str, float] = {}
+
+    def record(self, latency_ms: float, model_ms: float, wait_ms: float = 0.0, stamp_s: float = 0.0) -> None:
+        with self._lock:
+            self.last = {"stamp": stamp_s, "latency_ms": latency_ms, "model_ms": model_ms, "wait_ms": wait_ms}
+            self.latency_ms.append(latency_ms)
+            self.model_ms.append(model_ms)
+            self.wait_ms.append(wait_ms)
+            self.overhead_ms.append(latency_ms - model_ms)
+            self.done_times.append(time.monotonic())
+            self.processed += 1
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            lat = np.asarray(self.latency_ms, np.float64)
+            mod = np.asarray(self.model_ms, np.float64)
+            wait = np.asarray(self.wait_ms, np.float64)
+            over = np.asarray(self.overhead_ms, np.float64)
+            t = list(self.done_times)
+            last = dict(self.last)
+        rate = (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
+        pct = (lambda a, q: float(np.percentile(a, q)) if a.size else float("nan"))
+        return {"rate_hz": rate, "latency_p50_ms": pct(lat, 50), "latency_p95_ms": pct(lat, 95),
+                "model_p50_ms": pct(mod, 50), "model_p95_ms": pct(mod, 95), "queue_wait_p50_ms": pct(wait, 50),
+                "overhead_p50_ms": pct(over, 50), "overhead_p95_ms": pct(over, 95),
+                "processed": self.processed, "errors": self.errors, "last": last}
+
+
+def stamp_to_seconds(stamp) -> float:
+    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
+
+
+__all__ = ["RequestError", "Frame", "FrameMailbox", "Stats", "stamp_to_seconds"]
