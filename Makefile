@@ -19,7 +19,7 @@ test-portability: bootstrap
 	@bash scripts/with_env.sh $(PY) scripts/test_portability.py
 
 demo: bootstrap
-	@bash scripts/with_env.sh $(PY) -m omg_seg_ros.tools.demo --output demo_output
+	@bash scripts/with_env.sh $(PY) -m omg_seg_ros.cli.demo --output demo_output
 
 bench: bootstrap
 	@bash scripts/with_env.sh $(PY) benchmarks/latency.py --model tiny

@@ -31,9 +31,9 @@ setup(
             "omg-seg-train = omg_seg_core.cli.train:main",
             "omg-seg-export = omg_seg_core.cli.export:main",
             "omg-seg-eval-synth = omg_seg_core.cli.eval_synth:main",
-            "omg-seg-eval = omg_seg_ros.tools.bag_eval:main",
-            "omg-seg-make-bag = omg_seg_ros.tools.make_bag:main",
-            "omg-seg-demo = omg_seg_ros.tools.demo:main",
+            "omg-seg-eval = omg_seg_ros.cli.bag_eval:main",
+            "omg-seg-make-bag = omg_seg_ros.cli.make_bag:main",
+            "omg-seg-demo = omg_seg_ros.cli.demo:main",
         ],
     },
 )

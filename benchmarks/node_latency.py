@@ -31,7 +31,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from omg_seg_ros.tools.demo import Player, _spawn, _stop  # noqa: E402  (same process helpers as the demo)
+from omg_seg_ros.cli.demo import Player, _spawn, _stop  # noqa: E402  (same process helpers as the demo)
 
 OUTPUTS = ("semantic", "instance_ids", "detections", "segments", "overlay")
 

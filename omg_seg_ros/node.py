@@ -27,11 +27,11 @@ from std_msgs.msg import Header
 
 from omg_seg_core.video import VideoSession
 
-from . import messages, params
-from .conversions import ImageError, compressed_to_rgb, image_to_rgb
+from . import params
+from .msgs import DecodeError, MessageCodec, image_to_rgb, stamp_s
 from .loader import ModelLoadError, build_session, release_device_memory, threshold_overrides, tracker_config_from
 from .outputs import Outputs
-from .worker import Frame, FrameMailbox, Stats, stamp_to_seconds
+from .worker import Frame, FrameMailbox, Stats
 from .services import Services
 
 NODE_NAME = "omg_seg"
@@ -171,7 +171,7 @@ class OmgSegNode(LifecycleNode):
 
     def _on_image(self, msg) -> None:
         # Only store: decoding and inference happen on the worker so the executor never falls behind.
-        self.mailbox.put(Frame(msg=msg, header=msg.header, stamp_s=stamp_to_seconds(msg.header.stamp),
+        self.mailbox.put(Frame(msg=msg, header=msg.header, stamp_s=stamp_s(msg.header.stamp),
                                received=time.monotonic(), index=self.mailbox.received))
 
     def _worker_loop(self) -> None:
@@ -188,8 +188,8 @@ class OmgSegNode(LifecycleNode):
     def _process(self, frame: Frame) -> None:
         wait_ms = (time.monotonic() - frame.received) * 1000.0
         try:
-            rgb = compressed_to_rgb(frame.msg) if isinstance(frame.msg, CompressedImage) else image_to_rgb(frame.msg)
-        except ImageError as e:
+            rgb = image_to_rgb(frame.msg)  # Image or CompressedImage
+        except DecodeError as e:
             self.bad_frames += 1
             self._note_error(f"dropping input image: {e}")
             return
@@ -244,7 +244,7 @@ class OmgSegNode(LifecycleNode):
             values.update({"last_frame_stamp": f"{last['stamp']:.9f}", "last_frame_model_ms": f"{last['model_ms']:.2f}",
                            "last_frame_latency_ms": f"{last['latency_ms']:.2f}"})
         self.outputs.publish_diagnostics(
-            messages.diagnostics_msg(self.get_name(), self.get_clock().now().to_msg(), level, msg, values,
+            MessageCodec.rclpy().diagnostics_msg(self.get_name(), self.get_clock().now().to_msg(), level, msg, values,
                                      hardware_id=str(self.p("device"))))
 
     # ------------------------------------------------------------------------------------------ parameters

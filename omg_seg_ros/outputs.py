@@ -15,8 +15,7 @@ from std_msgs.msg import Header
 
 from omg_seg_core.viz.overlay import render_overlay
 
-from . import messages
-from .conversions import numpy_to_image
+from .msgs import MessageCodec
 from .params import latched_qos
 
 #: name -> (message type name, topic). Types are resolved lazily (generated packages import slowly).
@@ -47,6 +46,7 @@ class Outputs:
 
     def __init__(self, node: Any) -> None:
         self.node = node
+        self.codec = MessageCodec.rclpy()
         self.pubs: dict[str, Any] = {}
         self.label_pub = None
         self.diag_pub = None
@@ -73,21 +73,21 @@ class Outputs:
         return pub is not None and bool(self.node.p(f"outputs.{name}")) and pub.get_subscription_count() > 0
 
     def publish_frame(self, header: Header, rgb: np.ndarray, result) -> None:
-        seg = result.segments
+        seg, codec = result.segments, self.codec
         # Cheapest first: consumers of detections/segments should not wait for full-frame label images.
         if self.wanted("detections"):
-            self.pubs["detections"].publish(messages.detections_msg(seg, header))
+            self.pubs["detections"].publish(codec.detections_msg(seg, header))
         if self.wanted("segments"):
-            self.pubs["segments"].publish(messages.segments_to_msg(seg, header))
+            self.pubs["segments"].publish(codec.segments_to_msg(seg, header))
         if result.targets is not None and self.wanted("targets"):
-            self.pubs["targets"].publish(messages.segments_to_msg(result.targets, header, task="targets"))
+            self.pubs["targets"].publish(codec.segments_to_msg(result.targets, header, task="targets"))
         if self.wanted("semantic"):
-            self.pubs["semantic"].publish(messages.semantic_image_msg(seg, header))
+            self.pubs["semantic"].publish(codec.semantic_image(seg, header))
         if self.wanted("instance_ids"):
-            self.pubs["instance_ids"].publish(messages.instance_image_msg(seg, header))
+            self.pubs["instance_ids"].publish(codec.instance_image(seg, header))
         if self.wanted("overlay"):
             shown = seg if result.targets is None else _with_targets(seg, result.targets)
-            self.pubs["overlay"].publish(numpy_to_image(render_overlay(rgb, shown), "rgb8", header))
+            self.pubs["overlay"].publish(codec.numpy_to_image(render_overlay(rgb, shown), "rgb8", header))
 
     def publish_label_info(self, class_names: Sequence[str], header: Optional[Header]) -> None:
         if self.label_pub is None or not self.node.p("outputs.label_info"):
@@ -97,7 +97,7 @@ class Outputs:
             h.frame_id = header.frame_id
             h.stamp = header.stamp
         thr = float(self.node.p("instance_score_thr"))
-        self.label_pub.publish(messages.label_info_msg(list(class_names), h, thr))
+        self.label_pub.publish(self.codec.label_info_msg(list(class_names), h, thr))
 
     def publish_diagnostics(self, msg) -> None:
         if self.diag_pub is not None:

@@ -12,11 +12,10 @@ from typing import Any, Optional
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
-from . import messages
-from .conversions import ImageError, image_to_rgb, is_empty_image
+from .msgs import DecodeError, MessageCodec, image_to_rgb, is_empty_image, stamp_s
 from omg_seg_core.video import NoFrameError
 
-from .worker import RequestError, stamp_to_seconds
+from .worker import RequestError
 
 
 #: The answer to a request before the first frame (and without an image of its own).
@@ -42,6 +41,7 @@ class Services:
         from omg_seg_msgs.srv import RemoveTarget, SegmentPrompt, SegmentText, SetVocabulary
 
         self.node = node
+        self.codec = MessageCodec.rclpy()
         g = node.service_group
         node.create_service(SegmentPrompt, "~/segment_prompt", self.segment_prompt, callback_group=g)
         node.create_service(SegmentText, "~/segment_text", self.segment_text, callback_group=g)
@@ -62,7 +62,7 @@ class Services:
             return None, h if h is not None else Header()
         try:
             return image_to_rgb(msg), msg.header
-        except ImageError as e:
+        except DecodeError as e:
             raise RequestError(f"request image: {e}") from None
 
     def _fail(self, resp, text: str):
@@ -79,7 +79,7 @@ class Services:
         return head + (f"; tracking target(s) {ids}" if ids else "")
 
     def _segments_response(self, resp, seg, ids, header, task):
-        resp.segments = messages.segments_to_msg(seg, header, task=task)
+        resp.segments = self.codec.segments_to_msg(seg, header, task=task)
         resp.success = True
         resp.message = self._summary(seg, ids)
         return resp
@@ -91,7 +91,7 @@ class Services:
             rgb, header = self._image(req.image)
             pts = [v for p in req.points for v in (p.x, p.y)]
             seg, ids = session.prompt(pts, list(req.point_labels), list(req.boxes), image=rgb, track=bool(req.track),
-                                      stamp=stamp_to_seconds(header.stamp))
+                                      stamp=stamp_s(header.stamp))
             return self._segments_response(resp, seg, ids, header, "prompt")
         except NoFrameError:
             return self._fail(resp, NO_FRAME)
@@ -104,7 +104,7 @@ class Services:
             query = _check_text(req.text, int(req.max_results))
             rgb, header = self._image(req.image)
             seg, ids = session.text(query, int(req.max_results) or None, image=rgb, track=bool(req.track),
-                                    stamp=stamp_to_seconds(header.stamp))
+                                    stamp=stamp_s(header.stamp))
             return self._segments_response(resp, seg, ids, header, "text")
         except NoFrameError:
             return self._fail(resp, NO_FRAME)

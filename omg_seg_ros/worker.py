@@ -115,8 +115,4 @@ class Stats:
                 "processed": self.processed, "errors": self.errors, "last": last}
 
 
-def stamp_to_seconds(stamp) -> float:
-    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
-
-
-__all__ = ["RequestError", "Frame", "FrameMailbox", "Stats", "stamp_to_seconds"]
+__all__ = ["RequestError", "Frame", "FrameMailbox", "Stats"]

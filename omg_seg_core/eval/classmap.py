@@ -64,8 +64,10 @@ class ClassMap:
             lut[:n] = np.arange(n, dtype=np.uint16)
             return lut
         for gid, name in gt_names.items():
+            if not 0 <= gid < SEMANTIC_IGNORE:  # the label map's own "unlabeled" entry (65535) stays void
+                continue
             idx = self.index(name)
-            if 0 <= gid < 65535 and idx is not None:
+            if idx is not None:
                 lut[gid] = idx
         return lut
 

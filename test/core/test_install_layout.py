@@ -21,7 +21,7 @@ import json
 from omg_seg_core.config import DATA_ROOT, PACKAGE_ROOT, default_checkpoint_path, default_vocabulary_path
 from omg_seg_core.text.vocabulary import load_vocabulary
 from omg_seg_ros.loader import resolve_path
-from omg_seg_ros.tools.demo import SAMPLES
+from omg_seg_ros.cli.demo import SAMPLES
 print(json.dumps(dict(data_root=str(DATA_ROOT), package_root=str(PACKAGE_ROOT),
     checkpoint=str(default_checkpoint_path()), vocabulary=str(default_vocabulary_path()),
     n_robot_classes=len(load_vocabulary("robot_workspace").names),

@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 
 from omg_seg_core.data.synth import world
-from omg_seg_ros.tools import bag_eval, bagio, bagmsgs
-from omg_seg_ros.tools.make_bag import PERIOD_NS, T0_NS, Sample, synthetic_samples
+from omg_seg_ros import msgs
+from omg_seg_ros.bag.io import BagWriter
+from omg_seg_ros.cli import bag_eval
+from omg_seg_ros.cli.make_bag import PERIOD_NS, T0_NS, Sample, synthetic_samples
+from omg_seg_ros.msgs import MessageCodec
+
+BAG = MessageCodec.bags()
 
 PRED = "/omg_seg/output/segments"
 
@@ -27,19 +32,20 @@ def write_custom(path: Path, samples: list[Sample], storage: str = "mcap",
                  stamp_offset_ns: int = 0) -> Path:
     """Image + GT label images + LabelInfo + a recorded prediction (= GT SegmentArray, optionally without its
     first thing). `mutate(i, topic, msg)` may replace or drop (None) any message."""
-    with bagio.BagWriter(path, storage) as w:
-        w.write("/camera/gt/label_info", bagmsgs.label_info_msg(world.CLASS_NAMES, T0_NS), T0_NS, latched=True)
+    with BagWriter(path, storage) as w:
+        w.write("/camera/gt/label_info", BAG.label_info_msg(world.CLASS_NAMES, BAG.header(T0_NS)), T0_NS, latched=True)
         for i, s in enumerate(samples):
             t = T0_NS + i * PERIOD_NS
             pred = s.segments
             if pred_drop_first_thing:
                 first = int(np.flatnonzero(pred.is_thing)[0])
                 pred = pred.select([k for k in range(len(pred)) if k != first])
-            msgs = {"/camera/image_raw": bagmsgs.image_msg(s.rgb, t),
-                    "/camera/gt/semantic": bagmsgs.label_msg(s.semantic, t + stamp_offset_ns),
-                    "/camera/gt/instance_ids": bagmsgs.label_msg(s.instance_ids, t + stamp_offset_ns),
-                    PRED: bagmsgs.segment_array_msg(pred, t)}
-            for topic, msg in msgs.items():
+            gt_header = BAG.header(t + stamp_offset_ns)
+            by_topic = {"/camera/image_raw": BAG.rgb_to_image(s.rgb, BAG.header(t)),
+                        "/camera/gt/semantic": BAG.numpy_to_image(s.semantic, "mono16", gt_header),
+                        "/camera/gt/instance_ids": BAG.numpy_to_image(s.instance_ids, "mono16", gt_header),
+                        PRED: BAG.segments_to_msg(pred, BAG.header(t))}
+            for topic, msg in by_topic.items():
                 msg = mutate(i, topic, msg) if mutate else msg
                 if msg is not None:
                     w.write(topic, msg, t)
@@ -107,7 +113,7 @@ def test_unknown_encoding_and_size_mismatch_are_counted(tmp_path: Path, samples:
         if i == 0 and topic == "/camera/image_raw":
             msg.encoding = "yuv422"
         if i == 1 and topic == "/camera/gt/semantic":
-            return bagmsgs.label_msg(np.zeros((10, 10), np.uint16), bagmsgs.stamp_ns(msg))
+            return BAG.numpy_to_image(np.zeros((10, 10), np.uint16), "mono16", BAG.header(msgs.stamp_ns(msg)))
         return msg
 
     rc, rep = run_eval(write_custom(tmp_path / "bag", samples, mutate=mutate), tmp_path / "out")

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from omg_seg_core.config import default_checkpoint_path
-from omg_seg_ros.tools import bag_eval, bagio, bagmsgs, make_bag
+from omg_seg_ros import msgs
+from omg_seg_ros.bag.io import open_reader
+from omg_seg_ros.cli import bag_eval, make_bag
 
 
 def test_make_bag_then_eval_with_model(tmp_path: Path) -> None:
@@ -43,17 +45,17 @@ def test_make_bag_then_eval_with_model(tmp_path: Path) -> None:
     assert 0.0 <= r["panoptic"]["all"]["pq"] <= 1.0 and r["mask_ap"]["num_gt"] > 0
     assert {p.name for p in out.iterdir()} >= {"report.json", "report.md", "latency_hist.png", "worst_frames.png",
                                                 "state.pkl", "result_bag"}
-    reader = bagio.open_reader(out / "result_bag")
+    reader = open_reader(out / "result_bag")
     try:
         counts = {c.topic: c.msgcount for c in reader.connections}
         assert counts["/omg_seg/output/segments"] == 3 and counts["/omg_seg/output/overlay"] == 3
         assert counts["/camera/image_raw"] == 3 and counts["/omg_seg/output/label_info"] == 1
         # Output stamps are the input stamps (never now()).
         conn = [c for c in reader.connections if c.topic == "/omg_seg/output/semantic"]
-        stamps = [bagmsgs.stamp_ns(reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages(conn)]
+        stamps = [msgs.stamp_ns(reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages(conn)]
         assert stamps == [make_bag.T0_NS + i * make_bag.PERIOD_NS for i in range(3)]
         label = reader.deserialize(next(reader.messages(conn))[2], "sensor_msgs/msg/Image")
-        assert bagmsgs.label_to_array(label).shape == (120, 160)
+        assert msgs.label_to_array(label).shape == (120, 160)
     finally:
         reader.close()
     assert np.isfinite(r["semantic"]["pixel_accuracy"])

@@ -1,4 +1,4 @@
-"""omg_seg_ros.image_player (the demo's and the benchmark's camera): its stdin/stdout protocol and stamps."""
+"""omg_seg_ros.cli.image_player (the demo's and the benchmark's camera): its stdin/stdout protocol and stamps."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,7 @@ import sys
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from omg_seg_ros.conversions import image_to_rgb
+from omg_seg_ros.msgs import image_to_rgb
 from ros_helpers import ROOT
 
 TOPIC = "/omg_seg_test/player_image"
@@ -18,7 +18,7 @@ def test_player_publishes_the_requested_frames_with_the_stamps_it_reports(client
     # Subscribe first (the player waits for a subscriber), with its QoS: a camera publishes best effort.
     col = client.collector(Image, TOPIC, qos_profile_sensor_data)
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "omg_seg_ros.image_player", str(ROOT / "data/samples/robot_scene"),
+    proc = subprocess.Popen([sys.executable, "-m", "omg_seg_ros.cli.image_player", str(ROOT / "data/samples/robot_scene"),
                              "--topic", TOPIC, "--rate", "20", "--size", "160x120", "--encoding", "bgr8"],
                             cwd=ROOT, env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:

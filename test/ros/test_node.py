@@ -15,12 +15,12 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from omg_seg_core.tracking import TrackerConfig
-from omg_seg_ros.conversions import image_to_numpy, rgb_to_compressed, rgb_to_image
-from omg_seg_ros.messages import msg_to_masks
+from omg_seg_ros.msgs import MessageCodec, image_to_numpy, segments_from_msg
 from omg_seg_ros.params import latched_qos
 from ros_helpers import DISCOVERY_TIMEOUT
 
 NS = "/omg_seg"
+CODEC = MessageCodec.rclpy()
 H, W = 240, 320
 RNG = np.random.default_rng(1)
 
@@ -67,7 +67,7 @@ class Camera:
     def send(self, rgb: np.ndarray = None, encoding: str = "rgb8", msg=None) -> tuple[int, int]:
         if msg is None:
             rgb = scene(len(self.stamps)) if rgb is None else rgb
-            msg = rgb_to_compressed(rgb, "jpeg") if self.compressed else rgb_to_image(rgb, encoding)
+            msg = CODEC.rgb_to_compressed(rgb, CODEC.header(), "jpeg") if self.compressed else CODEC.rgb_to_image(rgb, CODEC.header(), encoding)
         msg.header.frame_id = "camera_optical"
         msg.header.stamp = self.client.node.get_clock().now().to_msg()
         self.pub.publish(msg)
@@ -168,7 +168,7 @@ def test_every_output_carries_the_input_header(client, seg_node):
         det_ids = {int(d.id) for d in by_stamp[stamp(m)].detections if d.id}
         assert ids <= det_ids
         seg = segs[stamp(m)]
-        masks = msg_to_masks(seg)
+        masks = segments_from_msg(seg).masks
         assert masks.shape[1:] == (H, W)
         sem_map = image_to_numpy(cols["semantic"].msgs[-1])
         assert sem_map.max() <= 65535
@@ -195,7 +195,7 @@ def test_prompt_and_text_reuse_the_cached_frame(client, seg_node):
 
 def test_request_with_its_own_image(client, seg_node):
     before = int(diag(client)["image_passes"])
-    img = rgb_to_image(scene(99)[:120, :160], "bgr8")
+    img = CODEC.rgb_to_image(scene(99)[:120, :160], CODEC.header(), "bgr8")
     img.header.frame_id = "other"
     r = call(client, "segment_prompt", prompt_req(points=[(50, 50)], image=img))
     assert r.success, r.message
@@ -212,7 +212,7 @@ def test_request_with_its_own_image(client, seg_node):
     ("segment_prompt", lambda: prompt_req(points=[(5, 5)], labels=[0]), "positive"),
     ("segment_text", lambda: text_req("   "), "empty text"),
     ("segment_text", lambda: text_req("box", image=Image(height=2, width=2, encoding="yuv422", step=4,
-                                                         data=bytes(8))), "unsupported image encoding"),
+                                                         data=bytes(8))), "unknown image encoding"),
     ("set_vocabulary", lambda: srv("set_vocabulary").Request(things=[], stuff=[]), "empty vocabulary"),
     ("set_vocabulary", lambda: srv("set_vocabulary").Request(things=["a", "a"]), "duplicate"),
     ("remove_target", lambda: srv("remove_target").Request(id=424242), "no target"),
@@ -228,12 +228,12 @@ def test_bad_input_images_are_dropped_with_a_warning(client, seg_node):
 
     cam = Camera(client)
     before = int(diag(client)["bad_frames"])
-    bad_step = rgb_to_image(scene(3), "rgb8")
+    bad_step = CODEC.rgb_to_image(scene(3), CODEC.header(), "rgb8")
     bad_step.step = 10
     empty = Image(encoding="rgb8")
-    wrong_enc = rgb_to_image(scene(3), "rgb8")
+    wrong_enc = CODEC.rgb_to_image(scene(3), CODEC.header(), "rgb8")
     wrong_enc.encoding = "32FC1"
-    short = rgb_to_image(scene(3), "rgb8")
+    short = CODEC.rgb_to_image(scene(3), CODEC.header(), "rgb8")
     short.data = bytes(short.data)[:1000]
     for m in (bad_step, empty, wrong_enc, short):
         cam.send(msg=m)
@@ -247,7 +247,7 @@ def test_bad_input_images_are_dropped_with_a_warning(client, seg_node):
     try:
         deadline = time.monotonic() + 60
         while not col.msgs and time.monotonic() < deadline:
-            cam.send(msg=rgb_to_image(scene(4), "rgb8"))
+            cam.send(msg=CODEC.rgb_to_image(scene(4), CODEC.header(), "rgb8"))
             time.sleep(0.5)
         assert col.wait(timeout=30)
     finally:

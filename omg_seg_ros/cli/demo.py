@@ -1,9 +1,9 @@
 """`make demo`: the node on the shipped model, a sample video over real DDS, a text request and a click.
 
-    python -m omg_seg_ros.tools.demo --output demo_output [--rate 5] [--allow-random-weights]
+    python -m omg_seg_ros.cli.demo --output demo_output [--rate 5] [--allow-random-weights]
 
 Three processes talk over DDS (random ROS_DOMAIN_ID, localhost only): the omg_seg node, an image player
-(omg_seg_ros.image_player) publishing data/samples/robot_scene, and this client. Half-way through the video the
+(omg_seg_ros.cli.image_player) publishing data/samples/robot_scene, and this client. Half-way through the video the
 client asks ~/segment_text "segment the red box" and ~/segment_prompt with a click on another object (both with
 track=true, so they are followed in the second half). It writes to --output: overlay_XXX.png per processed
 frame, demo.gif, text_result.png, prompt_result.png, summary.json, node.log; and prints what it found (IoU with
@@ -124,7 +124,7 @@ class Player:
     """The image player process; `play` returns {stamp: frame index}."""
 
     def __init__(self, player_args: list[str]) -> None:
-        self.proc = _spawn(["-m", "omg_seg_ros.image_player", *player_args, "--topic", f"{NS}/input/image"], pipe=True)
+        self.proc = _spawn(["-m", "omg_seg_ros.cli.image_player", *player_args, "--topic", f"{NS}/input/image"], pipe=True)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("ready"):
             raise RuntimeError(f"image player failed: {line!r}")
@@ -193,9 +193,9 @@ def _render_response(rgb: np.ndarray, msg, path: Path) -> None:
     import cv2
     from omg_seg_core.structures import Segments
     from omg_seg_core.viz.overlay import render_overlay
-    from omg_seg_ros.messages import msg_to_masks
+    from omg_seg_ros.msgs import segments_from_msg
 
-    masks = msg_to_masks(msg)
+    masks = segments_from_msg(msg).masks
     seg = Segments(masks, [s.score for s in msg.segments], [s.class_id for s in msg.segments],
                    [s.class_name for s in msg.segments], [True] * len(msg.segments),
                    track_ids=[s.id for s in msg.segments])
@@ -206,8 +206,7 @@ def run(args: argparse.Namespace) -> dict:
     import cv2
     from geometry_msgs.msg import Point
     from omg_seg_msgs.srv import SegmentPrompt, SegmentText
-    from omg_seg_ros.conversions import image_to_numpy
-    from omg_seg_ros.messages import msg_to_masks
+    from omg_seg_ros.msgs import image_to_numpy, segments_from_msg
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -247,7 +246,7 @@ def run(args: argparse.Namespace) -> dict:
         r = client.call(SegmentText, f"{NS}/segment_text", SegmentText.Request(text="segment the red box", track=True))
         dt = (time.monotonic() - t) * 1000
         gt, _ = ground_truth(args.samples, idx, "box", "red")
-        best = max((mask_iou(m, gt) for m in msg_to_masks(r.segments)), default=0.0) if r.success and gt is not None else 0.0
+        best = max((mask_iou(m, gt) for m in segments_from_msg(r.segments).masks), default=0.0) if r.success and gt is not None else 0.0
         print(f"[demo] segment_text 'segment the red box' on frame {idx}: {r.message} | IoU with the red box "
               f"{best:.2f} | {dt:.0f} ms round trip")
         summary["requests"]["text"] = {"frame": idx, "success": r.success, "message": r.message, "iou": best,
@@ -264,7 +263,7 @@ def run(args: argparse.Namespace) -> dict:
             r = client.call(SegmentPrompt, f"{NS}/segment_prompt", SegmentPrompt.Request(
                 points=[Point(x=click[0], y=click[1])], point_labels=[1], track=True))
             dt = (time.monotonic() - t) * 1000
-            got = msg_to_masks(r.segments)
+            got = segments_from_msg(r.segments).masks
             best = mask_iou(got[0], gt_mug) if r.success and len(got) else 0.0
             print(f"[demo] segment_prompt click ({click[0]:.0f}, {click[1]:.0f}) on the {click_name}: {r.message} | IoU "
                   f"{best:.2f} | {dt:.0f} ms round trip")
@@ -289,7 +288,7 @@ def _finish(client: DemoClient, stamps: dict, args, out: Path, summary: dict, im
     import cv2
     from PIL import Image as PILImage
 
-    from omg_seg_ros.messages import msg_to_masks
+    from omg_seg_ros.msgs import segments_from_msg
 
     with client.lock:
         segs = {s: m for s, m in client.segments.items() if s in stamps}
@@ -313,7 +312,7 @@ def _finish(client: DemoClient, stamps: dict, args, out: Path, summary: dict, im
     target_iou = []
     for s, m in targets.items():
         gt, _ = ground_truth(args.samples, stamps[s], "box", "red")
-        masks = msg_to_masks(m)
+        masks = segments_from_msg(m).masks
         if gt is not None and len(masks):
             target_iou.append(mask_iou(masks[0], gt))
     summary.update({

@@ -1,7 +1,7 @@
 """Reading damaged MCAP bags: a recording killed before its footer / summary (or metadata.yaml) was written, or a
 file cut short on disk. rosbags refuses such files; this reader walks the records from the start, also inside
 chunks (uncompressed, zstd, lz4), and stops quietly at the first incomplete record, so everything before the
-damage is still evaluated. `bagio.open_reader` falls back to it and `omg-seg-eval` reports how much was read.
+damage is still evaluated. `bag.io.open_reader` falls back to it and `omg-seg-eval` reports how much was read.
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from omg_seg_ros.tools import bagio, bagmsgs
+from .typestore import BagError, typestore
 
 
 @dataclass
@@ -34,7 +34,7 @@ class McapRecoveryReader:
         self._m = mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ)
         if self._m[:8] != self.MAGIC:
             self.close()
-            raise bagio.BagError(f"cannot open bag {path}: not an MCAP file ({why})")
+            raise BagError(f"cannot open bag {path}: not an MCAP file ({why})")
         self.connections: list[_Conn] = []
         self._by_channel: dict[int, _Conn] = {}
         self._schemas: dict[int, str] = {}
@@ -113,7 +113,7 @@ class McapRecoveryReader:
         except Exception as e:  # a damaged compressed chunk: skip it, keep later ones
             self.stopped_at = f"undecodable {comp} chunk ({type(e).__name__})"
             return b""
-        raise bagio.BagError(f"{self.path}: unknown MCAP chunk compression {comp!r}")
+        raise BagError(f"{self.path}: unknown MCAP chunk compression {comp!r}")
 
     def messages(self, connections: Sequence[Any] = ()) -> Iterator[tuple[Any, int, bytes]]:
         wanted = {id(c) for c in connections} if connections else None
@@ -122,7 +122,7 @@ class McapRecoveryReader:
                 yield conn, t, raw
 
     def deserialize(self, raw: bytes, msgtype: str) -> Any:
-        return bagmsgs.typestore().deserialize_cdr(raw, msgtype)
+        return typestore().deserialize_cdr(raw, msgtype)
 
     def close(self) -> None:
         self._m.close()

@@ -19,7 +19,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from omg_seg_ros.tools import bagio, bagmsgs
+from omg_seg_ros.bag.io import BagWriter
+from omg_seg_ros.msgs import MessageCodec, Prompt
 
 T0_NS = 1_700_000_000 * 1_000_000_000
 PERIOD_NS = 100_000_000
@@ -32,7 +33,7 @@ class Sample:
     rgb: np.ndarray
     semantic: Optional[np.ndarray] = None
     instance_ids: Optional[np.ndarray] = None
-    prompts: list[bagmsgs.Prompt] = field(default_factory=list)
+    prompts: list[Prompt] = field(default_factory=list)
     segments: Optional[object] = None  # Segments for <ns>/gt/segments
 
 
@@ -43,27 +44,28 @@ def write_bag(out: str | Path, samples: Iterable[Sample], class_names: Sequence[
     from tqdm import tqdm
 
     n = 0
-    with bagio.BagWriter(out, storage) as w:
-        w.write(f"{ns}/gt/label_info", bagmsgs.label_info_msg(class_names, T0_NS, frame_id), T0_NS, latched=True)
+    codec = MessageCodec.bags()
+    with BagWriter(out, storage) as w:
+        w.write(f"{ns}/gt/label_info", codec.label_info_msg(class_names, codec.header(T0_NS, frame_id)), T0_NS, latched=True)
         for s in tqdm(samples, total=total, disable=not progress, unit="frame", desc="make-bag"):
             t = T0_NS + n * PERIOD_NS
             if raw:
-                w.write(f"{ns}/image_raw", bagmsgs.image_msg(s.rgb, t, frame_id), t)
+                w.write(f"{ns}/image_raw", codec.rgb_to_image(s.rgb, codec.header(t, frame_id)), t)
             if compressed:
-                w.write(f"{ns}/image_raw/compressed", bagmsgs.compressed_msg(s.rgb, t, frame_id), t)
+                w.write(f"{ns}/image_raw/compressed", codec.rgb_to_compressed(s.rgb, codec.header(t, frame_id), quality=None), t)
             if s.semantic is not None:
-                w.write(f"{ns}/gt/semantic", bagmsgs.label_msg(s.semantic, t, frame_id), t)
+                w.write(f"{ns}/gt/semantic", codec.numpy_to_image(s.semantic, "mono16", codec.header(t, frame_id)), t)
             if s.instance_ids is not None:
-                w.write(f"{ns}/gt/instance_ids", bagmsgs.label_msg(s.instance_ids, t, frame_id), t)
+                w.write(f"{ns}/gt/instance_ids", codec.numpy_to_image(s.instance_ids, "mono16", codec.header(t, frame_id)), t)
             if s.segments is not None:
-                w.write(f"{ns}/gt/segments", bagmsgs.segment_array_msg(s.segments, t, frame_id), t)
+                w.write(f"{ns}/gt/segments", codec.segments_to_msg(s.segments, codec.header(t, frame_id)), t)
             if s.prompts:
-                w.write(f"{ns}/gt/prompts", bagmsgs.prompts_msg(s.prompts, t, frame_id), t)
+                w.write(f"{ns}/gt/prompts", codec.prompts_msg(s.prompts, codec.header(t, frame_id)), t)
             n += 1
     return n
 
 
-def prompts_for(instance_ids: np.ndarray, rng: np.random.Generator, max_prompts: int = 3) -> list[bagmsgs.Prompt]:
+def prompts_for(instance_ids: np.ndarray, rng: np.random.Generator, max_prompts: int = 3) -> list[Prompt]:
     """Up to `max_prompts` instances, alternating box prompts (tight mask box) and point prompts (the mask pixel
     nearest the mask centroid, so the point is always inside the object)."""
     ids = [int(i) for i in np.unique(instance_ids) if i > 0]
@@ -72,10 +74,10 @@ def prompts_for(instance_ids: np.ndarray, rng: np.random.Generator, max_prompts:
         ys, xs = np.nonzero(instance_ids == i)
         if k % 2 == 0:
             box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
-            out.append(bagmsgs.Prompt("box", box, int(i)))
+            out.append(Prompt("box", box, int(i)))
         else:
             j = int(np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2))
-            out.append(bagmsgs.Prompt("point", np.array([xs[j] + 0.5, ys[j] + 0.5] * 2, np.float32), int(i)))
+            out.append(Prompt("point", np.array([xs[j] + 0.5, ys[j] + 0.5] * 2, np.float32), int(i)))
     return out
 
 

@@ -1,6 +1,6 @@
 """A camera stand-in for the demo and the latency benchmark: publishes frames over real DDS from its own process.
 
-    python -m omg_seg_ros.image_player --topic /omg_seg/input/image --rate 10 [--size 640x480] [DIR | --random N]
+    python -m omg_seg_ros.cli.image_player --topic /omg_seg/input/image --rate 10 [--size 640x480] [DIR | --random N]
 
 It waits until a subscriber has matched, then reads commands on stdin, one per line:
     play START END      publish frames START..END-1 at --rate (stamped with the current time)
@@ -58,13 +58,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from .conversions import rgb_to_image
+    from omg_seg_ros.msgs import MessageCodec
 
     rclpy.init(args=ros_args)
     node = rclpy.create_node("omg_seg_image_player")
     qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE) if args.reliable else qos_profile_sensor_data
     pub = node.create_publisher(Image, args.topic, qos)
-    msgs = [rgb_to_image(f, args.encoding) for f in frames]
+    codec = MessageCodec.rclpy()
+    msgs = [codec.rgb_to_image(f, codec.header(), args.encoding) for f in frames]
     try:
         end = time.monotonic() + 60.0
         while pub.get_subscription_count() == 0:

@@ -1,5 +1,5 @@
 """ROS 2 bag input/output without a ROS install (rosbags): a bag writer and a streaming reader that joins an
-image topic with ground-truth topics by header stamp. Messages and their numpy conversions are in `bagmsgs`.
+image topic with ground-truth topics by header stamp. Messages and their numpy conversions: omg_seg_ros/msgs.py.
 
 Ground-truth topic convention (docs/evaluation.md), under a namespace `<ns>` (e.g. `/camera`):
 - `<ns>/gt/semantic`     sensor_msgs/Image mono16, class index per pixel, 65535 = unlabelled (void);
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from omg_seg_ros.tools.bagmsgs import BagError, label_info_names, stamp_ns, typestore
+from ..msgs import label_info_names, stamp_ns
+from .typestore import BagError, typestore
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 GT_ROLES = {"gt/semantic": "semantic", "gt/instance_ids": "instances", "gt/segments": "segments",
@@ -29,7 +30,8 @@ LABEL_INFO_SUFFIX = "gt/label_info"
 class BagWriter:
     """Writes messages to a new ROS 2 bag (sqlite3 or mcap); connections are added on first use of a topic.
 
-    with BagWriter(path, "mcap") as w: w.write("/camera/image_raw", bagmsgs.image_msg(rgb, t), t)
+    codec = MessageCodec.bags()
+    with BagWriter(path, "mcap") as w: w.write("/camera/image_raw", codec.rgb_to_image(rgb, codec.header(t)), t)
     """
 
     def __init__(self, path: str | Path, storage: str = "mcap") -> None:
@@ -112,7 +114,7 @@ def open_reader(path: str | Path, recover: bool = True):
     except Exception as e:  # rosbags raises several types for damaged bags; all mean "cannot open"
         files = [p] if p.is_file() else sorted(p.glob("*.mcap"))
         if recover and len(files) == 1 and files[0].suffix == ".mcap":
-            from omg_seg_ros.tools.mcap_recovery import McapRecoveryReader
+            from .mcap_recovery import McapRecoveryReader
 
             return McapRecoveryReader(files[0], f"{type(e).__name__}: {e}")
         raise BagError(f"cannot open bag {p}: {type(e).__name__}: {e}") from e

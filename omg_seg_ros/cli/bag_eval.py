@@ -30,8 +30,9 @@ from omg_seg_core.eval.resume import Run, load_state, save_state
 from omg_seg_core.eval.runner import Evaluation, SourceFrame, segments_from_gt
 from omg_seg_core.eval.stq import track_id_map
 from omg_seg_core.structures import Segments
-from omg_seg_ros.tools import bagio, bagmsgs
-from omg_seg_ros.tools.bag_source import bag_frames
+from omg_seg_ros.bag.io import BagError, BagWriter, open_reader
+from omg_seg_ros.bag.source import bag_frames
+from omg_seg_ros.msgs import MessageCodec
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -153,7 +154,7 @@ class Context:
                 raise SetupError("--predictions-topic needs --vocabulary (the node's class list)")
             vocab = load_vocabulary(values["vocabulary_file"])
         self.classmap = ClassMap(list(vocab.names), vocab.num_things)
-        self.writer: Optional[bagio.BagWriter] = None
+        self.writer: Optional[BagWriter] = None
 
 
 def model_outputs(ctx: Context, run: Run, f: SourceFrame) -> tuple[dict, dict[str, float]]:
@@ -203,16 +204,18 @@ def model_outputs(ctx: Context, run: Run, f: SourceFrame) -> tuple[dict, dict[st
 
 def write_result(ctx: Context, f: SourceFrame, pan: Segments, sem: Segments, names: list[str]) -> None:
     """The node's output topics for one frame (see omg_seg_ros params: ~/output/*), plus the input image."""
-    w, ns = ctx.writer, "/omg_seg/output"
+    w, ns, codec = ctx.writer, "/omg_seg/output", MessageCodec.bags()
+    header = codec.header(f.stamp, "camera")
     if f.index == 0 or not getattr(ctx, "_label_info_written", False):
-        w.write(f"{ns}/label_info", bagmsgs.label_info_msg(names, f.stamp), f.stamp, latched=True)
+        w.write(f"{ns}/label_info", codec.label_info_msg(names, header), f.stamp, latched=True)
         ctx._label_info_written = True
-    w.write(ctx.image_topic, bagmsgs.image_msg(f.rgb, f.stamp), f.stamp)
-    w.write(f"{ns}/overlay", bagmsgs.image_msg(overlay_thumbnail(f.rgb, pan, max(f.rgb.shape[:2])), f.stamp), f.stamp)
-    w.write(f"{ns}/segments", bagmsgs.segment_array_msg(pan, f.stamp), f.stamp)
-    w.write(f"{ns}/detections", bagmsgs.detections_msg(pan.select(pan.is_thing), f.stamp), f.stamp)
-    w.write(f"{ns}/semantic", bagmsgs.label_msg(sem.semantic_map(), f.stamp), f.stamp)
-    w.write(f"{ns}/instance_ids", bagmsgs.label_msg(bagmsgs.instance_ids_image(pan), f.stamp), f.stamp)
+    w.write(ctx.image_topic, codec.rgb_to_image(f.rgb, header), f.stamp)
+    overlay = overlay_thumbnail(f.rgb, pan, max(f.rgb.shape[:2]))
+    w.write(f"{ns}/overlay", codec.rgb_to_image(overlay, header), f.stamp)
+    w.write(f"{ns}/segments", codec.segments_to_msg(pan, header), f.stamp)
+    w.write(f"{ns}/detections", codec.detections_msg(pan, header), f.stamp)
+    w.write(f"{ns}/semantic", codec.semantic_image(sem, header), f.stamp)
+    w.write(f"{ns}/instance_ids", codec.instance_image(pan, header), f.stamp)
 
 
 def process(ctx: Context, run: Run, f: SourceFrame) -> None:
@@ -282,11 +285,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         if is_coco:
             source, total, topics_meta = coco_frames(a.input, stream_skips)
         else:
-            reader = bagio.open_reader(a.input)
+            reader = open_reader(a.input)
             source, total, topics_meta = bag_frames(reader, a, stream_skips, errors)
             if hasattr(reader, "recovered"):  # mcap_recovery.McapRecoveryReader
                 errors.append(f"bag damaged: {reader.recovered}; {total} image messages recovered")
-    except (bagio.BagError, FileNotFoundError, ValueError) as e:
+    except (BagError, FileNotFoundError, ValueError) as e:
         if reader is not None:
             reader.close()
         return fail(a.out, meta, str(e))
@@ -308,7 +311,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         if a.result_bag.exists() and (a.result_bag / "metadata.yaml").exists():
             shutil.rmtree(a.result_bag)  # our own earlier output: a re-run replaces it
-        ctx.writer = bagio.BagWriter(a.result_bag, a.result_format).__enter__()
+        ctx.writer = BagWriter(a.result_bag, a.result_format).__enter__()
         meta["result_bag"] = str(a.result_bag)
     if run.classes is not None:
         ctx.classmap.restore(*run.classes)

@@ -1,4 +1,5 @@
-"""Image conversions and Segments -> message building (no DDS needed: pure functions on real message types)."""
+"""The one message codec (omg_seg_ros/msgs.py): image conversions and Segments -> messages, for the node's rclpy
+classes and the bag tools' rosbags classes alike (no DDS needed: pure functions on real message types)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,11 +8,23 @@ import pytest
 from omg_seg_core.structures import SEMANTIC_IGNORE, Segments
 from ros_helpers import require_interfaces
 
-from omg_seg_ros.conversions import (ImageError, compressed_to_rgb, image_to_numpy, image_to_rgb, numpy_to_image,
-                                     rgb_to_compressed, rgb_to_image)
+from omg_seg_ros.msgs import DecodeError, MessageCodec, image_to_numpy, image_to_rgb, segments_from_msg
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (7, 5, 3), dtype=np.uint8)
+RCLPY = MessageCodec.rclpy()
+
+
+def rgb_to_image(rgb, encoding="rgb8"):
+    return RCLPY.rgb_to_image(rgb, RCLPY.header(), encoding)
+
+
+def rgb_to_compressed(rgb, fmt="jpeg"):
+    return RCLPY.rgb_to_compressed(rgb, RCLPY.header(), fmt)
+
+
+def numpy_to_image(arr, enc):
+    return RCLPY.numpy_to_image(arr, enc, RCLPY.header())
 
 
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8"])
@@ -35,8 +48,8 @@ def test_row_padding_in_step_is_skipped():
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("encoding", "yuv422", "unsupported image encoding"),
-    ("encoding", "16UC1", "unsupported image encoding"),
+    ("encoding", "yuv422", "unknown image encoding"),
+    ("encoding", "16UC1", "unknown image encoding"),
     ("step", 10, "step 10 is smaller"),
     ("height", 9, "needs"),
     ("width", 0, "empty image"),
@@ -44,25 +57,25 @@ def test_row_padding_in_step_is_skipped():
 def test_bad_images_raise_naming_the_field(field, value, match):
     msg = rgb_to_image(RGB, "rgb8")
     setattr(msg, field, value)
-    with pytest.raises(ImageError, match=match):
+    with pytest.raises(DecodeError, match=match):
         image_to_rgb(msg)
 
 
 def test_truncated_data_is_rejected():
     msg = rgb_to_image(RGB, "rgb8")
     msg.data = bytes(msg.data)[:-1]
-    with pytest.raises(ImageError, match="bytes"):
+    with pytest.raises(DecodeError, match="bytes"):
         image_to_rgb(msg)
 
 
 def test_compressed_png_is_lossless_and_garbage_is_rejected():
-    assert np.array_equal(compressed_to_rgb(rgb_to_compressed(RGB, "png")), RGB)
-    jpg = compressed_to_rgb(rgb_to_compressed(RGB, "jpeg"))
+    assert np.array_equal(image_to_rgb(rgb_to_compressed(RGB, "png")), RGB)
+    jpg = image_to_rgb(rgb_to_compressed(RGB, "jpeg"))
     assert jpg.shape == RGB.shape
     bad = rgb_to_compressed(RGB, "png")
     bad.data = b"not an image"
-    with pytest.raises(ImageError, match="cannot decode"):
-        compressed_to_rgb(bad)
+    with pytest.raises(DecodeError, match="cannot decode"):
+        image_to_rgb(bad)
 
 
 @pytest.mark.parametrize("enc,dtype", [("mono16", np.uint16), ("mono8", np.uint8)])
@@ -83,15 +96,19 @@ def _segments() -> Segments:
                     is_thing=[True, False, True], track_ids=[5, 50008, 0])
 
 
-def test_segment_array_masks_are_lossless_crops():
-    require_interfaces()
-    from std_msgs.msg import Header
-    from omg_seg_ros.messages import msg_to_masks, segments_to_msg
+@pytest.fixture(params=["rclpy", "bags"])
+def codec(request):
+    """The node's codec and the bag tools' codec: every message test runs on both (they cannot drift)."""
+    if request.param == "rclpy":
+        require_interfaces()
+        return RCLPY
+    return MessageCodec.bags()
 
+
+def test_segment_array_masks_are_lossless_crops(codec):
     seg = _segments()
-    h = Header(frame_id="cam")
-    h.stamp.sec, h.stamp.nanosec = 12, 34
-    msg = segments_to_msg(seg, h)
+    h = codec.header(12_000_000_034, "cam")
+    msg = codec.segments_to_msg(seg, h)
     assert msg.header.stamp.sec == 12 and msg.header.frame_id == "cam"
     assert (msg.image_height, msg.image_width) == (12, 10)
     s0 = msg.segments[0]
@@ -99,15 +116,11 @@ def test_segment_array_masks_are_lossless_crops():
     assert (s0.mask.width, s0.mask.height, s0.mask.encoding) == (3, 4, "mono8")
     assert set(np.unique(image_to_numpy(s0.mask)).tolist()) == {0, 255}
     assert [s.id for s in msg.segments] == [5, 50008, 0]
-    assert np.array_equal(msg_to_masks(msg), seg.masks)
+    assert np.array_equal(segments_from_msg(msg).masks, seg.masks)
 
 
-def test_detections_things_only_with_track_ids_and_pixel_boxes():
-    require_interfaces()
-    from std_msgs.msg import Header
-    from omg_seg_ros.messages import detections_msg
-
-    msg = detections_msg(_segments(), Header(frame_id="cam"))
+def test_detections_things_only_with_track_ids_and_pixel_boxes(codec):
+    msg = codec.detections_msg(_segments(), codec.header(0, "cam"))
     assert [d.id for d in msg.detections] == ["5", ""]
     d = msg.detections[0]
     assert (d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.size_x, d.bbox.size_y) == (2.5, 4.0, 3, 4)
@@ -115,16 +128,12 @@ def test_detections_things_only_with_track_ids_and_pixel_boxes():
     assert d.results[0].hypothesis.score == pytest.approx(0.9)
 
 
-def test_label_images_and_label_info():
-    require_interfaces()
-    from std_msgs.msg import Header
-    from omg_seg_ros.messages import instance_image_msg, label_info_msg, semantic_image_msg
-
+def test_label_images_and_label_info(codec):
     seg = _segments()
-    sem = image_to_numpy(semantic_image_msg(seg, Header()))
+    sem = image_to_numpy(codec.semantic_image(seg, codec.header()))
     assert sem[3, 2] == SEMANTIC_IGNORE and sem[2, 1] == 0 and sem[0, 7] == 8 and sem[9, 0] == 1
-    inst = image_to_numpy(instance_image_msg(seg, Header()))
+    inst = image_to_numpy(codec.instance_image(seg, codec.header()))
     assert set(np.unique(inst).tolist()) == {0, 5}  # stuff and the untracked thing carry no id
-    info = label_info_msg(["box", "ball", "table"], Header())
+    info = codec.label_info_msg(["box", "ball", "table"], codec.header())
     assert [(c.class_id, c.class_name) for c in info.class_map] == [
         (0, "box"), (1, "ball"), (2, "table"), (SEMANTIC_IGNORE, "unlabeled")]

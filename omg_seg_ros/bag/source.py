@@ -1,4 +1,4 @@
-"""A ROS 2 bag as an `omg-seg-eval` source: frames joined by stamp (bagio.iter_frames), decoded into RGB, ground
+"""A ROS 2 bag as an `omg-seg-eval` source: frames joined by stamp (io.iter_frames), decoded into RGB, ground
 truth mapped to the evaluation classes, and recorded predictions; everything unusable becomes a counted
 (reason, example) entry instead of an exception (reasons are the keys of report.json "skipped")."""
 from __future__ import annotations
@@ -10,7 +10,8 @@ import numpy as np
 
 from omg_seg_core.eval.runner import GroundTruth, SourceFrame, gt_from_segments
 from omg_seg_core.structures import Segments
-from omg_seg_ros.tools import bagio, bagmsgs
+from .. import msgs
+from . import io
 
 
 def _remap(segs: Segments, classmap: Any) -> tuple[Segments, int]:
@@ -23,14 +24,14 @@ def _remap(segs: Segments, classmap: Any) -> tuple[Segments, int]:
     return out, int((~keep).sum())
 
 
-def decode_frame(bf: bagio.BagFrame, topics: bagio.FrameTopics, classmap: Any, luts: dict) -> Any:
+def decode_frame(bf: io.BagFrame, topics: io.FrameTopics, classmap: Any, luts: dict) -> Any:
     """BagFrame -> omg_seg_core.eval.runner.SourceFrame (rgb, GroundTruth mapped to evaluation classes,
     recorded prediction), with a (reason, example) entry for everything that could not be used."""
     where = f"frame {bf.index} stamp {bf.stamp}"
     out = SourceFrame(bf.index, bf.stamp)
     try:
-        rgb = bagmsgs.image_to_rgb(bf.msgs["image"])
-    except bagmsgs.DecodeError as e:
+        rgb = msgs.image_to_rgb(bf.msgs["image"])
+    except msgs.DecodeError as e:
         out.skips.append((f"image not decodable: {e.reason} (frame skipped)", f"{where}: {e}"))
         return out
     h, w = rgb.shape[:2]
@@ -40,11 +41,11 @@ def decode_frame(bf: bagio.BagFrame, topics: bagio.FrameTopics, classmap: Any, l
             key = tuple(sorted(bf.class_names.items())) if bf.class_names else None
             if key not in luts:
                 luts[key] = classmap.lut(bf.class_names)
-            raw = bagmsgs.label_to_array(bf.msgs["semantic"])
-            inst = bagmsgs.label_to_array(bf.msgs["instances"]) if "instances" in bf.msgs else None
+            raw = msgs.label_to_array(bf.msgs["semantic"])
+            inst = msgs.label_to_array(bf.msgs["instances"]) if "instances" in bf.msgs else None
             for what, a in (("semantic", raw), ("instance_ids", inst)):
                 if a is not None and a.shape != (h, w):
-                    raise bagmsgs.DecodeError("ground truth size differs from the image",
+                    raise msgs.DecodeError("ground truth size differs from the image",
                                       f"{what} {a.shape[1]}x{a.shape[0]} vs image {w}x{h}")
             sem = luts[key][raw]
             lost = int(((sem == 65535) & (raw != 65535)).sum())
@@ -56,32 +57,32 @@ def decode_frame(bf: bagio.BagFrame, topics: bagio.FrameTopics, classmap: Any, l
                 out.skips.append(("instance ids missing at this stamp: panoptic/AP/tracking skipped, mIoU kept",
                                   where))
         elif "segments" in bf.msgs:
-            segs = bagmsgs.segment_array_to_segments(bf.msgs["segments"])
+            segs = msgs.segments_from_msg(bf.msgs["segments"])
             if segs.image_size != (h, w):
-                raise bagmsgs.DecodeError("ground truth size differs from the image",
+                raise msgs.DecodeError("ground truth size differs from the image",
                                   f"segments {segs.image_size[1]}x{segs.image_size[0]} vs image {w}x{h}")
             segs, dropped = _remap(segs, classmap)
             if dropped:
                 out.skips.append(("ground-truth segments of a class not in the class list (as void)",
                                   f"{where}: {dropped}"))
             gt = gt_from_segments(segs)
-    except bagmsgs.DecodeError as e:
+    except msgs.DecodeError as e:
         out.skips.append((f"ground truth not usable: {e.reason} (frame evaluated for latency only)", f"{where}: {e}"))
         gt = None
     if gt is None and topics.gt.keys() - {"prediction", "prompts"} and not out.skips:
         out.skips.append(("no ground truth with a matching stamp (frame evaluated for latency only)", where))
     if gt is not None and "prompts" in bf.msgs:
         try:
-            gt.prompts = [(p.kind, p.box, p.target) for p in bagmsgs.prompts_from_msg(bf.msgs["prompts"])]
-        except bagmsgs.DecodeError as e:
+            gt.prompts = [(p.kind, p.box, p.target) for p in msgs.prompts_from_msg(bf.msgs["prompts"])]
+        except msgs.DecodeError as e:
             out.skips.append((f"prompts not usable: {e.reason}", f"{where}: {e}"))
     if "prediction" in topics.gt:
         if "prediction" not in bf.msgs:
             out.skips.append(("no recorded prediction at this stamp (frame skipped)", where))
             return out
         try:
-            rec = bagmsgs.segment_array_to_segments(bf.msgs["prediction"])
-        except bagmsgs.DecodeError as e:
+            rec = msgs.segments_from_msg(bf.msgs["prediction"])
+        except msgs.DecodeError as e:
             out.skips.append((f"recorded prediction not usable: {e.reason} (frame skipped)", f"{where}: {e}"))
             return out
         if rec.image_size != (h, w):
@@ -96,20 +97,20 @@ def decode_frame(bf: bagio.BagFrame, topics: bagio.FrameTopics, classmap: Any, l
 
 def bag_frames(reader: Any, a: Any, stream_skips: Counter, errors: list[str]) -> tuple[Any, int, dict]:
     """(source(classmap, start) -> Iterator[SourceFrame], image message count, meta) for `omg-seg-eval`."""
-    topics = bagio.discover_topics(reader, a.image_topic, a.gt_ns)
+    topics = io.discover_topics(reader, a.image_topic, a.gt_ns)
     conns = {c.topic: c for c in reader.connections}
     if a.predictions_topic:
         if a.predictions_topic not in conns:
-            raise bagio.BagError(f"predictions topic {a.predictions_topic} not in the bag (topics: {sorted(conns)})")
+            raise io.BagError(f"predictions topic {a.predictions_topic} not in the bag (topics: {sorted(conns)})")
         if conns[a.predictions_topic].msgtype != "omg_seg_msgs/msg/SegmentArray":
-            raise bagio.BagError(f"{a.predictions_topic} is a {conns[a.predictions_topic].msgtype}, not a SegmentArray")
+            raise io.BagError(f"{a.predictions_topic} is a {conns[a.predictions_topic].msgtype}, not a SegmentArray")
         topics.gt["prediction"] = a.predictions_topic
     total = int(getattr(conns[topics.image], "msgcount", 0))
     tol = int(a.stamp_tolerance_ms * 1e6)
 
     def source(classmap: Any, start: int) -> Iterator[Any]:
         luts: dict = {}
-        for bf in bagio.iter_frames(reader, topics, stream_skips, tol, a.window, errors):
+        for bf in io.iter_frames(reader, topics, stream_skips, tol, a.window, errors):
             yield SourceFrame(bf.index, bf.stamp) if bf.index < start else decode_frame(bf, topics, classmap, luts)
 
     meta = {"image_topic": topics.image, "gt_topics": dict(topics.gt), "label_info_topic": topics.label_info,
