@@ -1,7 +1,8 @@
 """Fixtures for tests over REAL DDS: a random ROS_DOMAIN_ID per session, localhost discovery, one client node,
 and the node under test in its own process (random weights: a real, untrained model; fine for plumbing).
 
-Requires the interface packages built into the venv (scripts/build_interfaces.sh, run by `make test`).
+Requires the interface packages built into the venv (scripts/build_interfaces.sh, run by `make test`). The node
+tests (node/) and the modules that import rclpy skip without it; the bag tests (bag/, cli/) need no ROS install.
 """
 from __future__ import annotations
 
@@ -15,13 +16,13 @@ import pytest
 os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid() ^ time.time_ns()).randint(1, 100))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
-pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed in this environment")
-
-from ros_helpers import Client, require_interfaces, start_node, wait_active  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def client():
+    pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed in this environment")
+    from ros_helpers import Client, require_interfaces
+
     require_interfaces()
     c = Client()
     yield c
@@ -31,6 +32,8 @@ def client():
 @pytest.fixture(scope="session")
 def seg_node(client, tmp_path_factory):
     """The node under test (random weights: a real, untrained model; fine for plumbing)."""
+    from ros_helpers import start_node, wait_active
+
     name = "omg_seg"
     proc = start_node(tmp_path_factory, name)
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed in this environment")
+
 from omg_seg_core.structures import SEMANTIC_IGNORE, Segments
 from ros_helpers import require_interfaces
 

@@ -5,8 +5,12 @@ import os
 import subprocess
 import sys
 
-from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image
+import pytest
+
+pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed in this environment")
+
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 
 from omg_seg_ros.msgs import image_to_rgb
 from ros_helpers import ROOT
