@@ -26,12 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS = [
     "test/core/model/test_golden_parity.py",
     "test/core/predict/test_postprocess.py",
-    "test/runtime/test_golden_ort.py",
-    "test/runtime/test_ort_parity.py",
-    "test/runtime/test_predictor_backends.py",
-    "test/train/test_quality_floor.py",
-    "test/tracking/test_video_floor.py",
-    "test/tracking/test_targets_predictor.py",
+    "test/core/runtime/test_golden_ort.py",
+    "test/core/runtime/test_ort_parity.py",
+    "test/core/runtime/test_predictor_backends.py",
+    "test/core/train/test_quality_floor.py",
+    "test/core/tracking/test_video_floor.py",
+    "test/core/tracking/test_targets_predictor.py",
 ]
 
 _AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "DNNL_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}

@@ -5,7 +5,7 @@ import pytest
 
 from omg_seg_core.train.config import load_train_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "config").glob("train_*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[3] / "config").glob("train_*.yaml"))
 
 
 def test_configs_exist():

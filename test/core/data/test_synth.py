@@ -228,7 +228,7 @@ def test_torchvision_and_timm_import_after_the_renderer(tmp_path):
             "import torchvision, timm\n"
             "b = g.frame(3).rgb\n"
             "print(hashlib.md5(a.tobytes()).hexdigest() == hashlib.md5(b.tobytes()).hexdigest())\n")
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-2000:]}"
     assert r.stdout.strip().splitlines()[-1] == "True"
