@@ -6,7 +6,8 @@
 - `pixel_decoder.py` + `ms_deform_attn.py`: MSDeformAttnPixelDecoder with grid_sample deformable attention.
 - `transformer_decoder.py` + `decoder_head.py`: masked-attention decoder (hand-written attention), queries, predictions.
 - `classifier.py`: `classify`, `mask_pool`; `prompt_encoder.py`: point / box prompts; `position_encoding.py`.
-- `checkpoint.py`: `load_model`, `save_checkpoint`, official key mapping and checks.
+- `state_dict.py`: reading state_dicts, errors naming every bad key; `checkpoint.py`: `load_model`,
+  `save_checkpoint`, official key mapping and checks.
 """
 from .checkpoint import CheckpointError, load_model, save_checkpoint
 from .decoder_head import HeadOutputs, OMGSegHead

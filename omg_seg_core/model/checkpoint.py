@@ -19,7 +19,6 @@ allowed), "vocabulary": {"things": [...], "stuff": [...]}, "meta": {...}}).
 """
 from __future__ import annotations
 
-import pickle
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -28,15 +27,13 @@ import torch
 
 from ..config import ModelConfig, default_checkpoint_path, get_model_config
 from .omg_seg import OMGSeg, build_model
+from .state_dict import CheckpointError, check_state_dict, torch_load, unwrap_state_dict
 
 FORMAT = "omg_seg_ros/1"
 OFFICIAL_PREFIXES = (("panoptic_head.pixel_decoder.", "pixel_decoder."), ("panoptic_head.", "head."))
 PROMPT_KEYS = ("head.mask_tokens.weight", "head.pb_embedding.weight", "head.pos_linear.weight", "head.pos_linear.bias")
 PathLike = Union[str, Path]
 
-
-class CheckpointError(ValueError):
-    """A checkpoint file that is unreadable or whose keys / shapes do not fit the model (message names them)."""
 
 
 def official_to_ours(key: str) -> str:
@@ -53,47 +50,6 @@ def ours_to_official(key: str) -> str:
     return key
 
 
-def torch_load(path: PathLike) -> Any:
-    """torch.load on CPU with clear errors. Tries weights_only=True; a pickle with other objects (mmengine
-    checkpoints store meta objects) is retried with weights_only=False and a warning, because the user named it."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: {p}")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for garbage (IndexError, RuntimeError, ...)
-        if not (isinstance(e, pickle.UnpicklingError) and "Unsupported global" in str(e)):
-            raise CheckpointError(f"{p}: not a readable PyTorch checkpoint (wrong or truncated file?): "
-                                  f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-    warnings.warn(f"{p}: contains non-tensor Python objects; loading it with weights_only=False (trusted file)")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise CheckpointError(f"{p}: not a readable PyTorch checkpoint: {e}") from e
-
-
-def check_state_dict(expected: Mapping[str, tuple[int, ...]], got: Mapping[str, torch.Tensor], source: str,
-                     optional: tuple[str, ...] = ()) -> list[str]:
-    """Compare key sets and shapes. Raises CheckpointError naming EVERY missing, unexpected and mis-shaped key;
-    returns the missing keys that were allowed (`optional`)."""
-    missing = [k for k in expected if k not in got]
-    allowed = [k for k in missing if k in optional]
-    missing = [k for k in missing if k not in optional]
-    unexpected = [k for k in got if k not in expected]
-    shapes = [f"{k}: file {tuple(got[k].shape)} vs model {tuple(expected[k])}"
-              for k in expected if k in got and tuple(got[k].shape) != tuple(expected[k])]
-    if missing or unexpected or shapes:
-        parts = [f"{source}: state_dict does not match the model"]
-        if missing:
-            parts.append(f"missing {len(missing)} key(s): {missing}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s): {unexpected}")
-        if shapes:
-            parts.append(f"mis-shaped {len(shapes)} key(s): {shapes}")
-        raise CheckpointError("\n".join(parts))
-    return allowed
-
-
 def _describe_wrong_file(sd: Mapping[str, Any], path: PathLike) -> Optional[str]:
     keys = list(sd)
     if any(k.startswith("visual.") for k in keys) and any(k.startswith("transformer.") for k in keys):
@@ -105,7 +61,6 @@ def _describe_wrong_file(sd: Mapping[str, Any], path: PathLike) -> Optional[str]
 
 def load_official_head(model: OMGSeg, path: PathLike) -> dict[str, Any]:
     """Load an official `omg_seg_convl.pth` (flat or {'state_dict'}) into model.pixel_decoder / model.head."""
-    from .backbones.clip_convnext import unwrap_state_dict
 
     obj = torch_load(path)
     try:

@@ -13,7 +13,7 @@ Steps, in order (each step's module says how it works):
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -26,9 +26,6 @@ from .text_candidates import RankedPieces, rank_pieces
 from .text_position import pick_candidate, split_position
 from .text_query import extract_phrase, phrase_scores
 
-if TYPE_CHECKING:
-    from .predictor import OMGSegPredictor
-
 #: Candidate queries beyond max_results: a query's mask may break into pieces, and the ranking may prefer a piece
 #: of a lower-scored query (a better colour fit, a more confident mask).
 TEXT_EXTRA_CANDIDATES = 4
@@ -36,8 +33,9 @@ TEXT_EXTRA_CANDIDATES = 4
 POSITION_CANDIDATES = 8
 
 
-def text_request(p: "OMGSegPredictor", query: str, max_results: Optional[int] = None) -> Segments:
-    """Masks for a free-text request on `p`'s cached image, best first (see OMGSegPredictor.text)."""
+def text_request(p: Any, query: str, max_results: Optional[int] = None) -> Segments:
+    """Masks for a free-text request on the cached image of `p` (an OMGSegPredictor, which calls this from its
+    `text`; typed loosely so this module does not import the predictor back), best first."""
     feats, meta = p.features, p.image_meta
     th = p.thresholds
     phrase = extract_phrase(query)
@@ -76,7 +74,7 @@ def text_request(p: "OMGSegPredictor", query: str, max_results: Optional[int] = 
     return seg
 
 
-def rank_text_pieces(p: "OMGSegPredictor", queries: list[int], scores: np.ndarray, phrase: str) -> RankedPieces:
+def rank_text_pieces(p: Any, queries: list[int], scores: np.ndarray, phrase: str) -> RankedPieces:
     """The candidate queries' masks cut into pieces and ranked by phrase score, mask confidence and colour
     (text_candidates.py; thresholds.text_confidence_power / text_colour_power)."""
     th, meta = p.thresholds, p.image_meta

@@ -52,21 +52,6 @@ def open_clip_key_to_backbone(key: str) -> str | None:
     raise KeyError(f"open_clip visual key '{key}' has no backbone mapping")
 
 
-def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """Accept a flat state_dict or {'state_dict': ...} / {'model': ...}; strip a DistributedDataParallel 'module.'."""
-    if isinstance(obj, dict):
-        for k in ("state_dict", "model"):
-            if k in obj and isinstance(obj[k], dict):
-                obj = obj[k]
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{source}: expected a state_dict of tensors (flat or under 'state_dict'), "
-                         f"got {type(obj).__name__}")
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
-
-
 def map_open_clip_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """open_clip CLIP state_dict -> backbone state_dict (visual keys only; text keys dropped)."""
     out = {}
@@ -125,7 +110,7 @@ class CLIPConvNeXtBackbone(Backbone):
 
     def load_open_clip_weights(self, path: Union[str, Path], assign: bool = False) -> None:
         """Load the visual tower from an open_clip weights file (strict; errors name every bad key)."""
-        from ..checkpoint import check_state_dict, torch_load
+        from ..state_dict import check_state_dict, torch_load, unwrap_state_dict
 
         sd = map_open_clip_state_dict(unwrap_state_dict(torch_load(path), str(path)))
         if not sd:
@@ -150,4 +135,4 @@ def build_clip_convnext_large_d_320(pretrained: Union[bool, str, Path, None] = F
 
 
 __all__ = ["CLIPConvNeXtBackbone", "build_clip_convnext_large_d_320", "map_open_clip_state_dict",
-           "open_clip_key_to_backbone", "unwrap_state_dict", "CHANNELS", "MODEL_NAME"]
+           "open_clip_key_to_backbone", "CHANNELS", "MODEL_NAME"]
