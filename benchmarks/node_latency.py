@@ -31,38 +31,26 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from omg_seg_ros.cli.client import ClientNode  # noqa: E402
 from omg_seg_ros.cli.demo import Player, _spawn, _stop  # noqa: E402  (same process helpers as the demo)
 
 OUTPUTS = ("semantic", "instance_ids", "detections", "segments", "overlay")
 
 
-class BenchClient:
+class BenchClient(ClientNode):
     """Subscribes to every output; records the receive time per (output, stamp)."""
 
     def __init__(self) -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import MultiThreadedExecutor
         from sensor_msgs.msg import Image
         from vision_msgs.msg import Detection2DArray
         from omg_seg_msgs.msg import SegmentArray
 
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("omg_seg_bench", context=self.context)
-        self.lock = threading.Lock()
+        super().__init__("omg_seg_bench")
         self.recv: dict[str, dict[tuple[int, int], float]] = {o: {} for o in OUTPUTS}
-        self.diag: dict = {}
         types = {"semantic": Image, "instance_ids": Image, "overlay": Image, "detections": Detection2DArray,
                  "segments": SegmentArray}
         for name, t in types.items():
             self.node.create_subscription(t, f"/omg_seg/output/{name}", self._cb(name), 10)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
 
     def _cb(self, name: str):
         def cb(msg) -> None:
@@ -70,12 +58,6 @@ class BenchClient:
             with self.lock:
                 self.recv[name][(msg.header.stamp.sec, msg.header.stamp.nanosec)] = t
         return cb
-
-    def _on_diag(self, msg) -> None:
-        for st in msg.status:
-            if st.name.startswith("omg_seg"):
-                with self.lock:
-                    self.diag = {kv.key: kv.value for kv in st.values}
 
     def complete(self, stamp: tuple[int, int]) -> bool:
         with self.lock:
@@ -87,12 +69,6 @@ class BenchClient:
             return {o: [(self.recv[o][s] - (s[0] + s[1] * 1e-9)) * 1000.0 - (minus[s] if minus else 0.0)
                         for s in stamps if s in self.recv[o] and (minus is None or s in minus)] for o in OUTPUTS}
 
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
-        self.thread.join(timeout=5.0)
-        self.node.destroy_node()
-        self.rclpy.shutdown(context=self.context)
-
 
 def _pct(v: list[float], q: float) -> Optional[float]:
     return float(np.percentile(v, q)) if v else None
@@ -101,7 +77,7 @@ def _pct(v: list[float], q: float) -> Optional[float]:
 def _diag_after(client: BenchClient, seconds: float) -> dict:
     time.sleep(seconds)
     with client.lock:
-        return dict(client.diag)
+        return dict(client.diag or {})
 
 
 def _paced(client: BenchClient, player: Player, n: int) -> tuple[list, dict]:
@@ -115,7 +91,7 @@ def _paced(client: BenchClient, player: Player, n: int) -> tuple[list, dict]:
         # The node's diagnostics name the last frame's stamp and model time: pair them with this frame.
         while time.monotonic() < end:
             with client.lock:
-                d = dict(client.diag)
+                d = dict(client.diag or {})
             if abs(float(d.get("last_frame_stamp", 0)) - (s[0] + s[1] * 1e-9)) < 1e-5:
                 model_of[s] = float(d["last_frame_model_ms"])
                 break

@@ -18,7 +18,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -27,6 +26,7 @@ import numpy as np
 
 from omg_seg_core.config import DATA_ROOT, PACKAGE_ROOT
 from omg_seg_core.structures import mask_iou
+from omg_seg_ros.cli.client import ClientNode
 
 SAMPLES = DATA_ROOT / "data" / "samples" / "robot_scene"
 NS = "/omg_seg"
@@ -52,33 +52,20 @@ def _stop(proc: Optional[subprocess.Popen]) -> None:
         proc.wait(timeout=10)
 
 
-class DemoClient:
+class DemoClient(ClientNode):
     """Client node: collects outputs (by stamp) and calls services."""
 
     def __init__(self) -> None:
-        import rclpy
-        from rclpy.executors import MultiThreadedExecutor
         from sensor_msgs.msg import Image
-        from diagnostic_msgs.msg import DiagnosticArray
         from omg_seg_msgs.msg import SegmentArray
 
-        self.rclpy = rclpy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("omg_seg_demo", context=self.context)
-        self.lock = threading.Lock()
+        super().__init__("omg_seg_demo")
         self.overlays: dict[tuple[int, int], tuple[float, object]] = {}
         self.segments: dict[tuple[int, int], object] = {}
         self.targets: dict[tuple[int, int], object] = {}
-        self.diag: Optional[dict] = None
         self.node.create_subscription(Image, f"{NS}/output/overlay", self._store(self.overlays, True), 10)
         self.node.create_subscription(SegmentArray, f"{NS}/output/segments", self._store(self.segments), 10)
         self.node.create_subscription(SegmentArray, f"{NS}/output/targets", self._store(self.targets), 10)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
 
     def _store(self, table: dict, timed: bool = False):
         def cb(msg) -> None:
@@ -88,36 +75,10 @@ class DemoClient:
                 table[key] = (now, msg) if timed else msg
         return cb
 
-    def _on_diag(self, msg) -> None:
-        for st in msg.status:
-            if st.name.startswith("omg_seg"):
-                self.diag = {kv.key: kv.value for kv in st.values}
-
-    def call(self, srv_type, name: str, req, timeout: float = 120.0):
-        cli = self.node.create_client(srv_type, name)
-        try:
-            if not cli.wait_for_service(timeout_sec=30.0):
-                raise TimeoutError(f"service {name} not available")
-            fut = cli.call_async(req)
-            end = time.monotonic() + timeout
-            while not fut.done():
-                if time.monotonic() > end:
-                    raise TimeoutError(f"{name} did not answer in {timeout} s")
-                time.sleep(0.01)
-            return fut.result()
-        finally:
-            self.node.destroy_client(cli)
-
     def state(self) -> str:
         from lifecycle_msgs.srv import GetState
 
         return self.call(GetState, f"{NS}/get_state", GetState.Request(), timeout=10.0).current_state.label
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=5.0)
-        self.thread.join(timeout=5.0)
-        self.node.destroy_node()
-        self.rclpy.shutdown(context=self.context)
 
 
 class Player:
