@@ -6,6 +6,7 @@ as ROS parameters with the same names).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -167,6 +168,20 @@ class TaskThresholds:
                                      # weaker edges (edge_refine.py)
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # NaN passes every range check below, inf most: refuse them first
+            v = getattr(self, f.name)
+            if _is_number(v) and not math.isfinite(v):
+                raise ValueError(f"{f.name} must be a finite number, got {v!r}")
+        for name in ("object_mask_thr", "iou_thr", "mask_threshold", "instance_score_thr", "text_score_thr"):
+            v = getattr(self, name)
+            if not _is_number(v) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+        for name in ("max_per_image", "text_max_results"):
+            v = getattr(self, name)
+            if not _is_number(v) or int(v) != v or v < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")
+        if not isinstance(self.filter_low_score, bool):
+            raise ValueError(f"filter_low_score must be true or false, got {self.filter_low_score!r}")
         if self.prompt_source not in PROMPT_SOURCES:
             raise ValueError(f"prompt_source must be one of {list(PROMPT_SOURCES)}, got {self.prompt_source!r}")
         if not _is_number(self.box_prompt_margin):

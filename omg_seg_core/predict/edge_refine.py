@@ -61,12 +61,14 @@ class GuidedFilter:
         self.shape = image.shape[:2]
         h, w = self.shape
         self.low_shape = (-(-h // subsample), -(-w // subsample))
-        full = image.astype(np.float32) * (1.0 / 255.0)
-        low = full if subsample == 1 else _block_mean(full, subsample)
-        # colour planes, each contiguous [H, W] (full resolution) / [h, w] (where the coefficients are computed)
-        self.guide = [np.ascontiguousarray(full[..., c]) for c in range(3)]
-        self.g = self.guide if subsample == 1 else [np.ascontiguousarray(low[..., c]) for c in range(3)]
-        g = self.g
+        # The full-resolution guide stays uint8 (intensities scaled to [0, 1] only inside a mask's window), and
+        # the subsampled planes are made one colour at a time: a few bytes per camera pixel, whatever its size.
+        self.image = image
+        g = []
+        for c in range(3):
+            plane = image[..., c].astype(np.float32) * (1.0 / 255.0)
+            g.append(plane if subsample == 1 else _block_mean(plane, subsample))
+        self.g = g
         self.mean_i = [_box(x, radius) for x in g]
         mi = self.mean_i
         # covariance of the guide's colours in each window (symmetric 3x3 + eps I) and its inverse (adjugate / det)
@@ -116,14 +118,32 @@ class GuidedFilter:
              iv[2] * cov[0] + iv[4] * cov[1] + iv[5] * cov[2]]
         b = mp - a[0] * mi[0] - a[1] * mi[1] - a[2] * mi[2]
         coef = [_box(x, r) for x in (*a, b)]
+        full_win, size = win, None
         if s > 1:  # coefficients back to full resolution over the same area
             y0, x0 = win[0].start * s, win[1].start * s
             y1, x1 = min(self.shape[0], win[0].stop * s), min(self.shape[1], win[1].stop * s)
             size = ((win[1].stop - win[1].start) * s, (win[0].stop - win[0].start) * s)
-            coef = [cv2.resize(x, size, interpolation=cv2.INTER_LINEAR)[:y1 - y0, :x1 - x0] for x in coef]
-            win = (slice(y0, y1), slice(x0, x1))
-        gf = [x[win] for x in self.guide]
-        return win, coef[0] * gf[0] + coef[1] * gf[1] + coef[2] * gf[2] + coef[3]
+            full_win = (slice(y0, y1), slice(x0, x1))
+
+        def full(x: np.ndarray) -> np.ndarray:
+            if size is None:
+                return x.copy()
+            rows, cols = full_win[0].stop - full_win[0].start, full_win[1].stop - full_win[1].start
+            return cv2.resize(x, size, interpolation=cv2.INTER_LINEAR)[:rows, :cols]
+
+        # coef0 * g0 + coef1 * g1 + coef2 * g2 + coef3, summed in that order, one full-resolution plane at a time
+        out = None
+        for c in range(3):
+            term = full(coef[c])
+            g = self.image[full_win[0], full_win[1], c].astype(np.float32)
+            g *= 1.0 / 255.0
+            term *= g
+            if out is None:
+                out = term
+            else:
+                out += term
+        out += full(coef[3])
+        return full_win, out
 
 
 def refine_masks(image: np.ndarray, masks: np.ndarray, radius: int, eps: float, subsample: int = 1) -> np.ndarray:
@@ -160,7 +180,7 @@ def refine_partition(image: np.ndarray, masks: np.ndarray, radius: int, eps: flo
     planes = list(masks) + ([void] if void.any() else [])
     # every pixel lies in the window of the plane holding it, so each gets a label
     best = np.full(gf.shape, -np.inf, np.float32)
-    label = np.full(gf.shape, -1, np.int64)
+    label = np.full(gf.shape, -1, np.int16 if len(planes) < 2**15 else np.int32)
     for i, m in enumerate(planes):
         found = gf.filter_window(m)
         if found is None:

@@ -23,6 +23,7 @@ from .preprocess import ImageMeta
 from ..structures import Segments
 
 #: Pixels of the original image processed per chunk of upsampled masks (bounds peak memory, ~64 MB fp32).
+#: A frame larger than this is processed one query at a time.
 _CHUNK_PIXELS = 16_000_000
 
 
@@ -47,21 +48,37 @@ def _chunks(n: int, meta: ImageMeta) -> list[slice]:
     return [slice(i, min(n, i + per)) for i in range(0, n, per)]
 
 
-def _argmax0(x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """(scale[:, None, None] * x).argmax(0) for x [K, H, W] with the same tie rule (first maximum wins), as a
-    running maximum: reducing over the strided leading axis is several times slower on CPU than K element-wise
-    passes, and the scaled [K, H, W] tensor is never materialised (same float products, so identical result)."""
-    def row(k: int) -> torch.Tensor:
-        return x[k] if scale is None else scale[k] * x[k]
+def _fuse(mask_logits: torch.Tensor, scores: torch.Tensor, meta: ImageMeta, mask_threshold: float
+          ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The panoptic fusion's per-pixel pass, streamed over the kept queries so that full-resolution memory stays a
+    few bytes per pixel (not K float32 masks: 20 queries of a 4000x3000 frame would be 960 MB).
 
-    best = row(0).clone()
-    idx = torch.zeros(x.shape[1:], dtype=torch.long, device=x.device)
-    for k in range(1, x.shape[0]):
-        v = row(k)
-        gt = v > best  # strict: on ties the earlier index stays
-        torch.maximum(best, v, out=best)
-        idx.masked_fill_(gt, k)
-    return idx
+    mask_logits [K, h4, w4], scores [K] -> (argmax id int16/int32 [H0, W0] of scores[k] * sigmoid(mask_k), first
+    maximum winning; winner_fg bool [H0, W0]: the winning query's sigmoid >= mask_threshold; original_areas [K]:
+    each query's (sigmoid >= mask_threshold) pixel count). Identical to the argmax over all K upsampled masks at
+    once: the same float products compared in the same order (torch.argmax's tie rule), and each query's upsampling
+    does not depend on the others.
+    """
+    k_all = mask_logits.shape[0]
+    best = idx = winner_fg = None
+    areas: list[int] = []
+    for sl in _chunks(k_all, meta):
+        up = upsample_mask_logits(mask_logits[sl], meta).sigmoid_()
+        for j in range(up.shape[0]):
+            k = sl.start + j
+            fg = up[j] >= mask_threshold
+            areas.append(int(torch.count_nonzero(fg)))  # per row: ~8x faster than a batched reduction
+            v = up[j].mul_(scores[k])  # scores[k] * sigmoid, in place (the same float product)
+            if best is None:
+                best, winner_fg = v, fg
+                idx = torch.zeros(v.shape, dtype=torch.int16 if k_all < 2**15 else torch.int32, device=v.device)
+                continue
+            gt = v > best  # strict: on ties the earlier query stays
+            torch.maximum(best, v, out=best)
+            idx.masked_fill_(gt, k)
+            winner_fg = torch.where(gt, fg, winner_fg)
+        del up
+    return idx, winner_fg, areas
 
 
 def _logit(p: float) -> float:
@@ -107,11 +124,8 @@ def panoptic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
     if kept.numel() == 0:
         return empty
     cur_scores, cur_classes = scores[kept], labels[kept]
-    cur_masks = upsample_mask_logits(mask_logits[kept], meta).sigmoid_()
-    cur_mask_ids = _argmax0(cur_masks, cur_scores)
+    cur_mask_ids, winner_fg, original_areas = _fuse(mask_logits[kept], cur_scores, meta, thresholds.mask_threshold)
     mask_areas = torch.bincount(cur_mask_ids.flatten(), minlength=kept.numel()).tolist()
-    fg = cur_masks >= thresholds.mask_threshold
-    original_areas = [int(torch.count_nonzero(f)) for f in fg]  # per row: ~8x faster than a batched reduction
 
     # Argmax regions are disjoint, so each id's final mask is the union of its queries' masks: the same pixels the
     # official loop writes into its id map (kept as masks directly; no map, no per-id comparison pass).
@@ -129,7 +143,7 @@ def panoptic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
             continue
         mask = cur_mask_ids == k
         if thresholds.filter_low_score:
-            mask &= fg[k]
+            mask &= winner_fg  # where query k wins the argmax, winner_fg is its own sigmoid >= thr
         if pred_class < num_things:
             pid = pred_class + instance_id * 1000
             instance_id += 1
@@ -152,8 +166,13 @@ def panoptic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
     ids = [order[i] for i in present]
     cls = [class_of[pid] for pid in ids]
     qidx = [first_query[pid] for pid in ids]
+    out = np.empty((len(present), *meta.ori_shape), bool)  # filled one mask at a time: no second full copy
+    for j, i in enumerate(present):
+        out[j] = masks[i].cpu().numpy()
+        masks[i] = None
+    seg_masks.clear()
     seg = Segments(
-        masks=torch.stack([masks[i] for i in present]).cpu().numpy(),
+        masks=out,
         scores=np.array([best_score[pid] for pid in ids], np.float32),
         class_ids=np.array(cls, np.int64), class_names=[class_names[i] for i in cls],
         is_thing=np.array([i < num_things for i in cls]), query_index=np.array(qidx, np.int64),

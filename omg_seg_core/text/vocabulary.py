@@ -111,6 +111,9 @@ class Vocabulary:
     def from_dict(cls, d: dict[str, Any], name: str = "") -> "Vocabulary":
         if not isinstance(d, dict) or not ({"things", "stuff"} & set(d)):
             raise ValueError(f"vocabulary must be a mapping with 'things' and/or 'stuff' lists, got {d!r:.200}")
+        for key in ("things", "stuff"):
+            if d.get(key) is not None and not isinstance(d[key], (list, tuple)):
+                raise ValueError(f"vocabulary '{key}' must be a list of class names, got {d[key]!r:.100}")
         return cls(tuple(d.get("things") or ()), tuple(d.get("stuff") or ()), name=d.get("name", name) or name)
 
     def digest(self, templates: Sequence[str] = VILD_TEMPLATES) -> str:
@@ -135,12 +138,12 @@ def load_vocabulary(source: Union[str, os.PathLike, Vocabulary, dict]) -> Vocabu
     if not path.is_file():
         raise FileNotFoundError(f"vocabulary file not found: {str(source)!r} (known names: "
                                 f"{sorted(p.stem for p in VOCABULARY_DIR.glob('*.yaml'))})")
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
     try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
         return Vocabulary.from_dict(data, name=path.stem)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"invalid vocabulary file {str(path)!r}: {e}") from e
+    except (ValueError, TypeError, yaml.YAMLError, UnicodeDecodeError) as e:  # a YAML error is not a ValueError
+        raise ValueError(f"invalid vocabulary file {str(path)!r}: {type(e).__name__}: {e}") from e
 
 
 def embed_synonyms(encoder: TextEncoder, synonym_lists: Sequence[Sequence[str]],

@@ -5,6 +5,7 @@ string, string[] and double[]); per-class overrides are therefore two parallel l
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -70,7 +71,12 @@ class TrackerConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
-        for name in ("w_embedding", "w_iou", "w_class"):
+        for name, v in self.to_dict().items():  # NaN passes `< 0` checks and inf breaks int(): refuse them first
+            numbers = [x for x in (v if isinstance(v, list) else [v])
+                       if isinstance(x, (int, float)) and not isinstance(x, bool)]
+            if any(not math.isfinite(x) for x in numbers):
+                raise ValueError(f"TrackerConfig.{name} must be finite, got {v!r}")
+        for name in ("w_embedding", "w_iou", "w_class", "min_score"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrackerConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.w_embedding + self.w_iou + self.w_class <= 0:

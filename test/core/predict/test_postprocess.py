@@ -163,18 +163,26 @@ def test_thresholds_come_from_config(golden):
     assert len(hi) > 0 and np.all(hi.scores >= 0.5)
 
 
-def test_running_argmax_keeps_first_maximum():
-    from omg_seg_core.predict.postprocess import _argmax0
+@pytest.mark.parametrize("chunk_pixels", [16_000_000, 1])
+def test_streamed_fusion_equals_the_argmax_of_all_masks(monkeypatch, chunk_pixels):
+    """The panoptic fusion streams over queries (a few bytes per pixel at any frame size): same argmax (first
+    maximum wins ties, as torch.argmax), same winner foreground and per-query areas as on all masks at once."""
+    from omg_seg_core.predict import postprocess
 
+    monkeypatch.setattr(postprocess, "_CHUNK_PIXELS", chunk_pixels)  # 1: one query per chunk
     torch.manual_seed(0)
-    x = torch.rand(7, 30, 40)
-    x[4] = x[2]          # exact ties: the earlier index must win, as torch.argmax
-    x[6, :5] = 1.0
-    x[5, :5] = 1.0
-    assert torch.equal(_argmax0(x), x.argmax(0))
+    m = torch.randn(7, 30, 40) * 4
+    m[4] = m[2]          # exact ties: the earlier query must win
     s = torch.rand(7)
     s[4] = s[2]
-    assert torch.equal(_argmax0(x, s), (s.view(-1, 1, 1) * x).argmax(0))
+    meta = ImageMeta((90, 120), (90, 120), (96, 128))
+    idx, winner_fg, areas = postprocess._fuse(m, s, meta, 0.5)
+    up = upsample_mask_logits(m, meta).sigmoid()
+    ref = (s.view(-1, 1, 1) * up).argmax(0)
+    assert torch.equal(idx.long(), ref)
+    fg = up >= 0.5
+    assert torch.equal(winner_fg, fg.gather(0, ref[None])[0])
+    assert areas == [int(f.sum()) for f in fg]
 
 
 def test_case2_prompt_masks_and_point_boxes(golden):
