@@ -176,6 +176,8 @@ class TaskThresholds:
             v = getattr(self, name)
             if not _is_number(v) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
+        if not 0.0 < self.mask_threshold < 1.0:  # a sigmoid is never 0 or 1: every mask would be empty / full
+            raise ValueError(f"mask_threshold must be in (0, 1), got {self.mask_threshold!r}")
         for name in ("max_per_image", "text_max_results"):
             v = getattr(self, name)
             if not _is_number(v) or int(v) != v or v < 1:

@@ -181,11 +181,15 @@ class VideoSession:
             return n
 
     # ------------------------------------------------------------------------------------------ configuration
-    def set_vocabulary(self, things: Any, stuff: Sequence[str] = ()) -> int:
+    def set_vocabulary(self, things: Any, stuff: Sequence[str] = (), max_classes: Optional[int] = None,
+                       cancel: Optional[threading.Event] = None) -> int:
         """Replace the vocabulary (names, or a YAML path / vocabulary name as `things`); returns the number of
-        classes. Tracks are reset: class ids change meaning."""
+        classes. The text embeddings are computed WITHOUT the session lock (frames and requests go on with the old
+        vocabulary meanwhile), then swapped in at once; tracks are reset (class ids change meaning). max_classes /
+        cancel: see OMGSegPredictor.vocabulary_embeddings."""
+        vocab, emb = self.predictor.vocabulary_embeddings(things, stuff, max_classes=max_classes, cancel=cancel)
         with self.lock:
-            vocab = self.predictor.set_vocabulary(things, stuff)
+            self.predictor.set_vocabulary(vocab, embeddings=emb)
             if self.tracker is not None:
                 self.tracker.reset("vocabulary changed")
             return vocab.num_classes

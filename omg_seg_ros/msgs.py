@@ -38,7 +38,8 @@ OUTPUT_ENCODINGS: dict[str, tuple[int, np.dtype]] = {
     "rgb8": (3, np.dtype(np.uint8)), "mono8": (1, np.dtype(np.uint8)), "8uc1": (1, np.dtype(np.uint8)),
     "mono16": (1, np.dtype(np.uint16)), "16uc1": (1, np.dtype(np.uint16)),
 }
-#: Refuse absurd sizes before allocating anything (a corrupt header can claim 4 billion pixels).
+#: Default largest image (pixels): refused before anything is allocated or decoded (a corrupt header can claim
+#: 4 billion pixels, a 200 kB PNG 67 million). The node's parameter limits.max_image_pixels sets it.
 MAX_PIXELS = 8192 * 8192
 
 
@@ -71,13 +72,18 @@ def is_empty_image(msg: Any) -> bool:
     return msg is None or (int(msg.width) == 0 and int(msg.height) == 0 and len(msg.data) == 0)
 
 
-def _pixels(msg: Any, dtype: np.dtype, channels: int) -> np.ndarray:
-    """[H, W] or [H, W, C] of an Image, honouring `step` (padded rows) and `is_bigendian`; native byte order."""
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+def _check_size(w: int, h: int, max_pixels: int) -> None:
     if h <= 0 or w <= 0:
         raise DecodeError("empty image", f"{w}x{h}")
-    if h * w > MAX_PIXELS:
-        raise DecodeError("image too large", f"{w}x{h} > {MAX_PIXELS} pixels")
+    if h * w > max_pixels:
+        raise DecodeError("image too large", f"{w}x{h} = {w * h} pixels > limit {max_pixels} "
+                                             "(parameter limits.max_image_pixels)")
+
+
+def _pixels(msg: Any, dtype: np.dtype, channels: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """[H, W] or [H, W, C] of an Image, honouring `step` (padded rows) and `is_bigendian`; native byte order."""
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    _check_size(w, h, max_pixels)
     row = w * channels * np.dtype(dtype).itemsize
     if step < row:
         raise DecodeError("truncated image data", f"step {step} is smaller than width*channels*bytes = {row} "
@@ -92,16 +98,17 @@ def _pixels(msg: Any, dtype: np.dtype, channels: int) -> np.ndarray:
     return arr.reshape(h, w, channels) if channels > 1 else arr.reshape(h, w)
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
+def image_to_rgb(msg: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """sensor_msgs Image (rgb8, bgr8, rgba8, bgra8, mono8) or CompressedImage (jpeg/png) -> uint8 RGB [H, W, 3],
-    C-contiguous. Raises DecodeError (unknown encoding, empty, too large, step/data length mismatch, undecodable)."""
+    C-contiguous. Raises DecodeError (unknown encoding, empty, more than `max_pixels` pixels (a compressed image's
+    size is read from its header, before decoding), step/data length mismatch, undecodable)."""
     if is_compressed(msg):
-        return _compressed_to_rgb(msg)
+        return _compressed_to_rgb(msg, max_pixels)
     enc = (msg.encoding or "").strip().lower()
     if enc not in INPUT_ENCODINGS:
         raise DecodeError("unknown image encoding", f"'{msg.encoding}' is not one of {sorted(INPUT_ENCODINGS)}")
     ch, order = INPUT_ENCODINGS[enc]
-    img = _pixels(msg, np.uint8, ch)
+    img = _pixels(msg, np.uint8, ch, max_pixels)
     if order == "mono":
         return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
     if order == "bgr":
@@ -109,12 +116,30 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, :3])
 
 
-def _compressed_to_rgb(msg: Any) -> np.ndarray:
+def compressed_size(data: np.ndarray) -> tuple[int, int]:
+    """(width, height) a compressed image DECLARES in its header (PNG, JPEG, ... as Pillow reads them), without
+    decoding a pixel: a 200 kB PNG may declare 8200 x 8200 (a decompression bomb)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as im:
+            return int(im.size[0]), int(im.size[1])
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DecodeError("undecodable compressed image",
+                          f"cannot decode compressed image ({data.size} bytes): no readable image header ({e})") from None
+    except Image.DecompressionBombError as e:  # Pillow's own limit (2 x 89 Mpx) is above any of ours
+        raise DecodeError("image too large", str(e)) from None
+
+
+def _compressed_to_rgb(msg: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     import cv2  # only needed for compressed input
 
     data = np.frombuffer(msg.data, np.uint8) if not isinstance(msg.data, np.ndarray) else msg.data.view(np.uint8)
     if data.size == 0:
         raise DecodeError("undecodable compressed image", "empty data")
+    _check_size(*compressed_size(data), max_pixels)
     img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None or img.size == 0:
         raise DecodeError("undecodable compressed image",

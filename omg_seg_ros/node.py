@@ -6,10 +6,15 @@ drops the model. `autostart` (default true) runs configure + activate at start-u
 
 Threads: the executor delivers images to `_on_image`, which only stores the message in a one-slot mailbox;
 a single worker thread decodes and processes the latest frame and publishes the outputs; services
-(services.py) run in their own callback group of a MultiThreadedExecutor and share the predictor lock.
+(services.py) run in their own callback group of a MultiThreadedExecutor and share the session's lock.
+
+Robustness (docs/ros.md, "Limits and bad input"): every callback, timer and service handler is wrapped by the
+last-resort `Guard` (guard.py); requests are capped by the `limits.*` parameters; a vocabulary is embedded without
+holding the frame lock; shutdown cancels long work and ends the process within a few seconds.
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -28,6 +33,7 @@ from std_msgs.msg import Header
 from omg_seg_core.video import VideoSession
 
 from . import params
+from .guard import Guard
 from .msgs import DecodeError, MessageCodec, image_to_rgb, stamp_s
 from .loader import ModelLoadError, build_session, release_device_memory, threshold_overrides, tracker_config_from
 from .outputs import Outputs
@@ -43,9 +49,11 @@ class OmgSegNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._defaults: dict[str, Any] = {}
+        self.guard = Guard(self.get_logger())
+        self.shutting_down = threading.Event()  # cancels long work (vocabulary embedding) on shutdown
         for name, default, desc in params.all_params():
             self._defaults[name] = default
-            self.declare_parameter(name, default, ParameterDescriptor(description=desc))
+            self.declare_parameter(name, default, params.descriptor(name, default, desc))
         self.session: Optional[VideoSession] = None
         self.mailbox = FrameMailbox()
         self.stats = Stats()
@@ -58,17 +66,42 @@ class OmgSegNode(LifecycleNode):
         self._worker: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._diag_timer = None
+        self._resubscribe_timer = None
         self._last_frame_time: Optional[float] = None
         self._recent_errors: list[str] = []
         self.input_group = MutuallyExclusiveCallbackGroup()
         self.service_group = MutuallyExclusiveCallbackGroup()
+        self.vocabulary_group = MutuallyExclusiveCallbackGroup()
         self.service_handlers = Services(self)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(self.guard.wrap("parameter callback", self._on_set_parameters,
+                                                            on_error=_parameter_error))
+        self._guard_change_state()
         if self.p("autostart"):
             if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
                 self.trigger_activate()
 
     # ------------------------------------------------------------------------------------------ helpers
+    def _guard_change_state(self) -> None:
+        """A ChangeState request with a transition id that does not exist in the current state makes the installed
+        rclpy raise RCLError out of its service handler (fixed only in later rclpy releases), which ended the
+        process. Such a request is answered `success: false` instead (as rclpy does for an unknown label)."""
+        from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+
+        srv = getattr(self, "_service_change_state", None)
+        if srv is None:
+            return
+        original = srv.callback
+
+        def change_state(req, resp):
+            try:
+                return original(req, resp)
+            except _rclpy.RCLError as e:
+                self.get_logger().warning(f"~/change_state: transition {req.transition.id} "
+                                          f"'{req.transition.label}' refused: {str(e).splitlines()[0]}")
+                resp.success = False
+                return resp
+        srv.callback = self.guard.wrap("~/change_state", change_state, on_error=lambda req, resp: resp)
+
     def p(self, name: str) -> Any:
         return self.get_parameter(name).value
 
@@ -105,8 +138,7 @@ class OmgSegNode(LifecycleNode):
         self._worker = threading.Thread(target=self._worker_loop, name="omg_seg_worker", daemon=True)
         self._worker.start()
         self._subscribe()
-        self._diag_timer = self.create_timer(float(self.p("diagnostics_period")), self._publish_diagnostics,
-                                             callback_group=self.input_group)
+        self._diag_timer = self._diagnostics_timer(float(self.p("diagnostics_period")))
         self.active = True
         self.get_logger().info(f"active: listening on {self._sub.topic_name} ({self.p('qos.reliability')})")
         return TransitionCallbackReturn.SUCCESS
@@ -136,16 +168,20 @@ class OmgSegNode(LifecycleNode):
         self._stop_io()
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_io(self) -> None:
-        """Stop input, worker, timer and publishers (idempotent)."""
+    def _stop_io(self, worker_timeout: float = 30.0) -> None:
+        """Stop input, worker, timer and publishers (idempotent). The worker finishes its frame first (up to
+        `worker_timeout` s; it is a daemon thread, so a frame still running then cannot keep the process alive)."""
         self.active = False
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
+        if self._resubscribe_timer is not None:
+            self.destroy_timer(self._resubscribe_timer)
+            self._resubscribe_timer = None
         self._stop.set()
         self.mailbox.close()
         if self._worker is not None:
-            self._worker.join(timeout=30.0)
+            self._worker.join(timeout=worker_timeout)
             self._worker = None
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
@@ -153,8 +189,10 @@ class OmgSegNode(LifecycleNode):
         self.outputs.destroy()
 
     def shutdown(self) -> None:
-        """Stop the worker before the executor and context go away (exiting with it running aborts)."""
-        self._stop_io()
+        """Stop the worker before the executor and context go away (exiting with it running aborts). Long work
+        (a vocabulary being embedded) is cancelled; a frame still running after 2 s is left to its daemon thread."""
+        self.shutting_down.set()
+        self._stop_io(worker_timeout=2.0)
 
     # ------------------------------------------------------------------------------------------ input
     def _subscribe(self) -> None:
@@ -162,11 +200,12 @@ class OmgSegNode(LifecycleNode):
             self.destroy_subscription(self._sub)
             self._sub = None
         qos = params.input_qos(self.p("qos.reliability"), int(self.p("qos.depth")))
+        on_image = self.guard.wrap("image callback", self._on_image)
         if self.p("input.compressed"):
-            self._sub = self.create_subscription(CompressedImage, "~/input/image/compressed", self._on_image, qos,
+            self._sub = self.create_subscription(CompressedImage, "~/input/image/compressed", on_image, qos,
                                                  callback_group=self.input_group)
         else:
-            self._sub = self.create_subscription(Image, "~/input/image", self._on_image, qos,
+            self._sub = self.create_subscription(Image, "~/input/image", on_image, qos,
                                                  callback_group=self.input_group)
 
     def _on_image(self, msg) -> None:
@@ -183,12 +222,13 @@ class OmgSegNode(LifecycleNode):
                 self._process(frame)
             except Exception as e:  # keep serving: one bad frame must not kill the worker
                 self.stats.errors += 1
+                self.guard.report("worker", e)
                 self._note_error(f"frame failed: {type(e).__name__}: {e}")
 
     def _process(self, frame: Frame) -> None:
         wait_ms = (time.monotonic() - frame.received) * 1000.0
         try:
-            rgb = image_to_rgb(frame.msg)  # Image or CompressedImage
+            rgb = image_to_rgb(frame.msg, int(self.p("limits.max_image_pixels")))  # Image or CompressedImage
         except DecodeError as e:
             self.bad_frames += 1
             self._note_error(f"dropping input image: {e}")
@@ -234,6 +274,7 @@ class OmgSegNode(LifecycleNode):
             "frames_received": self.mailbox.received, "frames_processed": s["processed"],
             "frames_dropped": self.mailbox.dropped, "bad_frames": self.bad_frames, "errors": s["errors"],
             "image_passes": self.session.image_passes if self.session is not None else 0,
+            "callback_errors": self.guard.count, "last_callback_error": self.guard.last,
             "backend": self.p("backend"), "device": self.p("device"),
             "model": pred.cfg.name if pred is not None else self.p("model"), "task": self.p("task"),
             "num_classes": len(pred.class_names) if pred is not None else 0,
@@ -273,7 +314,8 @@ class OmgSegNode(LifecycleNode):
         if not path:
             raise ValueError("vocabulary_file: '' restores the checkpoint vocabulary only at the next configure")
         src = str(resolve_path(path)) if path.endswith((".yaml", ".yml")) else path
-        n = self.session.set_vocabulary(src)
+        n = self.session.set_vocabulary(src, max_classes=int(self.p("limits.max_vocabulary")),
+                                        cancel=self.shutting_down)
         self.outputs.publish_label_info(self.session.class_names, self.last_header)
         self.get_logger().info(f"vocabulary {path}: {n} classes")
 
@@ -292,16 +334,24 @@ class OmgSegNode(LifecycleNode):
         if any(k in params.RECONFIGURE for k in new):
             self.get_logger().info(f"{sorted(k for k in new if k in params.RECONFIGURE)} take effect at the next "
                                    "configure (deactivate, cleanup, configure, activate)")
-        if self.active and any(k in new for k in ("qos.reliability", "qos.depth", "input.compressed")):
-            # Applied after the callback returns so the new values are visible to _subscribe.
-            self._resubscribe_timer = self.create_timer(0.0, self._resubscribe_once, callback_group=self.input_group)
+        if (self.active and self._resubscribe_timer is None
+                and any(k in new for k in ("qos.reliability", "qos.depth", "input.compressed"))):
+            # Applied after the callback returns so the new values are visible to _subscribe; one pending
+            # re-subscription serves every input parameter changed meanwhile (several timers spun forever).
+            self._resubscribe_timer = self.create_timer(
+                0.0, self.guard.wrap("re-subscribe timer", self._resubscribe_once), callback_group=self.input_group)
         if self.active and "diagnostics_period" in new and self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
-            self._diag_timer = self.create_timer(float(new["diagnostics_period"]), self._publish_diagnostics,
-                                                 callback_group=self.input_group)
+            self._diag_timer = self._diagnostics_timer(float(new["diagnostics_period"]))
+
+    def _diagnostics_timer(self, period: float):
+        return self.create_timer(period, self.guard.wrap("diagnostics timer", self._publish_diagnostics),
+                                 callback_group=self.input_group)
 
     def _resubscribe_once(self) -> None:
-        self.destroy_timer(self._resubscribe_timer)
+        timer, self._resubscribe_timer = self._resubscribe_timer, None
+        if timer is not None:
+            self.destroy_timer(timer)
         if self.active:
             self._subscribe()
             self.get_logger().info(f"input now {self._sub.topic_name}, reliability {self.p('qos.reliability')}")
@@ -314,22 +364,47 @@ def main(argv: Optional[list[str]] = None) -> int:
     malloc = tune_allocator()  # before the model allocates: per-frame activations stay in the heap (allocator.py)
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = None
-    executor = MultiThreadedExecutor(num_threads=3)
+    # input + diagnostics, prompt/text services, vocabulary service, parameter and lifecycle services
+    executor = MultiThreadedExecutor(num_threads=4)
     try:
         node = OmgSegNode()
         node.get_logger().info(f"malloc tuning: {malloc or 'not applied'} ({ENV_SWITCH}=0 disables)")
         executor.add_node(node)
-        executor.spin()
+        _spin(executor, node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         if node is not None:
             node.shutdown()
-        executor.shutdown()
+        clean = executor.shutdown(timeout_sec=2.0)  # a request still running gets 2 s, then is abandoned
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+    if not clean or any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        # A callback that is still running lives in a non-daemon executor thread, which Python would wait for
+        # at exit: end now (everything the node owns is shut down above).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
+
+
+def _parameter_error(changes: list[Parameter]) -> SetParametersResult:
+    return SetParametersResult(successful=False, reason="internal error while applying the parameters (see the "
+                                                        "node's log); the change was refused")
+
+
+def _spin(executor: MultiThreadedExecutor, node: OmgSegNode) -> None:
+    """executor.spin() that survives: an exception escaping a callback (the Guard wraps ours; rclpy's own
+    services are not) is reported and the node keeps spinning, until shutdown (Ctrl-C, SIGTERM, rclpy.shutdown)."""
+    while rclpy.ok():
+        try:
+            executor.spin()
+            return
+        except (KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception as e:  # noqa: BLE001 - the last resort (guard.py)
+            node.guard.report("executor", e)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ Which parameters apply at run time and which need a reconfigure is listed in `RU
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import fields
 from typing import Any
 
@@ -44,11 +46,19 @@ CORE: list[tuple[str, Any, str]] = [
     ("outputs.diagnostics", True, "publish /diagnostics"),
     ("diagnostics_period", 1.0, "seconds between /diagnostics messages"),
     ("tracking.enabled", True, "track things across frames (stable ids) and keep prompt/text targets"),
+    ("limits.max_image_pixels", 8192 * 8192, "largest input image (width x height; raw, compressed (checked on the "
+                                             "header before decoding) and request images); larger ones are refused"),
+    ("limits.max_prompts", 64, "most points + boxes in one ~/segment_prompt request"),
+    ("limits.max_text_length", 512, "longest ~/segment_text text, in characters"),
+    ("limits.max_results", 1000, "largest max_results of one ~/segment_text request"),
+    ("limits.max_vocabulary", 2000, "most classes in a vocabulary (~/set_vocabulary, vocabulary_file)"),
 ]
 
 #: Applied immediately when changed at run time.
-RUNTIME_PREFIXES = ("outputs.", "tracking.")
+RUNTIME_PREFIXES = ("outputs.", "tracking.", "limits.")
 RUNTIME = {"task", "vocabulary_file", "qos.reliability", "qos.depth", "input.compressed", "diagnostics_period"}
+#: Never changed after start-up (ROS read_only): set them in the YAML or on the command line.
+READ_ONLY = {"autostart"}
 #: Stored, applied at the next configure (model weights must be reloaded).
 RECONFIGURE = {"model", "weights", "backbone_weights", "allow_random_weights", "backend", "device", "dtype",
                "input_long_side", "cpu_threads", "onnxruntime_spinning"}
@@ -59,6 +69,44 @@ RECONFIGURE = {"model", "weights", "backbone_weights", "allow_random_weights", "
 UNIT_THRESHOLDS = ("mask_threshold", "object_mask_thr", "iou_thr", "instance_score_thr", "text_score_thr")
 #: Node defaults that differ from TaskThresholds(): iou_thr follows the model (shipped omg-seg-tiny 0.6, official 0.8).
 THRESHOLD_DEFAULTS = {"iou_thr": -1.0}
+
+
+#: Numeric ranges, declared in each ParameterDescriptor (`ros2 param describe` shows them; ROS refuses values
+#: outside before the node sees them; NaN is outside every range). Unit thresholds allow < 0 = the model's default.
+RANGES: dict[str, tuple[float, float]] = {
+    "input_long_side": (0, 4096), "cpu_threads": (0, 256), "qos.depth": (1, 100), "diagnostics_period": (0.05, 60.0),
+    "limits.max_image_pixels": (1, 16384 * 16384), "limits.max_prompts": (1, 10000),
+    "limits.max_text_length": (1, 100000), "limits.max_results": (1, 100000), "limits.max_vocabulary": (1, 65534),
+    **{n: (-1.0, 1.0) for n in UNIT_THRESHOLDS},
+    "max_per_image": (1, 10000), "text_max_results": (1, 1000), "text_position_rel": (0.0, 1.0),
+    "text_confidence_power": (0.0, 16.0), "text_colour_power": (0.0, 16.0), "box_prompt_margin": (-1.0, 10.0),
+    "split_apart_gap": (-1.0, 1.0), "split_apart_min_fraction": (0.0, 0.5), "edge_refine_radius": (0, 16),
+    "edge_refine_eps": (0.0, 1.0),
+    **{f"tracking.{n}": (0.0, 10.0) for n in ("w_embedding", "w_iou", "w_class", "tentative_penalty",
+                                               "recover_box_expand", "target_box_expand")},
+    **{f"tracking.{n}": (0.0, 1.0) for n in ("match_threshold", "embedding_momentum", "reid_threshold", "min_score",
+                                              "target_min_similarity", "target_reacquire_threshold",
+                                              "recover_min_iou", "recover_max_overlap")},
+    "tracking.recover_min_score": (0.0, 2.0), "tracking.reset_on_time_gap_s": (0.0, 86400.0),
+    "tracking.target_max_lost_s": (0.0, 86400.0), "tracking.iou_grid": (4, 1024), "tracking.n_init": (1, 1000),
+    **{f"tracking.{n}": (0, 1_000_000) for n in ("tentative_max_age", "max_age", "reid_max_age", "reid_memory_size",
+                                                  "motion_horizon", "target_max_lost_frames", "recover_max_gap")},
+    "tracking.stuff_id_offset": (2, 2**31 - 1),
+}
+
+
+def descriptor(name: str, default: Any, description: str):
+    """rcl_interfaces/ParameterDescriptor of a parameter: its description, range (RANGES) and read_only flag."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    d = ParameterDescriptor(description=description, read_only=name in READ_ONLY)
+    if name in RANGES and not isinstance(default, bool):
+        lo, hi = RANGES[name]
+        if isinstance(default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+        elif isinstance(default, int):
+            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+    return d
 
 
 def threshold_params() -> list[tuple[str, Any, str]]:
@@ -119,8 +167,27 @@ def coerce(name: str, default: Any, value: Any) -> Any:
     return value
 
 
+#: Devices the node can be told to use.
+_DEVICE = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
+
+
 def validate(name: str, value: Any) -> None:
     """Checks beyond the type; raises ValueError with a reason the caller of set_parameters sees."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if name in RANGES and not isinstance(value, bool):
+        lo, hi = RANGES[name]
+        if not lo <= value <= hi:
+            raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+    if name == "device" and not _DEVICE.match(str(value)):
+        raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got '{value}'")
+    if name == "model":
+        from omg_seg_core.config import get_model_config
+
+        try:
+            get_model_config(value)
+        except KeyError as e:
+            raise ValueError(f"model: {e.args[0]}") from None
     if name == "task" and value not in TASKS:
         raise ValueError(f"task must be one of {list(TASKS)}, got '{value}'")
     if name == "qos.reliability" and value not in ("best_effort", "reliable"):
@@ -139,12 +206,8 @@ def validate(name: str, value: Any) -> None:
         raise ValueError(f"cpu_threads must be 0 (library default) or in [1, 256], got {value}")
     if name == "diagnostics_period" and not 0.05 <= value <= 60:
         raise ValueError(f"diagnostics_period must be in [0.05, 60] s, got {value}")
-    if name in {f.name for f in fields(TaskThresholds)}:
-        TaskThresholds().updated(**{name: value})
-        if name in ("max_per_image", "text_max_results") and value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-        if name in UNIT_THRESHOLDS and value > 1.0:
-            raise ValueError(f"{name} must be in [0, 1] (or < 0 for the model's default), got {value}")
+    if name in {f.name for f in fields(TaskThresholds)} and not is_model_default(name, value):
+        TaskThresholds().updated(**{name: value})  # the core's own checks (one place), e.g. edge_refine_eps > 0
 
 
 def input_qos(reliability: str, depth: int):
@@ -167,6 +230,6 @@ def latched_qos():
                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-__all__ = ["CORE", "RUNTIME", "RUNTIME_PREFIXES", "RECONFIGURE", "UNIT_THRESHOLDS", "THRESHOLD_DEFAULTS",
-           "all_params", "threshold_params", "is_model_default",
+__all__ = ["CORE", "RUNTIME", "RUNTIME_PREFIXES", "RECONFIGURE", "READ_ONLY", "UNIT_THRESHOLDS", "THRESHOLD_DEFAULTS",
+           "RANGES", "descriptor", "all_params", "threshold_params", "is_model_default",
            "tracker_params", "coerce", "validate", "input_qos", "latched_qos"]

@@ -22,16 +22,24 @@ from .worker import RequestError
 NO_FRAME = "no image received yet on ~/input/image; send one or pass an image in the request"
 
 
-def _check_text(text: str, max_results: int) -> str:
-    """A text request's words and result count, checked before any work (RequestError naming the problem)."""
+def _check_text(text: str, max_results: int, max_length: int, most_results: int) -> str:
+    """A text request's words and result count, checked before any work (RequestError naming the problem and the
+    limit's parameter)."""
     query = (text or "").strip()
     if not query:
         raise RequestError("empty text: say what to segment, e.g. 'segment the red box'")
-    if len(query) > 512:
-        raise RequestError(f"text too long ({len(query)} characters, max 512)")
-    if max_results < 0 or max_results > 1000:
-        raise RequestError(f"max_results must be in [0, 1000], got {max_results}")
+    if len(query) > max_length:
+        raise RequestError(f"text too long ({len(query)} characters, limit {max_length}: parameter "
+                           "limits.max_text_length)")
+    if max_results < 0 or max_results > most_results:
+        raise RequestError(f"max_results must be in [0, {most_results}] (0 = the default; parameter "
+                           f"limits.max_results), got {max_results}")
     return query
+
+
+def _check_count(n: int, limit: int, what: str, param: str) -> None:
+    if n > limit:
+        raise RequestError(f"too many {what}: {n}, limit {limit} (parameter {param})")
 
 
 class Services:
@@ -43,11 +51,16 @@ class Services:
         self.node = node
         self.codec = MessageCodec.rclpy()
         g = node.service_group
-        node.create_service(SegmentPrompt, "~/segment_prompt", self.segment_prompt, callback_group=g)
-        node.create_service(SegmentText, "~/segment_text", self.segment_text, callback_group=g)
-        node.create_service(SetVocabulary, "~/set_vocabulary", self.set_vocabulary, callback_group=g)
-        node.create_service(Trigger, "~/reset_tracks", self.reset_tracks, callback_group=g)
-        node.create_service(RemoveTarget, "~/remove_target", self.remove_target, callback_group=g)
+        # every handler answers; the guard turns an unexpected exception into an error response (guard.py)
+        for srv_type, name, fn, group in ((SegmentPrompt, "segment_prompt", self.segment_prompt, g),
+                                          (SegmentText, "segment_text", self.segment_text, g),
+                                          # its own group: embedding a vocabulary must not hold up prompts
+                                          (SetVocabulary, "set_vocabulary", self.set_vocabulary,
+                                           node.vocabulary_group),
+                                          (Trigger, "reset_tracks", self.reset_tracks, g),
+                                          (RemoveTarget, "remove_target", self.remove_target, g)):
+            node.create_service(srv_type, f"~/{name}", node.guard.wrap(f"~/{name}", fn, on_error=self._internal),
+                                callback_group=group)
 
     # ------------------------------------------------------------------------------------------ helpers
     def _session(self):
@@ -61,9 +74,13 @@ class Services:
             h = self.node.last_header
             return None, h if h is not None else Header()
         try:
-            return image_to_rgb(msg), msg.header
+            return image_to_rgb(msg, int(self.node.p("limits.max_image_pixels"))), msg.header
         except DecodeError as e:
             raise RequestError(f"request image: {e}") from None
+
+    def _internal(self, req, resp):
+        return self._fail(resp, "internal error while handling the request (see the node's log); the node keeps "
+                                "running")
 
     def _fail(self, resp, text: str):
         resp.success = False
@@ -88,6 +105,8 @@ class Services:
     def segment_prompt(self, req, resp):
         try:
             session = self._session()
+            _check_count(len(req.points) + len(req.boxes) // 4, int(self.node.p("limits.max_prompts")),
+                         "prompts (points + boxes)", "limits.max_prompts")
             rgb, header = self._image(req.image)
             pts = [v for p in req.points for v in (p.x, p.y)]
             seg, ids = session.prompt(pts, list(req.point_labels), list(req.boxes), image=rgb, track=bool(req.track),
@@ -101,7 +120,8 @@ class Services:
     def segment_text(self, req, resp):
         try:
             session = self._session()
-            query = _check_text(req.text, int(req.max_results))
+            query = _check_text(req.text, int(req.max_results), int(self.node.p("limits.max_text_length")),
+                                int(self.node.p("limits.max_results")))
             rgb, header = self._image(req.image)
             seg, ids = session.text(query, int(req.max_results) or None, image=rgb, track=bool(req.track),
                                     stamp=stamp_s(header.stamp))
@@ -114,7 +134,10 @@ class Services:
     def set_vocabulary(self, req, resp):
         try:
             session = self._session()
-            n = session.set_vocabulary([t.strip() for t in req.things], [s.strip() for s in req.stuff])
+            _check_count(len(req.things) + len(req.stuff), int(self.node.p("limits.max_vocabulary")), "classes",
+                         "limits.max_vocabulary")
+            n = session.set_vocabulary([t.strip() for t in req.things], [s.strip() for s in req.stuff],
+                                       cancel=self.node.shutting_down)
             self.node.outputs.publish_label_info(session.class_names, self.node.last_header)
             resp.success, resp.num_classes = True, n
             resp.message = f"vocabulary set: {len(req.things)} thing(s), {len(req.stuff)} stuff; tracks reset"

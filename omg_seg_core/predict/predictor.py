@@ -16,6 +16,7 @@ partly occluded segments with iou_thr 0.6, models/MODEL_CARD.md). Per-stage timi
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -92,6 +93,7 @@ class OMGSegPredictor:
         self._cls_logits: Optional[torch.Tensor] = None
         self._image: Optional[np.ndarray] = None
         self._phrase_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.text_lock = threading.Lock()  # one caller of the text tower at a time (tokenizers are not thread-safe)
         if vocabulary is None:
             vocabulary = meta.get("vocabulary") or default_vocabulary_path()
         self.set_vocabulary(vocabulary)
@@ -106,21 +108,31 @@ class OMGSegPredictor:
         """Display names (first synonym) of the active vocabulary, class id order."""
         return self._names
 
+    def vocabulary_embeddings(self, things: Union[Sequence[str], str, os.PathLike, dict, Vocabulary],
+                              stuff: Sequence[str] = (), max_classes: Optional[int] = None,
+                              cancel: Optional[threading.Event] = None) -> tuple[Vocabulary, torch.Tensor]:
+        """(Vocabulary, text embeddings [C, K, E]) for names (things, stuff), a YAML path / vocabulary name, a dict
+        or a Vocabulary, WITHOUT switching to it: the slow half of `set_vocabulary`, which a caller can run while
+        frames keep using the current vocabulary. The text tower runs a few classes at a time, each step holding
+        `text_lock`; `cancel` (set) stops it between steps (text.vocabulary.EmbeddingCancelled). More than
+        `max_classes` classes is a ValueError, raised before any embedding."""
+        vocab = _vocabulary(things, stuff)
+        if max_classes is not None and vocab.num_classes > max_classes:
+            raise ValueError(f"vocabulary has {vocab.num_classes} classes, more than the limit {max_classes} "
+                             "(parameter limits.max_vocabulary)")
+        return vocab, class_embeddings(self.text_encoder, vocab, lock=self.text_lock, cancel=cancel)
+
     def set_vocabulary(self, things: Union[Sequence[str], str, os.PathLike, dict, Vocabulary],
                        stuff: Sequence[str] = (), embeddings: Optional[torch.Tensor] = None) -> Vocabulary:
         """Switch the class list: names (things, stuff), a YAML path / vocabulary name, a dict, or a Vocabulary.
         Text embeddings come from the on-disk cache or are computed once; `embeddings` [C, K, E] (L2-normalised,
-        e.g. an official `~/.cache/embd/*.pth` classifier) skips the text tower. Returns the new Vocabulary."""
+        e.g. an official `~/.cache/embd/*.pth` classifier, or what `vocabulary_embeddings` made) skips the text
+        tower. Returns the new Vocabulary."""
         t0 = time.perf_counter()
-        if isinstance(things, (str, os.PathLike, dict, Vocabulary)):
-            if stuff:
-                raise ValueError("set_vocabulary: give stuff names only together with a list of thing names")
-            vocab = load_vocabulary(things)
-        else:
-            vocab = Vocabulary(tuple(things), tuple(stuff))
         if embeddings is None:
-            emb = class_embeddings(self.text_encoder, vocab)
+            vocab, emb = self.vocabulary_embeddings(things, stuff)
         else:
+            vocab = _vocabulary(things, stuff)
             emb = torch.as_tensor(embeddings).float()
             if emb.ndim != 3 or emb.shape[0] != vocab.num_classes or emb.shape[2] != self.cfg.class_embed_dim:
                 raise ValueError(f"embeddings must be [{vocab.num_classes}, K, {self.cfg.class_embed_dim}] for this "
@@ -337,7 +349,8 @@ class OMGSegPredictor:
     def phrase_embedding(self, phrase: str) -> torch.Tensor:
         """[E] template-averaged embedding of one phrase (kept as ONE synonym: no splitting on ',' or '/')."""
         if phrase not in self._phrase_cache:
-            self._phrase_cache[phrase] = embed_synonyms(self.text_encoder, [[phrase]])[0, 0].to(self.device)
+            with self.text_lock:  # the text tower serves one caller at a time (vocabulary_embeddings)
+                self._phrase_cache[phrase] = embed_synonyms(self.text_encoder, [[phrase]])[0, 0].to(self.device)
             while len(self._phrase_cache) > 64:
                 self._phrase_cache.popitem(last=False)
         return self._phrase_cache[phrase]
@@ -356,6 +369,15 @@ class OMGSegPredictor:
             yield
         finally:
             self.last_timings[stage] = (time.perf_counter() - t0) * 1e3
+
+
+def _vocabulary(things: Union[Sequence[str], str, os.PathLike, dict, Vocabulary], stuff: Sequence[str]) -> Vocabulary:
+    """A Vocabulary from names (things, stuff), a YAML path / vocabulary name, a dict or a Vocabulary."""
+    if isinstance(things, (str, os.PathLike, dict, Vocabulary)):
+        if stuff:
+            raise ValueError("set_vocabulary: give stuff names only together with a list of thing names")
+        return load_vocabulary(things)
+    return Vocabulary(tuple(things), tuple(stuff))
 
 
 def _sync(device: torch.device) -> None:
