@@ -7,7 +7,7 @@ Arguments (each overrides the parameters file):
     params_file   ros__parameters YAML (default: the package's config/perception.yaml)
     model         omg_seg_tiny | omg_seg_convl
     weights       checkpoint path ('' = the shipped models/<model>.pth)
-    backend       torch | onnxruntime | tensorrt | auto
+    backend       auto (on a CPU the faster of torch and onnxruntime) | torch | onnxruntime | tensorrt
     device        cpu | cuda | cuda:N | auto
     use_sim_time  true when playing bags with --clock
     rviz          true to start RViz with config/perception.rviz
@@ -31,7 +31,7 @@ ARGUMENTS = {
     "params_file": (None, "parameters YAML (default: <share>/config/perception.yaml)"),
     "model": ("omg_seg_tiny", "model name"),
     "weights": ("", "checkpoint path; '' = shipped models/<model>.pth"),
-    "backend": ("torch", "torch | onnxruntime | tensorrt | auto"),
+    "backend": ("auto", "auto (on a CPU the faster of torch and onnxruntime, timed at configure) | torch | onnxruntime | tensorrt"),
     "device": ("cpu", "cpu | cuda | cuda:N | auto"),
     "use_sim_time": ("false", "use /clock (bag playback)"),
     "rviz": ("false", "start RViz showing the overlay"),

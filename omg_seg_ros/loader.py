@@ -50,7 +50,8 @@ def tracker_config_from(values: dict[str, Any]):
     return TrackerConfig(**{k: v for k, v in kw.items() if k in known})
 
 
-def build_session(values: dict[str, Any], warn: Callable[[str], None] = log.warning) -> VideoSession:
+def build_session(values: dict[str, Any], warn: Callable[[str], None] = log.warning,
+                  info: Callable[[str], None] = log.info) -> VideoSession:
     """Load the model named by the parameters and wrap it with tracking. Raises ModelLoadError."""
     from omg_seg_core.predict import build_predictor
 
@@ -95,13 +96,18 @@ def build_session(values: dict[str, Any], warn: Callable[[str], None] = log.warn
     long_side = int(values.get("input_long_side", 0)) or None
     threads = int(values.get("cpu_threads", 0)) or None
     _set_torch_threads(threads)
+    backend = values.get("backend", "auto")
+    device = str(values.get("device", "cpu"))
+    on_cpu = device == "cpu" or (device == "auto" and not _cuda_available())
     try:
         predictor = build_predictor(
             model, checkpoint=weights if isinstance(model, str) else None, backbone_weights=backbone_weights,
-            backend=values.get("backend", "torch"), device=values.get("device", "cpu"),
+            backend="torch" if backend == "auto" and on_cpu else backend, device=values.get("device", "cpu"),
             dtype=values.get("dtype", "float32"), long_side=long_side, vocabulary=vocab, threads=threads,
             spinning=bool(values.get("onnxruntime_spinning", False)))
         predictor.set_thresholds(**threshold_overrides(values))
+        if backend == "auto" and on_cpu:
+            _fastest_cpu_backend(predictor, threads, bool(values.get("onnxruntime_spinning", False)), warn, info)
     except (FileNotFoundError, ValueError, TypeError, KeyError, ImportError) as e:
         raise ModelLoadError(f"cannot load model '{cfg.name}' (backend {values.get('backend')}, device "
                              f"{values.get('device')}): {e}") from e
@@ -125,6 +131,52 @@ def build_session(values: dict[str, Any], warn: Callable[[str], None] = log.warn
             tcfg = tracker_config_from(values)
             tracker, targets = Tracker(tcfg), TargetManager(tcfg)
     return VideoSession(predictor, tracker=tracker, targets=targets, task=values.get("task", "panoptic"))
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _fastest_cpu_backend(predictor: Any, threads: Optional[int], spinning: bool, warn: Callable[[str], None],
+                         info: Callable[[str], None], repeats: int = 5) -> None:
+    """backend "auto" on a CPU: time the image graph of PyTorch eager and ONNX Runtime (exported once into the
+    cache) on a 4:3 frame at the predictor's size, keep the faster one and say so. ONNX Runtime failing to load
+    keeps PyTorch (with the reason)."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from omg_seg_core.predict.preprocess import preprocess
+    from omg_seg_core.runtime.select import make_backend
+
+    try:
+        ort = make_backend("onnxruntime", predictor.model, threads=threads, spinning=spinning,
+                           long_side=predictor.long_side, fallback=False, progress=info)
+    except Exception as e:  # noqa: BLE001 - any load failure means: PyTorch stays
+        warn(f"backend auto: ONNX Runtime unavailable ({type(e).__name__}: {e}); using torch")
+        return
+    side = predictor.long_side
+    x, _ = preprocess(np.full((side * 3 // 4, side, 3), 127, np.uint8), side, predictor.cfg.pad_size_divisor)
+    times = {}
+    for name, backend in (("torch", predictor.backend), ("onnxruntime", ort)):
+        runs = []
+        with torch.inference_mode():
+            for i in range(repeats + 2):
+                t0 = time.perf_counter()
+                backend.run_image(x)
+                if i >= 2:
+                    runs.append((time.perf_counter() - t0) * 1e3)
+        times[name] = float(np.median(runs))
+    best = min(times, key=times.get)
+    if best == "onnxruntime":
+        predictor.backend = ort
+    else:
+        ort.release()
+    info(f"backend auto: image graph {times['onnxruntime']:.1f} ms with onnxruntime, {times['torch']:.1f} ms with "
+         f"torch on this CPU -> {best}")
 
 
 _initial_torch_threads: Optional[int] = None

@@ -33,6 +33,7 @@ from std_msgs.msg import Header
 from omg_seg_core.video import VideoSession
 
 from . import params
+from .diagnostics import status
 from .guard import Guard
 from .msgs import DecodeError, MessageCodec, image_to_rgb, stamp_s
 from .loader import ModelLoadError, build_session, release_device_memory, threshold_overrides, tracker_config_from
@@ -112,7 +113,7 @@ class OmgSegNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         t0 = time.monotonic()
         try:
-            self.session = build_session(self.values(), warn=self.get_logger().warning)
+            self.session = build_session(self.values(), warn=self.get_logger().warning, info=self.get_logger().info)
         except ModelLoadError as e:
             self.get_logger().error(f"configure failed: {e}")
             return TransitionCallbackReturn.FAILURE
@@ -121,7 +122,8 @@ class OmgSegNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         self._released = False
         self.get_logger().info(
-            f"configured: model {self.session.predictor.cfg.name}, backend {self.p('backend')}, device "
+            f"configured: model {self.session.predictor.cfg.name}, backend {self.session.predictor.backend.name} "
+            f"(parameter {self.p('backend')}), device "
             f"{self.p('device')}, {len(self.session.class_names)} classes, task {self.p('task')} "
             f"({time.monotonic() - t0:.1f} s)")
         return TransitionCallbackReturn.SUCCESS
@@ -227,6 +229,7 @@ class OmgSegNode(LifecycleNode):
 
     def _process(self, frame: Frame) -> None:
         wait_ms = (time.monotonic() - frame.received) * 1000.0
+        t0 = time.perf_counter()
         try:
             rgb = image_to_rgb(frame.msg, int(self.p("limits.max_image_pixels")))  # Image or CompressedImage
         except DecodeError as e:
@@ -236,11 +239,17 @@ class OmgSegNode(LifecycleNode):
         session = self.session
         if session is None:
             return
+        decode_ms = (time.perf_counter() - t0) * 1e3
         result = session.step(rgb, stamp=frame.stamp_s)
         self.last_header = frame.header
         self._last_frame_time = time.monotonic()
-        self.outputs.publish_frame(frame.header, rgb, result)
-        self.stats.record(self._latency_ms(frame), result.model_ms, wait_ms, frame.stamp_s)
+        published = self.outputs.publish_frame(frame.header, rgb, result)
+        t = result.timings
+        stages = {"decode": decode_ms, **{k: t[k] for k in ("preprocess", "image_graph", "tracker", "recovery",
+                                                           "targets") if k in t}, **published}
+        if "task" in t:
+            stages["postprocess"] = t["task"]
+        self.stats.record(self._latency_ms(frame), result.model_ms, wait_ms, frame.stamp_s, stages)
 
     def _latency_ms(self, frame: Frame) -> float:
         """Image stamp -> outputs published (ROS clock, so sim time works); receive time if unstamped."""
@@ -256,37 +265,11 @@ class OmgSegNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         if not self.p("outputs.diagnostics"):
             return
-        s = self.stats.snapshot()
-        level, msg = 0, "ok"
-        if self._worker is None or not self._worker.is_alive():
-            level, msg = 2, "worker stopped"
-        elif self._last_frame_time is None or time.monotonic() - self._last_frame_time > 5.0:
-            level, msg = 1, "no input images"
-        elif self._recent_errors:
-            level, msg = 1, self._recent_errors[-1]
+        level, msg, values = status(self)
         self._recent_errors = []
-        pred = self.session.predictor if self.session is not None else None
-        values = {
-            "rate_hz": f"{s['rate_hz']:.2f}", "latency_p50_ms": f"{s['latency_p50_ms']:.1f}",
-            "latency_p95_ms": f"{s['latency_p95_ms']:.1f}", "model_p50_ms": f"{s['model_p50_ms']:.1f}",
-            "model_p95_ms": f"{s['model_p95_ms']:.1f}", "queue_wait_p50_ms": f"{s['queue_wait_p50_ms']:.1f}",
-            "overhead_p50_ms": f"{s['overhead_p50_ms']:.1f}", "overhead_p95_ms": f"{s['overhead_p95_ms']:.1f}",
-            "frames_received": self.mailbox.received, "frames_processed": s["processed"],
-            "frames_dropped": self.mailbox.dropped, "bad_frames": self.bad_frames, "errors": s["errors"],
-            "image_passes": self.session.image_passes if self.session is not None else 0,
-            "callback_errors": self.guard.count, "last_callback_error": self.guard.last,
-            "backend": self.p("backend"), "device": self.p("device"),
-            "model": pred.cfg.name if pred is not None else self.p("model"), "task": self.p("task"),
-            "num_classes": len(pred.class_names) if pred is not None else 0,
-            "input_topic": self._sub.topic_name if self._sub is not None else "",
-        }
-        if s["last"]:
-            last = s["last"]
-            values.update({"last_frame_stamp": f"{last['stamp']:.9f}", "last_frame_model_ms": f"{last['model_ms']:.2f}",
-                           "last_frame_latency_ms": f"{last['latency_ms']:.2f}"})
         self.outputs.publish_diagnostics(
             MessageCodec.rclpy().diagnostics_msg(self.get_name(), self.get_clock().now().to_msg(), level, msg, values,
-                                     hardware_id=str(self.p("device"))))
+                                                 hardware_id=str(self.p("device"))))
 
     # ------------------------------------------------------------------------------------------ parameters
     def _on_set_parameters(self, changes: list[Parameter]) -> SetParametersResult:

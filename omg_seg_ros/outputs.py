@@ -5,6 +5,7 @@ per-segment masks nobody listens to would add to the latency of the outputs some
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -72,22 +73,27 @@ class Outputs:
         pub = self.pubs.get(name)
         return pub is not None and bool(self.node.p(f"outputs.{name}")) and pub.get_subscription_count() > 0
 
-    def publish_frame(self, header: Header, rgb: np.ndarray, result) -> None:
+    def publish_frame(self, header: Header, rgb: np.ndarray, result) -> dict[str, float]:
+        """Build and publish every wanted output of one frame; returns ms per output (build + publish)."""
         seg, codec = result.segments, self.codec
-        # Cheapest first: consumers of detections/segments should not wait for full-frame label images.
-        if self.wanted("detections"):
-            self.pubs["detections"].publish(codec.detections_msg(seg, header))
-        if self.wanted("segments"):
-            self.pubs["segments"].publish(codec.segments_to_msg(seg, header))
-        if result.targets is not None and self.wanted("targets"):
-            self.pubs["targets"].publish(codec.segments_to_msg(result.targets, header, task="targets"))
-        if self.wanted("semantic"):
-            self.pubs["semantic"].publish(codec.semantic_image(seg, header))
-        if self.wanted("instance_ids"):
-            self.pubs["instance_ids"].publish(codec.instance_image(seg, header))
-        if self.wanted("overlay"):
-            shown = seg if result.targets is None else _with_targets(seg, result.targets)
-            self.pubs["overlay"].publish(codec.numpy_to_image(render_overlay(rgb, shown), "rgb8", header))
+        builders = [  # cheapest first: consumers of detections/segments do not wait for full-frame images
+            ("detections", lambda: codec.detections_msg(seg, header)),
+            ("segments", lambda: codec.segments_to_msg(seg, header)),
+            ("targets", lambda: codec.segments_to_msg(result.targets, header, task="targets")),
+            ("semantic", lambda: codec.semantic_image(seg, header)),
+            ("instance_ids", lambda: codec.instance_image(seg, header)),
+            ("overlay", lambda: codec.numpy_to_image(
+                render_overlay(rgb, seg if result.targets is None else _with_targets(seg, result.targets)), "rgb8",
+                header)),
+        ]
+        timings: dict[str, float] = {}
+        for name, build in builders:
+            if (name == "targets" and result.targets is None) or not self.wanted(name):
+                continue
+            t0 = time.perf_counter()
+            self.pubs[name].publish(build())
+            timings[f"out_{name}"] = (time.perf_counter() - t0) * 1e3
+        return timings
 
     def publish_label_info(self, class_names: Sequence[str], header: Optional[Header]) -> None:
         if self.label_pub is None or not self.node.p("outputs.label_info"):

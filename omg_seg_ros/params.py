@@ -24,7 +24,8 @@ CORE: list[tuple[str, Any, str]] = [
     ("weights", "", "checkpoint path; '' = the shipped models/<model>.pth"),
     ("backbone_weights", "", "open_clip ConvNeXt-L weights file (omg_seg_convl only)"),
     ("allow_random_weights", False, "run an UNTRAINED model when no checkpoint exists (plumbing tests only)"),
-    ("backend", "torch", "runtime: torch | onnxruntime | tensorrt | auto"),
+    ("backend", "auto", "runtime: auto (on a CPU the faster of torch and onnxruntime, timed at configure; on a "
+                        "GPU tensorrt, else onnxruntime, else torch) | torch | onnxruntime | tensorrt"),
     ("device", "cpu", "cpu | cuda | cuda:N | auto"),
     ("dtype", "float32", "float32 | float16 (GPU)"),
     ("input_long_side", 0, "resize the long image side to this before the model; 0 = the model's default"),

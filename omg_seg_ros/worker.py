@@ -84,13 +84,20 @@ class Stats:
         self.wait_ms: deque[float] = deque(maxlen=window)      # callback stored it -> worker took it
         self.overhead_ms: deque[float] = deque(maxlen=window)  # latency - model (transport in, wait, decode, publish)
         self.done_times: deque[float] = deque(maxlen=window)
+        #: per stage of a frame (decode, preprocess, image_graph, postprocess, tracker, recovery, targets,
+        #: out_<output> = message building + publish): ms of the last `window` frames
+        self.stages: dict[str, deque[float]] = {}
+        self._window = window
         self.processed = 0
         self.errors = 0
         #: the last frame's values, so a client can pair them with that frame's stamp (benchmarks)
         self.last: dict[str, float] = {}
 
-    def record(self, latency_ms: float, model_ms: float, wait_ms: float = 0.0, stamp_s: float = 0.0) -> None:
+    def record(self, latency_ms: float, model_ms: float, wait_ms: float = 0.0, stamp_s: float = 0.0,
+               stages: Optional[dict[str, float]] = None) -> None:
         with self._lock:
+            for name, ms in (stages or {}).items():
+                self.stages.setdefault(name, deque(maxlen=self._window)).append(float(ms))
             self.last = {"stamp": stamp_s, "latency_ms": latency_ms, "model_ms": model_ms, "wait_ms": wait_ms}
             self.latency_ms.append(latency_ms)
             self.model_ms.append(model_ms)
@@ -107,12 +114,13 @@ class Stats:
             over = np.asarray(self.overhead_ms, np.float64)
             t = list(self.done_times)
             last = dict(self.last)
+            stages = {k: float(np.percentile(v, 50)) for k, v in self.stages.items() if v}
         rate = (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
         pct = (lambda a, q: float(np.percentile(a, q)) if a.size else float("nan"))
         return {"rate_hz": rate, "latency_p50_ms": pct(lat, 50), "latency_p95_ms": pct(lat, 95),
                 "model_p50_ms": pct(mod, 50), "model_p95_ms": pct(mod, 95), "queue_wait_p50_ms": pct(wait, 50),
                 "overhead_p50_ms": pct(over, 50), "overhead_p95_ms": pct(over, 95),
-                "processed": self.processed, "errors": self.errors, "last": last}
+                "processed": self.processed, "errors": self.errors, "last": last, "stage_p50_ms": stages}
 
 
 __all__ = ["RequestError", "Frame", "FrameMailbox", "Stats"]

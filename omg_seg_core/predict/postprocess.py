@@ -12,6 +12,7 @@ upsampling all Q first (300 full-size masks at 1024^2 would cost ~1.3 GB).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -182,6 +183,28 @@ def panoptic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
     return seg
 
 
+@dataclass
+class InstanceResults:
+    """Official instance results kept per unique query (a query ranks for several classes with ONE mask).
+
+    unique: Segments, one row per query (its mask, box, embedding, query_index; class and score of its first
+    result); row: int64 [R] index into `unique` of each result, results in final order (score descending, stable);
+    scores float32 [R]; class_ids int64 [R]."""
+
+    unique: Segments
+    row: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+
+    def expand(self, class_names: Sequence[str]) -> Segments:
+        """One Segments row per result (the official output)."""
+        u, r = self.unique, self.row
+        return Segments(masks=u.masks[r], scores=self.scores, class_ids=self.class_ids,
+                        class_names=[class_names[i] for i in self.class_ids], is_thing=np.ones(len(r), bool),
+                        boxes=u.boxes[r], query_index=u.query_index[r],
+                        embeddings=None if u.embeddings is None else u.embeddings[r], task="instances")
+
+
 def instance_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, meta: ImageMeta, num_things: int,
                          class_names: Sequence[str], thresholds: TaskThresholds = TaskThresholds(),
                          query_feat: Optional[torch.Tensor] = None, near: Optional[np.ndarray] = None) -> Segments:
@@ -194,11 +217,22 @@ def instance_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
     `near` (not official): boxes [K, 4] xyxy in original pixels; only queries whose mask on the 1/4 grid has a
     cell overlapping one of them are kept (their full-resolution masks are not computed).
     """
+    return instance_results(cls_logits, mask_logits, meta, num_things, class_names, thresholds, query_feat,
+                            near).expand(class_names)
+
+
+def instance_results(cls_logits: torch.Tensor, mask_logits: torch.Tensor, meta: ImageMeta, num_things: int,
+                     class_names: Sequence[str], thresholds: TaskThresholds = TaskThresholds(),
+                     query_feat: Optional[torch.Tensor] = None, near: Optional[np.ndarray] = None
+                     ) -> InstanceResults:
+    """`instance_postprocess` with each query's mask computed and kept once (`InstanceResults`)."""
     c = _check(cls_logits, mask_logits, class_names)
     q = cls_logits.shape[0]
     emb_dim = None if query_feat is None else query_feat.shape[-1]
+    none = InstanceResults(Segments.empty(meta.ori_shape, "instances", emb_dim), np.zeros(0, np.int64),
+                           np.zeros(0, np.float32), np.zeros(0, np.int64))
     if q == 0 or c == 0:
-        return Segments.empty(meta.ori_shape, "instances", emb_dim)
+        return none
     scores = F.softmax(cls_logits.float(), dim=-1)[:, :-1]
     labels = torch.arange(c, device=scores.device).unsqueeze(0).repeat(q, 1).flatten(0, 1)
     k = min(int(thresholds.max_per_image), q * c)
@@ -216,7 +250,7 @@ def instance_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
     scores_per_image, labels_per_image = scores_per_image[keep], labels_per_image[keep]
     query_indices = query_indices[keep]
     if query_indices.numel() == 0:
-        return Segments.empty(meta.ori_shape, "instances", emb_dim)
+        return none
 
     # per unique query: binary mask and mean sigmoid inside it (identical to the official per-(query, class) rows)
     uq, inv = torch.unique(query_indices, return_inverse=True)
@@ -232,14 +266,21 @@ def instance_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
 
     order = torch.sort(det_scores, descending=True, stable=True).indices
     order = order[det_scores[order] >= thresholds.instance_score_thr]
-    rows = inv.cpu()[order]
-    qidx = query_indices.cpu()[order].tolist()
-    cls = labels_per_image.cpu()[order].tolist()
-    return Segments(
-        masks=binary[rows].numpy(), scores=det_scores[order].numpy(), class_ids=np.array(cls, np.int64),
-        class_names=[class_names[i] for i in cls], is_thing=np.ones(len(cls), bool),
-        query_index=np.array(qidx, np.int64), embeddings=_rows(query_feat, qidx), task="instances",
-    )
+    rows = inv.cpu()[order].numpy()
+    cls = labels_per_image.cpu()[order].numpy().astype(np.int64)
+    uq_list = uq.cpu().tolist()
+    first_cls = np.zeros(len(uq_list), np.int64)
+    first_score = np.zeros(len(uq_list), np.float32)
+    seen = set()
+    for r, cl, sc in zip(rows.tolist(), cls.tolist(), det_scores[order].tolist()):
+        if r not in seen:
+            seen.add(r)
+            first_cls[r], first_score[r] = cl, sc
+    unique = Segments(masks=binary.numpy(), scores=first_score, class_ids=first_cls,
+                      class_names=[class_names[i] for i in first_cls], is_thing=np.ones(len(uq_list), bool),
+                      query_index=np.array(uq_list, np.int64), embeddings=_rows(query_feat, uq_list),
+                      task="instances")
+    return InstanceResults(unique, rows.astype(np.int64), det_scores[order].numpy(), cls)
 
 
 def _touches(mask_logits: torch.Tensor, queries: torch.Tensor, boxes: np.ndarray, meta: ImageMeta,

@@ -30,7 +30,7 @@ from torch import nn
 from ..config import ModelConfig, TaskThresholds, checkpoint_thresholds, default_vocabulary_path
 from .edge_refine import refine_segments
 from ..model.classifier import classify
-from .postprocess import (instance_postprocess, panoptic_postprocess, prompt_postprocess,
+from .postprocess import (instance_results, panoptic_postprocess, prompt_postprocess,
                           semantic_postprocess)
 from .preprocess import (ImageMeta, original_to_resized_xy, point_prompt_boxes, preprocess, validate_image,
                          validate_prompts)
@@ -227,12 +227,30 @@ class OMGSegPredictor:
         if min_score is not None:
             th = replace(th, instance_score_thr=max(float(min_score), th.instance_score_thr))
         with self.timed("postprocess"):
-            seg = instance_postprocess(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names, th,
-                                       query_feat=feats.query_feat[0], near=near)
-            seg = split_apart_things(seg, th.split_apart_gap, th.split_apart_min_fraction)
+            res = instance_results(cls, feats.mask_logits[0], meta, self._vocab.num_things, self._names, th,
+                                   query_feat=feats.query_feat[0], near=near)
+            if len(res.row) == 0:
+                return res.expand(self._names)
+            # A query ranks for several classes with ONE mask: split and refine each query's mask once, then give
+            # every result its query's pieces (the same masks as splitting and refining per result).
+            pieces = split_apart_things(res.unique, th.split_apart_gap, th.split_apart_min_fraction)
+            source = np.searchsorted(res.unique.query_index, pieces.query_index)  # piece -> unique row
+            of_unique = [np.flatnonzero(source == u) for u in range(len(res.unique))]
+            result = np.concatenate([np.full(len(of_unique[u]), r) for r, u in enumerate(res.row)])
+            piece = np.concatenate([of_unique[u] for u in res.row])
+            added = len(piece) - len(res.row)
             # still at most max_per_image results, as the official output (pieces are in score order)
-            seg = seg.select(np.arange(th.max_per_image)) if len(seg) > th.max_per_image else seg
-            return self.edge_refine(seg, exclusive=False)
+            result, piece = result[:th.max_per_image], piece[:th.max_per_image]
+            used, inverse = np.unique(piece, return_inverse=True)
+            refined = self.edge_refine(pieces[used], exclusive=False)
+            cls_ids = res.class_ids[result]
+            out = Segments(masks=refined.masks[inverse], scores=res.scores[result], class_ids=cls_ids,
+                           class_names=[self._names[i] for i in cls_ids], is_thing=np.ones(len(result), bool),
+                           boxes=refined.boxes[inverse], query_index=pieces.query_index[piece],
+                           embeddings=None if pieces.embeddings is None else pieces.embeddings[piece],
+                           task="instances")
+            out.extra["split_apart"] = added
+            return out
 
     def semantic(self) -> Segments:
         """Mask2Former semantic inference -> one segment per present class (`Segments.semantic_map()`), borders
