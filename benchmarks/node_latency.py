@@ -80,16 +80,17 @@ def _diag_after(client: BenchClient, seconds: float) -> dict:
         return dict(client.diag or {})
 
 
-def _paced(client: BenchClient, player: Player, n: int) -> tuple[list, dict]:
-    """Send n frames one at a time; returns (stamps, {stamp: model ms of that frame})."""
+def _paced(client: BenchClient, player: Player, n: int, cycle: int = 8, pair: bool = True) -> tuple[list, dict]:
+    """Send n frames one at a time; returns (stamps, {stamp: model ms of that frame}); pair=False does not wait
+    for the diagnostics naming each frame (no model times; a closed loop at the node's own pace)."""
     stamps, model_of = [], {}
     for i in range(n):
-        s = next(iter(player.play(i % 8, i % 8 + 1)))
+        s = next(iter(player.play(i % cycle, i % cycle + 1)))
         end = time.monotonic() + 60
         while not client.complete(s) and time.monotonic() < end:
             time.sleep(0.002)
         # The node's diagnostics name the last frame's stamp and model time: pair them with this frame.
-        while time.monotonic() < end:
+        while pair and time.monotonic() < end:
             with client.lock:
                 d = dict(client.diag or {})
             if abs(float(d.get("last_frame_stamp", 0)) - (s[0] + s[1] * 1e-9)) < 1e-5:
@@ -213,6 +214,64 @@ def print_table(results: list[dict]) -> None:
               f"{c['node_cpu_percent']:>6.0f} {c['rss_end_mb']:>7.0f} {c['rss_growth_mb']:>8.1f}")
 
 
+def closed_loop(args: argparse.Namespace, log_dir: Path) -> dict:
+    """The node in a closed loop on the sample robot video (320x240, generated scenes the shipped model knows):
+    tracking on and one followed text target ("segment the red box", track: true); each frame is sent when the
+    previous one's outputs arrived. Against, in this process and the same run: `set_image + panoptic()` alone on
+    the same frames with the backend the node chose. Returns frames/s of both, their ratio and the node's
+    per-stage p50 from its diagnostics."""
+    from omg_seg_msgs.srv import SegmentText
+
+    from omg_seg_core.predict import build_predictor
+
+    folder = ROOT / "data" / "samples" / "robot_scene"
+    n_frames = len([p for p in folder.iterdir() if p.name.startswith("frame_")])
+    log = log_dir / "node_closed_loop.log"
+    node = _spawn(["-m", "omg_seg_ros.node", "--ros-args", "--params-file", str(ROOT / "config" / "perception.yaml"),
+                   "-p", "diagnostics_period:=0.2"], log=log)
+    client = player = None
+    try:
+        t0 = time.monotonic()
+        while "active: listening" not in log.read_text():
+            if node.poll() is not None or time.monotonic() - t0 > 600:
+                raise RuntimeError("node did not start:\n" + log.read_text()[-2000:])
+            time.sleep(0.5)
+        client = BenchClient()
+        player = Player([str(folder), "--rate", "100"])
+        time.sleep(3.0)  # let every subscription match
+        _paced(client, player, 5, cycle=n_frames)  # warm-up and a frame to request the target on
+        r = client.call(SegmentText, "/omg_seg/segment_text", SegmentText.Request(text="segment the red box",
+                                                                                 track=True))
+        t1 = time.monotonic()
+        stamps, _ = _paced(client, player, args.closed_loop, cycle=n_frames, pair=False)
+        node_fps = len(stamps) / (time.monotonic() - t1)
+        d = _diag_after(client, 0.5)
+    finally:
+        if player is not None:
+            player.close()
+        if client is not None:
+            client.close()
+        _stop(node)
+    backend = d.get("backend", "torch")
+    import cv2
+
+    frames = [cv2.imread(str(folder / f"frame_{i:03d}.jpg"))[:, :, ::-1].copy() for i in range(n_frames)]
+    kw = {} if backend == "torch" else {"backend": backend}
+    pred = build_predictor("omg_seg_tiny", **kw)
+    for f in frames[:3]:
+        pred.set_image(f)
+        pred.panoptic()
+    t2 = time.monotonic()
+    for i in range(args.closed_loop):
+        pred.set_image(frames[i % n_frames])
+        pred.panoptic()
+    alone_fps = args.closed_loop / (time.monotonic() - t2)
+    stages = {k[len("stage_"):-len("_p50_ms")]: float(v) for k, v in d.items() if k.startswith("stage_")}
+    return {"frames": len(stamps), "target_request": r.message, "backend": backend, "node_fps": node_fps,
+            "set_image_panoptic_fps": alone_fps, "ratio": node_fps / alone_fps,
+            "node_model_p50_ms": float(d.get("model_p50_ms", "nan")), "stage_p50_ms": stages}
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="320x240,640x480")
@@ -222,10 +281,22 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--allow-random-weights", action="store_true")
     ap.add_argument("--weights", default="", help="checkpoint (default: the shipped models/omg_seg_tiny.pth)")
     ap.add_argument("--json", type=Path, default=ROOT / "bench_results" / "node_latency.json")
+    ap.add_argument("--closed-loop", type=int, default=0, metavar="N",
+                    help="instead: N frames of the sample video in a closed loop with one followed target, vs "
+                         "set_image + panoptic() alone in the same run (frames/s, ratio, per-stage p50)")
     args = ap.parse_args(argv)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     args.json.parent.mkdir(parents=True, exist_ok=True)
+    if args.closed_loop:
+        res = closed_loop(args, args.json.parent)
+        print(f"\nclosed loop, {res['frames']} frames, backend {res['backend']}: node {res['node_fps']:.1f} frames/s, "
+              f"set_image + panoptic() alone {res['set_image_panoptic_fps']:.1f} frames/s -> {res['ratio']:.2f}x")
+        print("node stage p50 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(res["stage_p50_ms"].items(),
+                                                                                  key=lambda kv: -kv[1])))
+        args.json.write_text(json.dumps({"command": " ".join(sys.argv), "closed_loop": res}, indent=1))
+        print(f"wrote {args.json}")
+        return 0
     results = []
     for s in args.sizes.split(","):
         w, h = (int(v) for v in s.split("x"))

@@ -188,6 +188,17 @@ def _finish(path: Path, meta: dict[str, Any], slim: bool, check_ops: bool, progr
     return check_trt_ops(model) if check_ops else graph_ops(model)
 
 
+def _fold_deformable_grids(model: nn.Module) -> list:
+    """Switch the deformable attention layers to their export form (MSDeformAttn.fold_grid); returns them so the
+    caller switches them back."""
+    from ..model.ms_deform_attn import MSDeformAttn  # noqa: PLC0415
+
+    layers = [m for m in model.modules() if isinstance(m, MSDeformAttn)]
+    for m in layers:
+        m.fold_grid = True
+    return layers
+
+
 def export_onnx(model: nn.Module, out_dir: Path | str, input_size: tuple[int, int], *, max_prompts: int = 16,
                 variant: str = "image", fp16: bool = False, slim: bool = True, check_ops: bool = True,
                 progress: Progress = print) -> OnnxBundle:
@@ -234,6 +245,7 @@ def export_onnx(model: nn.Module, out_dir: Path | str, input_size: tuple[int, in
                  torch.tensor([[float(h), float(w)]], device=dev))
     files: dict[str, str] = {}
     op_lists: dict[str, dict[str, int]] = {}
+    folded = _fold_deformable_grids(model)
     for graph, mod, args, ins, outs in (("image", img_mod, ex, img_in, img_out),
                                         ("prompt", PromptGraph(model).eval(), prompt_ex, list(PROMPT_INPUTS),
                                          list(PROMPT_OUTPUTS))):
@@ -259,6 +271,8 @@ def export_onnx(model: nn.Module, out_dir: Path | str, input_size: tuple[int, in
             _finish(p16, dict(base, graph=graph, dtype="float16"), False, check_ops, progress)
             files[f"{graph}_fp16"] = p16.name
             progress(f"  {p16.name}: {p16.stat().st_size / 1e6:.1f} MB")
+    for m in folded:
+        m.fold_grid = False
     model.eval()
     manifest = dict(base, files=files, ops=op_lists, image_outputs=img_out,
                     exported=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), torch=torch.__version__,

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ..config import ModelConfig
 from .backend import ImageFeatures, PromptOutputs
 
-FORMAT = "omg_seg_onnx/1"
+FORMAT = "omg_seg_onnx/2"  # 2: deformable attention grids folded into one linear layer (MSDeformAttn.fold_grid)
 OPSET = 17
 IMAGE_INPUT = "image"
 HEAD_INPUTS = ("feat_s4", "feat_s8", "feat_s16", "feat_s32")

@@ -62,6 +62,8 @@ class TrackerConfig:
     target_min_similarity: float = 0.5  # minimum candidate similarity to accept a re-found target
     target_box_expand: float = 0.25     # the prompt box is the last box grown by this fraction per side
     target_use_prompt: bool = True      # also re-find targets with a box prompt on the cached features
+    target_prompt_every_frame: bool = False  # ... even when the frame's segment carrying the target's linked track
+                                        # id already answers it (False: skip that prompt, the tracker's match wins)
     target_reacquire_threshold: float = 0.8  # embedding cosine needed to re-acquire a target marked lost
 
     def __post_init__(self) -> None:

@@ -3,7 +3,8 @@
 A target keeps its query embedding(s), last mask and box. Each frame it is re-found from two candidates:
 
 * PROMPT: a box prompt (the last box grown by `target_box_expand` per side) run on the predictor's cached
-  image features (`predictor.prompt(boxes=...)`, all targets in one call) — SAM-style re-segmentation;
+  image features (`predictor.prompt(boxes=...)`, all targets in one call) — SAM-style re-segmentation; skipped
+  for a target whose frame candidate carries its linked tracker id (`target_prompt_every_frame` false, default);
 * FRAME: the best-matching segment of the frame's own (tracked) segments, by the same similarity the tracker
   uses (embedding cosine, IoU with the last mask, class) plus a bonus when the segment carries the tracker id
   the target was linked to.
@@ -189,10 +190,13 @@ class TargetManager:
             frame_segments = Segments.empty(size)
 
         found: dict[int, tuple[float, np.ndarray, np.ndarray, Optional[np.ndarray], str, int]] = {}
+        self._frame_candidates(frame_segments, found)
         active = [i for i, t in enumerate(self._targets) if t.state != LOST]
+        if not self.config.target_prompt_every_frame:  # the tracker's match of the linked track already answers
+            active = [i for i in active if not (i in found and self._targets[i].linked_track_id > 0
+                                               and found[i][5] == self._targets[i].linked_track_id)]
         if predictor is not None and self.config.target_use_prompt and active:
             self._prompt_candidates(predictor, active, size, found)
-        self._frame_candidates(frame_segments, found)
 
         for i, t in enumerate(self._targets):
             if i in found:
@@ -261,11 +265,13 @@ class TargetManager:
             t = self._targets[i]
             sim = float(self._similarity(t, (packed[k:k + 1], counts[k:k + 1]), res.boxes[k:k + 1],
                                          None if emb is None else emb[k:k + 1], "prompt", None)[0])
-            if sim >= self.config.target_min_similarity:
+            # the prompt wins ties with a frame candidate (as when it was looked at first)
+            if sim >= self.config.target_min_similarity and (i not in found or sim >= found[i][0]):
                 found[i] = (sim, res.masks[k], res.boxes[k], None if emb is None else emb[k], "prompt", 0)
 
     def _frame_candidates(self, seg: Segments, found: dict) -> None:
-        """Hungarian over targets x frame segments; a frame match replaces a prompt one only if better."""
+        """Hungarian over targets x frame segments (before the prompts, which replace a frame match only when at
+        least as similar)."""
         if not self._targets or len(seg) == 0:
             return
         cfg = self.config
