@@ -10,6 +10,8 @@ Conventions:
 - class_ids: int64 [N], index into the active vocabulary (things first, then stuff); -1 = no class (prompt).
 - track_ids: int64 [N], 0 = not tracked yet.
 - embeddings: float32 [N, D], the decoder's query features for each segment (used by tracking), or None.
+- boxes_3d: `Boxes3D` (metres, camera optical frame: x right, y down, z forward) when a depth image was given,
+  else None.
 """
 from __future__ import annotations
 
@@ -78,6 +80,71 @@ def mask_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
+#: Boxes3D.quality values: no usable depth pixel, fewer than the minimum number of points, a reliable answer.
+QUALITY_NO_DEPTH, QUALITY_FEW_POINTS, QUALITY_OK = 0, 1, 2
+
+
+@dataclass
+class Boxes3D:
+    """The 3D answer of N segments from a registered depth image (spatial/boxes3d.py computes it).
+
+    Frame: the colour camera's optical frame (REP 103: x right, y down, z forward), metres.
+    - position float32 [N, 3]: where the object is. Things: the centre of their box (completed behind the visible
+      surface, see boxes3d.py); stuff: the median of its points.
+    - surface float32 [N, 3]: the median of the segment's valid back-projected points (the robust centre of the
+      VISIBLE surface, nearer to the camera than `position` by about half the object's depth).
+    - size float32 [N, 3], rotation float32 [N, 3, 3]: the box centred at `position`; its axes are the columns of
+      `rotation` (identity = axis-aligned in the camera frame), `size` along those axes. Things only: stuff rows
+      have size 0 (a floor has no box).
+    - num_points int32 [N]: valid depth points used; quality uint8 [N]: QUALITY_* above. Rows below QUALITY_OK
+      have NaN position / surface and size 0.
+    - plane float32 [N, 4]: for the largest stuff regions, (nx, ny, nz, d) with n a unit normal towards the
+      camera and n . p + d = 0 on the plane; NaN elsewhere.
+    """
+
+    position: np.ndarray
+    surface: np.ndarray
+    size: np.ndarray
+    rotation: np.ndarray
+    num_points: np.ndarray
+    quality: np.ndarray
+    plane: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.position = np.asarray(self.position, np.float32).reshape(-1, 3)
+        n = self.position.shape[0]
+        self.surface = np.asarray(self.surface, np.float32).reshape(n, 3)
+        self.size = np.asarray(self.size, np.float32).reshape(n, 3)
+        self.rotation = np.asarray(self.rotation, np.float32).reshape(n, 3, 3)
+        self.num_points = np.asarray(self.num_points, np.int32).reshape(n)
+        self.quality = np.asarray(self.quality, np.uint8).reshape(n)
+        self.plane = np.asarray(self.plane, np.float32).reshape(n, 4)
+
+    def __len__(self) -> int:
+        return int(self.position.shape[0])
+
+    @property
+    def valid(self) -> np.ndarray:
+        """bool [N]: rows with a reliable position."""
+        return self.quality >= QUALITY_OK
+
+    @classmethod
+    def empty(cls, n: int = 0) -> "Boxes3D":
+        """n rows without any depth answer (QUALITY_NO_DEPTH)."""
+        nan3 = np.full((n, 3), np.nan, np.float32)
+        return cls(nan3, nan3.copy(), np.zeros((n, 3)), np.broadcast_to(np.eye(3), (n, 3, 3)), np.zeros(n),
+                   np.zeros(n), np.full((n, 4), np.nan))
+
+    def select(self, idx: np.ndarray) -> "Boxes3D":
+        return Boxes3D(self.position[idx], self.surface[idx], self.size[idx], self.rotation[idx], self.num_points[idx],
+                       self.quality[idx], self.plane[idx])
+
+    @classmethod
+    def cat(cls, parts: Sequence["Boxes3D"]) -> "Boxes3D":
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                     ("position", "surface", "size", "rotation", "num_points", "quality", "plane")))
+
+
 @dataclass
 class Segments:
     """N segments of one image (see module docstring for shapes and conventions)."""
@@ -93,6 +160,7 @@ class Segments:
     query_index: Optional[np.ndarray] = None  # int64 [N], which decoder query produced it (-1 = none)
     task: str = ""                          # "panoptic" | "instances" | "semantic" | "prompt" | "text" | "targets"
     extra: dict = field(default_factory=dict)
+    boxes_3d: Optional[Boxes3D] = None      # N rows, from a depth image (see Boxes3D); None without depth
 
     def __post_init__(self) -> None:
         self.masks = np.asarray(self.masks, dtype=bool)
@@ -113,6 +181,8 @@ class Segments:
             emb = np.asarray(self.embeddings, np.float32)
             # reshape(0, -1) is ambiguous for numpy, so empty results keep their given width.
             self.embeddings = emb.reshape(n, -1) if n else emb.reshape(0, emb.shape[-1] if emb.ndim > 1 else 0)
+        if self.boxes_3d is not None and len(self.boxes_3d) != n:
+            raise ValueError(f"Segments: {n} masks but {len(self.boxes_3d)} 3D boxes")
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])
@@ -143,6 +213,7 @@ class Segments:
             class_names=[self.class_names[i] for i in idx], is_thing=self.is_thing[idx], boxes=self.boxes[idx],
             track_ids=self.track_ids[idx], query_index=self.query_index[idx],
             embeddings=None if self.embeddings is None else self.embeddings[idx], extra=dict(self.extra),
+            boxes_3d=None if self.boxes_3d is None else self.boxes_3d.select(idx),
         )
 
     def __getitem__(self, index: Sequence[int] | np.ndarray | slice | int) -> "Segments":
@@ -154,7 +225,8 @@ class Segments:
     @classmethod
     def cat(cls, parts: Sequence["Segments"], task: Optional[str] = None) -> "Segments":
         """Rows of `parts` (same image size) in order, as one Segments. Embeddings are kept when every part has
-        them (of one width), else dropped; `task` defaults to the first part's; `extra` is the first part's."""
+        them (of one width), else dropped, and so are 3D boxes; `task` defaults to the first part's; `extra` is the
+        first part's."""
         if not parts:
             raise ValueError("Segments.cat needs at least one Segments")
         sizes = {p.image_size for p in parts}
@@ -165,6 +237,7 @@ class Segments:
         if all(e is not None for e in embs) and len({e.shape[1] for e in embs}) == 1:
             emb = np.concatenate(embs)
         first = parts[0]
+        b3 = [p.boxes_3d for p in parts]
         return cls(masks=np.concatenate([p.masks for p in parts]), scores=np.concatenate([p.scores for p in parts]),
                    class_ids=np.concatenate([p.class_ids for p in parts]),
                    class_names=[n for p in parts for n in p.class_names],
@@ -172,7 +245,8 @@ class Segments:
                    boxes=np.concatenate([p.boxes for p in parts]),
                    track_ids=np.concatenate([p.track_ids for p in parts]),
                    embeddings=emb, query_index=np.concatenate([p.query_index for p in parts]),
-                   task=first.task if task is None else task, extra=dict(first.extra))
+                   task=first.task if task is None else task, extra=dict(first.extra),
+                   boxes_3d=Boxes3D.cat(b3) if all(b is not None for b in b3) else None)
 
     def box_slice(self, i: int) -> tuple[int, int, int, int]:
         """Segment i's tight box as clipped integers (x0, y0, x1, y1) for slicing masks[i, y0:y1, x0:x1]; boxes

@@ -13,6 +13,9 @@ Order of one `step` (sam2's video predictor keeps its per-video state explicit t
    frame's segments missed, on the SAME cached features; `TargetManager.update` re-finds the persistent targets
    (prompt/text results registered with `track=True`). Without a tracker, things get per-frame ids 1..N.
 
+3. with a `DepthFrame` (depth registered to the frame + intrinsics, spatial/): every segment and target gets its 3D
+   answer (`Segments.boxes_3d`, camera optical frame, metres); requests on that frame get it too.
+
 Requests (`prompt`, `text`) run on the cached features of the latest frame, or on their own `image`. Every call
 holds `lock` (an RLock), so a request never interleaves with a frame. Errors: ValueError for a bad request,
 `NoFrameError` (a RuntimeError) for a request before any frame. Stamps are seconds.
@@ -26,6 +29,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .spatial import DepthConfig, DepthFrame, segment_boxes_3d
 from .structures import Segments
 
 #: The per-frame tasks a session can run.
@@ -56,8 +60,11 @@ class VideoSession:
     task: the per-frame task, one of TASKS.
     """
 
-    def __init__(self, predictor: Any, tracker: Any = None, targets: Any = None, task: str = "panoptic") -> None:
+    def __init__(self, predictor: Any, tracker: Any = None, targets: Any = None, task: str = "panoptic",
+                 depth_config: Optional[DepthConfig] = None) -> None:
         self.predictor = predictor
+        self.depth_config = depth_config or DepthConfig()
+        self.latest_depth: Optional[DepthFrame] = None  # the depth of the latest frame (None: 2D only)
         self.tracker = tracker
         self.targets = targets
         self.task = task
@@ -80,8 +87,12 @@ class VideoSession:
         self._task = task
 
     # ------------------------------------------------------------------------------------------ frames
-    def step(self, rgb: np.ndarray, stamp: Optional[float] = None, frame_index: Optional[int] = None) -> FrameResult:
-        """Run the task on one frame (RGB uint8 [H, W, 3]), track it and re-find the targets."""
+    def step(self, rgb: np.ndarray, stamp: Optional[float] = None, frame_index: Optional[int] = None,
+             depth: Optional[DepthFrame] = None) -> FrameResult:
+        """Run the task on one frame (RGB uint8 [H, W, 3]), track it and re-find the targets; with `depth` (metres
+        at the frame's H x W, see spatial.match_depth_size) every segment and target gets `boxes_3d`."""
+        if depth is not None and depth.depth_m.shape != rgb.shape[:2]:
+            raise ValueError(f"depth {depth.depth_m.shape} must match the image {rgb.shape[:2]}")
         with self.lock:
             t0 = time.perf_counter()
             self._set_image(rgb)
@@ -91,6 +102,13 @@ class VideoSession:
             timings = dict(getattr(self.predictor, "last_timings", {}) or {})
             timings["task"] = (time.perf_counter() - t1) * 1e3  # the task's post-processing, wall time
             result = self.track(seg, stamp, frame_index, resegmenter=self.predictor)
+            self.latest_depth = depth
+            if depth is not None:
+                t2 = time.perf_counter()
+                self.add_3d(result.segments)
+                if result.targets is not None:
+                    self.add_3d(result.targets)
+                result.timings["depth"] = (time.perf_counter() - t2) * 1e3
             result.timings = {**timings, **result.timings}
             result.model_ms = (time.perf_counter() - t0) * 1e3
             return result
@@ -135,6 +153,7 @@ class VideoSession:
         with self.lock:
             self._use_image(image)
             seg = self.predictor.prompt(points=points, point_labels=point_labels, boxes=boxes)
+            self._answer_3d(seg)
             return seg, (self.follow(seg, label, stamp) if track else [])
 
     def text(self, query: str, max_results: Optional[int] = None, *, image: Optional[np.ndarray] = None,
@@ -144,6 +163,7 @@ class VideoSession:
         with self.lock:
             self._use_image(image)
             seg = self.predictor.text(query, max_results=max_results)
+            self._answer_3d(seg)
             return seg, (self.follow(seg, query, stamp) if track else [])
 
     def follow(self, seg: Segments, label: str, stamp: Optional[float] = None) -> list[int]:
@@ -211,6 +231,18 @@ class VideoSession:
             if self.targets is not None:
                 self.targets.config = cfg
 
+    def add_3d(self, seg: Segments, depth: Optional[DepthFrame] = None) -> Segments:
+        """Fill `seg.boxes_3d` from `depth` (default: the latest frame's); unchanged without depth."""
+        depth = depth or self.latest_depth
+        if depth is not None and seg.image_size == depth.depth_m.shape:
+            seg.boxes_3d = segment_boxes_3d(seg, depth.depth_m, depth.camera, self.depth_config)
+        return seg
+
+    def _answer_3d(self, seg: Segments) -> None:
+        """A request answered on the latest frame's features gets that frame's 3D (a request image has no depth)."""
+        if not self._features_from_request:
+            self.add_3d(seg)
+
     # ------------------------------------------------------------------------------------------ internals
     def _set_image(self, rgb: np.ndarray) -> None:
         self.predictor.set_image(rgb)
@@ -222,6 +254,7 @@ class VideoSession:
         if image is not None:
             self._set_image(image)
             self._features_from_request = True
+            self.latest_depth = None  # the next frame brings its own
         elif self.image_size is None:
             raise NoFrameError("no frame yet: process a frame first or send an image with the request")
 

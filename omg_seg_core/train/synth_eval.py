@@ -9,7 +9,10 @@ predictor API only:
   transform) -> click mIoU; prompt(boxes=[gt box]) -> box mIoU (`eval/prompts.py`);
 - text(phrase): for every thing whose generated phrase singles it out, top-1 is correct when the first result's
   mask has IoU >= 0.5 with that thing; accuracy is split by whether its (colour, shape) combination is seen in
-  training or held out.
+  training or held out;
+- 3D (`eval/depth3d.py`): the panoptic things' `Boxes3D` from the frame's clean depth and from the depth-sensor
+  model (data/synth/depth_sensor.py), and from clean depth with the ground-truth masks (the depth step alone),
+  against each object's true 3D box; objects whose centre is 0.4-1.5 m from the camera.
 """
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ import numpy as np
 from ..data.synth import world
 from ..data.synth.generator import SynthFrame, SynthGenerator
 from ..eval.panoptic_quality import PanopticEvaluator, PanopticFrame, panoptic_from_segments
+from ..eval.depth3d import Depth3DEvaluator, format_depth_report
 from ..eval.prompts import PromptEvaluator
+from ..spatial import segment_boxes_3d
 from ..structures import mask_iou
 from ..eval.semantic import SemanticEvaluator
 from .data import click_point, mask_box
@@ -58,9 +63,13 @@ def evaluate_frames(predictor, frames: list[SynthFrame], progress: bool = False)
     sem = SemanticEvaluator(names)
     prompts = PromptEvaluator()
     ref = ReferringStats()
+    depth_evals = {k: Depth3DEvaluator() for k in DEPTH_MODES}
     for frame in tqdm(frames, desc="eval-synth", disable=not progress):
         predictor.set_image(frame.rgb)
-        pq.process(panoptic_from_segments(predictor.panoptic()), gt_panoptic(frame))
+        pan = predictor.panoptic()
+        pq.process(panoptic_from_segments(pan), gt_panoptic(frame))
+        if frame.depth is not None:
+            _process_depth(depth_evals, frame, pan)
         sem.process(predictor.semantic().semantic_map().astype(np.int64), frame.semantic)
         gt_masks = frame.masks()
         if len(gt_masks):
@@ -94,7 +103,26 @@ def evaluate_frames(predictor, frames: list[SynthFrame], progress: bool = False)
         "referring_counts": dict(ref.total),
         "per_class_pq": {k: v["pq"] for k, v in p["per_class"].items()},
         "per_class_iou": s["per_class"],
+        "depth_3d": {k: e.evaluate() for k, e in depth_evals.items()},
     }
+
+
+#: The 3D evaluations of eval-synth: predicted masks on clean / sensor-model depth, ground-truth masks on clean.
+DEPTH_MODES = ("clean", "noisy", "gt_masks_clean")
+
+
+def _process_depth(evals: dict[str, Depth3DEvaluator], frame: SynthFrame, pan) -> None:
+    things = frame.things()
+    ids = np.array([t.id for t in things], np.int32)
+    gt_masks = frame.panoptic[None] == ids[:, None, None]
+    centres = np.array([t.center_3d for t in things], np.float64).reshape(-1, 3)
+    sizes = np.array([t.size_3d for t in things], np.float64).reshape(-1, 3)
+    gt_seg = frame.to_segments()
+    for mode, seg, depth in (("clean", pan, frame.depth), ("noisy", pan, frame.sensor_depth()),
+                             ("gt_masks_clean", gt_seg, frame.depth)):
+        seg = seg[np.arange(len(seg))]  # a copy: boxes_3d is set per mode
+        seg.boxes_3d = segment_boxes_3d(seg, depth, frame.camera)
+        evals[mode].process(seg, gt_masks, centres, sizes)
 
 
 def heldout_frames(n: int, seed: int, size: tuple[int, int] = (320, 240), split: str = "heldout") -> list[SynthFrame]:
@@ -148,6 +176,8 @@ def format_report(m: dict[str, Any], speed: Optional[dict[str, float]] = None) -
         f"{m['referring_unseen']:.3f} (n={rc['unseen']}), positional phrases {m['referring_positional']:.3f} "
         f"(n={rc['positional']})",
     ]
+    for k, v in (m.get("depth_3d") or {}).items():
+        lines.append(format_depth_report(k, v))
     if speed:
         lines.append(f"speed: set_image+panoptic {speed['set_image_panoptic_ms']:.1f} ms, prompt {speed['prompt_ms']:.1f} "
                      f"ms, text {speed['text_ms']:.1f} ms (median of {speed['repeats']})")

@@ -8,7 +8,10 @@ Ground truth conventions (per `SynthFrame`):
 - ``panoptic`` int32 [H, W]: COCO-panoptic segment id per pixel, 0 = void. Things use their track id (1..999),
   stuff uses 1000 + stuff index (1000 floor, 1001 table, 1002 wall).
 - ``semantic`` uint16 [H, W]: class id (things first, then stuff; `world.CLASS_NAMES`), 65535 = void.
-- ``segments``: one `SegmentInfo` per segment id present; bbox is COCO xywh (x, y, width, height) in pixels.
+- ``segments``: one `SegmentInfo` per segment id present; bbox is COCO xywh (x, y, width, height) in pixels;
+  things carry their whole 3D box in the camera optical frame (``center_3d``, ``size_3d``, metres).
+- ``depth`` float32 [H, W]: clean metric depth (z, metres; NaN = nothing drawn) and ``camera`` its intrinsics;
+  `SynthFrame.sensor_depth()` gives the same depth through a depth-sensor noise model (depth_sensor.py).
 Things whose visible area is below ``min_area`` pixels are dropped and their pixels become void (a sliver at the
 image border is not a fair target for any task).
 """
@@ -22,6 +25,8 @@ import numpy as np
 from ...structures import SEMANTIC_IGNORE, Segments
 from . import world
 from .language import ThingRef, referring_phrases, stuff_phrase
+from ...spatial.camera import PinholeCamera
+from .depth_sensor import DepthNoise, object_boxes_3d, scene_camera, sensor_depth
 from .render import STUFF_LABEL_BASE, Renderer
 from .scene import Scene, SceneParams, sample_scene
 
@@ -42,6 +47,8 @@ class SegmentInfo:
     phrase: str = ""
     phrase_canonical: str = ""
     phrase_unique: bool = True
+    center_3d: Optional[tuple[float, float, float]] = None  # things: box centre, optical frame, metres
+    size_3d: Optional[tuple[float, float, float]] = None    # things: box extent along x, y, z (metres)
 
     @property
     def name(self) -> str:
@@ -62,6 +69,18 @@ class SynthFrame:
     index: int = 0                # frame index (single frames) or frame index within the sequence (video)
     sequence: Optional[int] = None  # video sequence index, None for single frames
     meta: dict = field(default_factory=dict)
+    depth: Optional[np.ndarray] = None    # float32 [H, W] clean metric depth (z, metres), NaN = nothing drawn
+    camera: Optional[PinholeCamera] = None  # intrinsics of rgb and depth
+
+    def sensor_depth(self, noise: Optional[DepthNoise] = None) -> np.ndarray:
+        """`depth` through the depth-sensor model (depth_sensor.py), seeded by (split, seed, sequence, index):
+        the same frame always gets the same noise, and no other random stream is touched."""
+        if self.depth is None:
+            raise ValueError("this frame has no depth")
+        code = world.SPLIT_SEED_CODE[self.split]
+        rng = np.random.default_rng([self.seed, code, 3, -1 if self.sequence is None else self.sequence, self.index]
+                                    if self.sequence is not None else [self.seed, code, 3, self.index])
+        return sensor_depth(self.depth, self.rgb, rng, noise or DepthNoise())
 
     @property
     def size(self) -> tuple[int, int]:
@@ -124,11 +143,14 @@ def frame_from_render(scene: Scene, rgb: np.ndarray, labels: np.ndarray, rng: np
         refs.append(ThingRef(by_uid[u].colour, by_uid[u].shape, by_uid[u].size,
                              float(sx.start + (cols * np.arange(len(cols))).sum() / max(cols.sum(), 1))))
     phrases = referring_phrases(refs, rng)
+    boxes_3d = object_boxes_3d(scene)
     segments = []
     for u, ph in zip(keep, phrases):
         o = by_uid[u]
+        c3, s3 = boxes_3d[u]
         segments.append(SegmentInfo(u, world.class_id(o.shape), True, bbox(u), int(counts[u]), u, o.colour, o.size,
-                                    o.shape, ph.text, ph.canonical, ph.unique))
+                                    o.shape, ph.text, ph.canonical, ph.unique, tuple(float(v) for v in c3),
+                                    tuple(float(v) for v in s3)))
     for k, name in enumerate(world.STUFF_CLASSES):
         lab = STUFF_LABEL_BASE + k
         if counts[lab] > 0:
@@ -168,9 +190,11 @@ class SynthGenerator:
                blur: Optional[float] = None) -> SynthFrame:
         """Render ``scene`` and derive its ground truth; ``blur`` = lens blur sigma in pixels (random if None)."""
         rgb, labels = self.renderer.render(scene)
+        depth = self.renderer.depth()
         rgb = _blur(rgb, float(rng.uniform(0.0, 0.8)) if blur is None else blur)
         panoptic, semantic, segments = frame_from_render(scene, rgb, labels, rng, self.min_area)
-        return SynthFrame(rgb, panoptic, semantic, segments, self.split, self.seed, index, sequence)
+        return SynthFrame(rgb, panoptic, semantic, segments, self.split, self.seed, index, sequence, depth=depth,
+                          camera=scene_camera(scene, self.width, self.height))
 
     def frame(self, index: int) -> SynthFrame:
         """Frame ``index`` of this split and seed (independent of any other call)."""

@@ -22,6 +22,8 @@ from .meshes import shape_mesh
 from .scene import Scene, Surface
 from .textures import texture_image
 
+#: Near and far planes of the camera projection (Camera.projection_matrix's defaults), for linearising depth.
+NEAR_M, FAR_M = 0.05, 30.0
 #: Labels in the label buffer: 0 = nothing drawn, 1..999 = thing uid, STUFF_LABEL_BASE + k = world.STUFF_CLASSES[k].
 STUFF_LABEL_BASE = 1000
 EGL_PACKAGES = "libegl1 libegl-mesa0 libgl1-mesa-dri libgles2"
@@ -278,6 +280,17 @@ class Renderer:
         rgb = np.frombuffer(self.fbo.read(components=3, attachment=0), np.uint8).reshape(h, w, 3)[::-1]
         lab = np.frombuffer(self.fbo.read(components=1, attachment=1, dtype="f4"), np.float32).reshape(h, w)[::-1]
         return np.ascontiguousarray(rgb), np.rint(lab).astype(np.int32)
+
+    def depth(self, near: float = NEAR_M, far: float = FAR_M) -> np.ndarray:
+        """Metric depth of the last `render` (the depth buffer, linearised): float32 [H, W], the z distance in
+        metres along the camera's optical axis (REP 118), NaN where nothing was drawn. `near`/`far` must be the
+        projection's planes (Camera.projection_matrix defaults)."""
+        w, h = self.size
+        d = np.frombuffer(self.fbo.read(components=1, attachment=-1, dtype="f4"), np.float32).reshape(h, w)[::-1].astype(np.float64)
+        z_ndc = 2.0 * d - 1.0
+        z = 2.0 * far * near / ((far + near) - z_ndc * (far - near))
+        z[d >= 1.0] = np.nan
+        return np.ascontiguousarray(z, dtype=np.float32)
 
     def release(self) -> None:
         self.ctx.release()
