@@ -3,7 +3,8 @@
 Level: 2 (error) when the worker stopped, 1 (warning) without input images for 5 s or after a recent error,
 else 0. Values (strings): rates and latencies (p50 / p95 over the last 300 frames), frame counters, the per-stage
 p50 of a frame's work (`stage_<name>_p50_ms`: decode, preprocess, image_graph, postprocess, tracker, recovery,
-targets, out_<output> = that message's building + publishing), the backend actually running, errors.
+targets, depth, out_<output> = that message's building + publishing), the backend actually running, errors, and with
+depth.enabled the depth pairing counters (depth_input.py).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def status(node: Any) -> tuple[int, str, dict[str, Any]]:
         "model": pred.cfg.name if pred is not None else node.p("model"), "task": node.p("task"),
         "num_classes": len(pred.class_names) if pred is not None else 0,
         "input_topic": node._sub.topic_name if node._sub is not None else "",
+        **node.depth_input.diagnostics(),
     }
     if s["last"]:
         last = s["last"]

@@ -130,7 +130,10 @@ def build_session(values: dict[str, Any], warn: Callable[[str], None] = log.warn
         else:
             tcfg = tracker_config_from(values)
             tracker, targets = Tracker(tcfg), TargetManager(tcfg)
-    return VideoSession(predictor, tracker=tracker, targets=targets, task=values.get("task", "panoptic"))
+    from .params import depth_config_from
+
+    return VideoSession(predictor, tracker=tracker, targets=targets, task=values.get("task", "panoptic"),
+                        depth_config=depth_config_from(values))
 
 
 def _cuda_available() -> bool:

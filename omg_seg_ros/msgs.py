@@ -28,6 +28,8 @@ import numpy as np
 
 from omg_seg_core.structures import SEMANTIC_IGNORE, Segments, masks_to_boxes
 
+from .msgs3d import Spatial3DEncoders, camera_from_info, depth_from_msg
+
 #: Colour encodings accepted as input -> (channels, channel order).
 INPUT_ENCODINGS: dict[str, tuple[int, str]] = {
     "rgb8": (3, "rgb"), "bgr8": (3, "bgr"), "mono8": (1, "mono"), "8uc1": (1, "mono"), "rgba8": (4, "rgb"),
@@ -36,7 +38,7 @@ INPUT_ENCODINGS: dict[str, tuple[int, str]] = {
 #: Encodings of the images the codec writes (and `image_to_numpy` reads) -> (channels, numpy dtype).
 OUTPUT_ENCODINGS: dict[str, tuple[int, np.dtype]] = {
     "rgb8": (3, np.dtype(np.uint8)), "mono8": (1, np.dtype(np.uint8)), "8uc1": (1, np.dtype(np.uint8)),
-    "mono16": (1, np.dtype(np.uint16)), "16uc1": (1, np.dtype(np.uint16)),
+    "mono16": (1, np.dtype(np.uint16)), "16uc1": (1, np.dtype(np.uint16)), "16UC1": (1, np.dtype(np.uint16)),
 }
 #: Default largest image (pixels): refused before anything is allocated or decoded (a corrupt header can claim
 #: 4 billion pixels, a 200 kB PNG 67 million). The node's parameter limits.max_image_pixels sets it.
@@ -222,8 +224,8 @@ def prompts_from_msg(msg: Any) -> list[Prompt]:
 
 
 # ---------------------------------------------------------------------------------------------- encoders
-class MessageCodec:
-    """Builds messages of one message library (module docstring).
+class MessageCodec(Spatial3DEncoders):
+    """Builds messages of one message library (module docstring; 3D messages: msgs3d.py).
 
     resolve: full type name ("sensor_msgs/msg/Image") -> message class; byte_array: uint8 numpy array -> what the
     library's uint8[] fields hold; byte_value: int -> a `byte` field's value.
@@ -336,7 +338,7 @@ class MessageCodec:
                 score=score if np.isfinite(score) else 0.0, is_thing=bool(seg.is_thing[i]),
                 roi=self.new("sensor_msgs/msg/RegionOfInterest", x_offset=x0, y_offset=y0, height=y1 - y0,
                              width=x1 - x0, do_rectify=False),
-                mask=self._image(crop, "mono8", header)))
+                mask=self._image(crop, "mono8", header), **self.segment_3d_fields(seg, i)))
         return self.new("omg_seg_msgs/msg/SegmentArray", header=header, image_height=int(h), image_width=int(w),
                         task=task if task is not None else (seg.task or ""), segments=items)
 
@@ -400,4 +402,4 @@ class MessageCodec:
 
 __all__ = ["MessageCodec", "DecodeError", "Prompt", "INPUT_ENCODINGS", "OUTPUT_ENCODINGS", "MAX_PIXELS", "stamp_ns",
            "stamp_s", "is_compressed", "is_empty_image", "image_to_rgb", "image_to_numpy", "label_to_array",
-           "segments_from_msg", "label_info_names", "prompts_from_msg"]
+           "segments_from_msg", "label_info_names", "prompts_from_msg", "depth_from_msg", "camera_from_info"]

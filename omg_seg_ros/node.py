@@ -33,6 +33,7 @@ from std_msgs.msg import Header
 from omg_seg_core.video import VideoSession
 
 from . import params
+from .depth_input import DepthInput
 from .diagnostics import status
 from .guard import Guard
 from .msgs import DecodeError, MessageCodec, image_to_rgb, stamp_s
@@ -59,6 +60,7 @@ class OmgSegNode(LifecycleNode):
         self.mailbox = FrameMailbox()
         self.stats = Stats()
         self.outputs = Outputs(self)
+        self.depth_input = DepthInput(self)
         self.last_header: Optional[Header] = None
         self.bad_frames = 0
         self.active = False
@@ -140,6 +142,7 @@ class OmgSegNode(LifecycleNode):
         self._worker = threading.Thread(target=self._worker_loop, name="omg_seg_worker", daemon=True)
         self._worker.start()
         self._subscribe()
+        self.depth_input.subscribe()
         self._diag_timer = self._diagnostics_timer(float(self.p("diagnostics_period")))
         self.active = True
         self.get_logger().info(f"active: listening on {self._sub.topic_name} ({self.p('qos.reliability')})")
@@ -177,6 +180,7 @@ class OmgSegNode(LifecycleNode):
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
+        self.depth_input.unsubscribe()
         if self._resubscribe_timer is not None:
             self.destroy_timer(self._resubscribe_timer)
             self._resubscribe_timer = None
@@ -239,14 +243,15 @@ class OmgSegNode(LifecycleNode):
         session = self.session
         if session is None:
             return
+        depth = self.depth_input.pair(frame.stamp_s, rgb.shape[:2])
         decode_ms = (time.perf_counter() - t0) * 1e3
-        result = session.step(rgb, stamp=frame.stamp_s)
+        result = session.step(rgb, stamp=frame.stamp_s, depth=depth)
         self.last_header = frame.header
         self._last_frame_time = time.monotonic()
-        published = self.outputs.publish_frame(frame.header, rgb, result)
+        published = self.outputs.publish_frame(frame.header, rgb, result, depth)
         t = result.timings
         stages = {"decode": decode_ms, **{k: t[k] for k in ("preprocess", "image_graph", "tracker", "recovery",
-                                                           "targets") if k in t}, **published}
+                                                           "targets", "depth") if k in t}, **published}
         if "task" in t:
             stages["postprocess"] = t["task"]
         self.stats.record(self._latency_ms(frame), result.model_ms, wait_ms, frame.stamp_s, stages)
@@ -284,6 +289,8 @@ class OmgSegNode(LifecycleNode):
             if any(k.startswith("tracking.") and k != "tracking.enabled" for k in new):
                 merged = {**self.values(), **new}
                 tracker_config_from(merged)  # raises ValueError naming the bad field
+            if any(k.startswith("depth.") for k in new):
+                params.depth_config_from({**self.values(), **new})  # raises ValueError naming the bad field
             if "vocabulary_file" in new and self.session is not None:
                 self._apply_vocabulary_file(new["vocabulary_file"])
         except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
@@ -312,13 +319,15 @@ class OmgSegNode(LifecycleNode):
         trk = {k: v for k, v in new.items() if k.startswith("tracking.") and k != "tracking.enabled"}
         if trk and session is not None:
             session.set_tracker_config(tracker_config_from({**self.values(), **new}))
+        if session is not None and any(k.startswith("depth.") for k in new):
+            session.depth_config = params.depth_config_from({**self.values(), **new})
         if "tracking.enabled" in new and session is not None:
             self.get_logger().info("tracking.enabled takes effect at the next configure")
         if any(k in params.RECONFIGURE for k in new):
             self.get_logger().info(f"{sorted(k for k in new if k in params.RECONFIGURE)} take effect at the next "
                                    "configure (deactivate, cleanup, configure, activate)")
         if (self.active and self._resubscribe_timer is None
-                and any(k in new for k in ("qos.reliability", "qos.depth", "input.compressed"))):
+                and any(k in new for k in ("qos.reliability", "qos.depth", "input.compressed", "depth.enabled"))):
             # Applied after the callback returns so the new values are visible to _subscribe; one pending
             # re-subscription serves every input parameter changed meanwhile (several timers spun forever).
             self._resubscribe_timer = self.create_timer(
@@ -337,7 +346,9 @@ class OmgSegNode(LifecycleNode):
             self.destroy_timer(timer)
         if self.active:
             self._subscribe()
-            self.get_logger().info(f"input now {self._sub.topic_name}, reliability {self.p('qos.reliability')}")
+            self.depth_input.subscribe()
+            self.get_logger().info(f"input now {self._sub.topic_name}, reliability {self.p('qos.reliability')}, "
+                                   f"depth {'on' if self.depth_input.enabled else 'off'}")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -27,16 +27,28 @@ TOPICS = {
     "segments": ("SegmentArray", "~/output/segments"),
     "overlay": ("Image", "~/output/overlay"),
     "targets": ("SegmentArray", "~/output/targets"),
+    # with depth (depth.enabled and a paired depth image): 3D in the colour camera's optical frame
+    "detections_3d": ("Detection3DArray", "~/output/detections_3d"),
+    "markers": ("MarkerArray", "~/output/markers"),
+    "points": ("PointCloud2", "~/output/points"),
 }
 
 
 def _msg_type(name: str):
     if name == "Image":
         return Image
-    if name == "Detection2DArray":
-        from vision_msgs.msg import Detection2DArray
+    if name in ("Detection2DArray", "Detection3DArray"):
+        import vision_msgs.msg
 
-        return Detection2DArray
+        return getattr(vision_msgs.msg, name)
+    if name == "MarkerArray":
+        from visualization_msgs.msg import MarkerArray
+
+        return MarkerArray
+    if name == "PointCloud2":
+        from sensor_msgs.msg import PointCloud2
+
+        return PointCloud2
     from omg_seg_msgs.msg import SegmentArray
 
     return SegmentArray
@@ -51,6 +63,7 @@ class Outputs:
         self.pubs: dict[str, Any] = {}
         self.label_pub = None
         self.diag_pub = None
+        self.marker_ids: list[int] = []  # markers drawn by the last MarkerArray (deleted when their object goes)
 
     def create(self) -> None:
         self.destroy()
@@ -68,13 +81,15 @@ class Outputs:
                 self.node.destroy_publisher(pub)
         self.pubs = {}
         self.label_pub = self.diag_pub = None
+        self.marker_ids = []
 
     def wanted(self, name: str) -> bool:
         pub = self.pubs.get(name)
         return pub is not None and bool(self.node.p(f"outputs.{name}")) and pub.get_subscription_count() > 0
 
-    def publish_frame(self, header: Header, rgb: np.ndarray, result) -> dict[str, float]:
-        """Build and publish every wanted output of one frame; returns ms per output (build + publish)."""
+    def publish_frame(self, header: Header, rgb: np.ndarray, result, depth=None) -> dict[str, float]:
+        """Build and publish every wanted output of one frame (3D ones when `depth`, the frame's DepthFrame, is
+        given); returns ms per output (build + publish)."""
         seg, codec = result.segments, self.codec
         builders = [  # cheapest first: consumers of detections/segments do not wait for full-frame images
             ("detections", lambda: codec.detections_msg(seg, header)),
@@ -85,15 +100,27 @@ class Outputs:
             ("overlay", lambda: codec.numpy_to_image(
                 render_overlay(rgb, seg if result.targets is None else _with_targets(seg, result.targets)), "rgb8",
                 header)),
+            ("detections_3d", lambda: codec.detections_3d_msg(seg, header)),
+            ("markers", lambda: self._markers(seg, header)),
+            ("points", lambda: codec.points_msg(seg, rgb, depth.depth_m, depth.camera, header,
+                                                int(self.node.p("points.decimation")))),
         ]
         timings: dict[str, float] = {}
+        if depth is None and self.marker_ids and self.wanted("markers"):
+            self.pubs["markers"].publish(self._markers(seg[[]], header))  # no depth now: take the boxes down
         for name, build in builders:
             if (name == "targets" and result.targets is None) or not self.wanted(name):
+                continue
+            if name in ("detections_3d", "markers", "points") and depth is None:
                 continue
             t0 = time.perf_counter()
             self.pubs[name].publish(build())
             timings[f"out_{name}"] = (time.perf_counter() - t0) * 1e3
         return timings
+
+    def _markers(self, seg, header):
+        msg, self.marker_ids = self.codec.markers_msg(seg, header, self.marker_ids)
+        return msg
 
     def publish_label_info(self, class_names: Sequence[str], header: Optional[Header]) -> None:
         if self.label_pub is None or not self.node.p("outputs.label_info"):

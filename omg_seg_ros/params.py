@@ -53,10 +53,19 @@ CORE: list[tuple[str, Any, str]] = [
     ("limits.max_text_length", 512, "longest ~/segment_text text, in characters"),
     ("limits.max_results", 1000, "largest max_results of one ~/segment_text request"),
     ("limits.max_vocabulary", 2000, "most classes in a vocabulary (~/set_vocabulary, vocabulary_file)"),
+    ("depth.enabled", False, "subscribe to ~/input/depth (16UC1 mm or 32FC1 m, registered to the colour image) and "
+                             "~/input/camera_info (the colour camera's) and give every segment, target and answer "
+                             "its 3D position (docs/ros.md, 'Depth and 3D')"),
+    ("depth.max_skew_ms", 50.0, "pair a colour frame with the depth image nearest in stamp within this many ms; "
+                                "without one the frame is published in 2D only (never held back)"),
+    ("outputs.detections_3d", True, "publish ~/output/detections_3d (vision_msgs/Detection3DArray; with depth)"),
+    ("outputs.markers", True, "publish ~/output/markers (visualization_msgs/MarkerArray boxes + labels; with depth)"),
+    ("outputs.points", False, "publish ~/output/points (labelled sensor_msgs/PointCloud2; with depth)"),
+    ("points.decimation", 4, "~/output/points keeps every N-th pixel of every N-th row"),
 ]
 
 #: Applied immediately when changed at run time.
-RUNTIME_PREFIXES = ("outputs.", "tracking.", "limits.")
+RUNTIME_PREFIXES = ("outputs.", "tracking.", "limits.", "depth.", "points.")
 RUNTIME = {"task", "vocabulary_file", "qos.reliability", "qos.depth", "input.compressed", "diagnostics_period"}
 #: Never changed after start-up (ROS read_only): set them in the YAML or on the command line.
 READ_ONLY = {"autostart"}
@@ -93,6 +102,10 @@ RANGES: dict[str, tuple[float, float]] = {
     **{f"tracking.{n}": (0, 1_000_000) for n in ("tentative_max_age", "max_age", "reid_max_age", "reid_memory_size",
                                                   "motion_horizon", "target_max_lost_frames", "recover_max_gap")},
     "tracking.stuff_id_offset": (2, 2**31 - 1),
+    "depth.max_skew_ms": (0.0, 10000.0), "depth.min_m": (0.0, 1000.0), "depth.max_m": (0.001, 1000.0),
+    "depth.erode_px": (0, 64), "depth.min_points": (1, 1_000_000), "depth.percentile": (0.0, 49.0),
+    "depth.outlier_mads": (0.1, 100.0), "depth.outlier_min_m": (0.0, 10.0), "depth.planes": (0, 100),
+    "depth.max_points": (1, 10_000_000), "points.decimation": (1, 64),
 }
 
 
@@ -143,8 +156,24 @@ def tracker_params() -> list[tuple[str, Any, str]]:
     return out
 
 
+def depth_params() -> list[tuple[str, Any, str]]:
+    """DepthConfig fields as `depth.<name>` parameters (spatial/config.py documents each)."""
+    from omg_seg_core.spatial import DepthConfig
+
+    d = DepthConfig()
+    return [(f"depth.{f.name}", getattr(d, f.name), f"DepthConfig.{f.name}") for f in fields(DepthConfig)]
+
+
+def depth_config_from(values: dict[str, Any]):
+    """DepthConfig from the node's `depth.*` values (ValueError naming a bad field)."""
+    from omg_seg_core.spatial import DepthConfig
+
+    return DepthConfig(**{f.name: values[f"depth.{f.name}"] for f in fields(DepthConfig)
+                          if f"depth.{f.name}" in values})
+
+
 def all_params() -> list[tuple[str, Any, str]]:
-    return CORE + threshold_params() + tracker_params()
+    return CORE + threshold_params() + tracker_params() + depth_params()
 
 
 def coerce(name: str, default: Any, value: Any) -> Any:
@@ -233,4 +262,4 @@ def latched_qos():
 
 __all__ = ["CORE", "RUNTIME", "RUNTIME_PREFIXES", "RECONFIGURE", "READ_ONLY", "UNIT_THRESHOLDS", "THRESHOLD_DEFAULTS",
            "RANGES", "descriptor", "all_params", "threshold_params", "is_model_default",
-           "tracker_params", "coerce", "validate", "input_qos", "latched_qos"]
+           "tracker_params", "depth_params", "depth_config_from", "coerce", "validate", "input_qos", "latched_qos"]

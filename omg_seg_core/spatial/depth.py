@@ -14,8 +14,8 @@ from typing import Any, Generic, Optional, TypeVar
 
 import numpy as np
 
-#: Depth encodings understood, and their unit in metres.
-DEPTH_ENCODINGS = {"16UC1": 0.001, "mono16": 0.001, "32FC1": 1.0}
+#: Depth encodings understood (sensor_msgs image_encodings; matched case-insensitively), and their unit in metres.
+DEPTH_ENCODINGS = {"16UC1": 0.001, "MONO16": 0.001, "32FC1": 1.0}
 
 #: Two images have "the same aspect" when W/H differ by less than this fraction.
 ASPECT_TOLERANCE = 0.01
@@ -24,12 +24,12 @@ ASPECT_TOLERANCE = 0.01
 def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
     """Raw depth [H, W] (uint16 millimetres for 16UC1 / mono16, float32 metres for 32FC1) -> float32 metres, NaN
     where invalid (0, NaN, +-inf). ValueError for another encoding or shape."""
-    if encoding not in DEPTH_ENCODINGS:
+    if str(encoding).upper() not in DEPTH_ENCODINGS:
         raise ValueError(f"unsupported depth encoding '{encoding}': use 16UC1 (millimetres) or 32FC1 (metres)")
     d = np.asarray(depth)
     if d.ndim != 2:
         raise ValueError(f"a depth image must be [H, W], got shape {d.shape}")
-    out = d.astype(np.float32) * np.float32(DEPTH_ENCODINGS[encoding])
+    out = d.astype(np.float32) * np.float32(DEPTH_ENCODINGS[str(encoding).upper()])
     out[~np.isfinite(out) | (out <= 0)] = np.nan
     return out
 
