@@ -4,6 +4,9 @@
 
 Arguments (each overrides the parameters file):
     image_topic   input sensor_msgs/Image topic (the compressed variant is <image_topic>/compressed)
+    depth         true: 3D from a registered depth camera (node parameter depth.enabled)
+    depth_topic   depth image registered to the colour image (16UC1 mm / 32FC1 m), e.g. RealSense's aligned one
+    camera_info_topic  the COLOUR camera's sensor_msgs/CameraInfo
     params_file   ros__parameters YAML (default: the package's config/perception.yaml)
     model         omg_seg_tiny | omg_seg_convl
     weights       checkpoint path ('' = the shipped models/<model>.pth)
@@ -28,6 +31,9 @@ PACKAGE = "omg_seg_ros"
 #: launch argument -> (default, description); arguments named like a node parameter override it.
 ARGUMENTS = {
     "image_topic": ("/camera/image_raw", "input image topic"),
+    "depth": ("false", "3D answers from a registered depth camera (node parameter depth.enabled)"),
+    "depth_topic": ("/camera/aligned_depth_to_color/image_raw", "depth image registered to the colour image"),
+    "camera_info_topic": ("/camera/color/camera_info", "the colour camera's CameraInfo"),
     "params_file": (None, "parameters YAML (default: <share>/config/perception.yaml)"),
     "model": ("omg_seg_tiny", "model name"),
     "weights": ("", "checkpoint path; '' = shipped models/<model>.pth"),
@@ -49,6 +55,7 @@ def generate_launch_description() -> LaunchDescription:
     params_file = LaunchConfiguration("params_file")
     overrides = {name: LaunchConfiguration(name) for name in NODE_PARAMETERS if name != "use_sim_time"}
     overrides["use_sim_time"] = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+    overrides["depth.enabled"] = ParameterValue(LaunchConfiguration("depth"), value_type=bool)
     image_topic = LaunchConfiguration("image_topic")
     # Shared memory large enough for camera images (see the XML); a profile the user already set wins.
     profile = os.path.join(share, "config", "perception_fastdds.xml")
@@ -66,6 +73,8 @@ def generate_launch_description() -> LaunchDescription:
         remappings=[
             ("~/input/image", image_topic),
             ("~/input/image/compressed", [image_topic, "/compressed"]),
+            ("~/input/depth", LaunchConfiguration("depth_topic")),
+            ("~/input/camera_info", LaunchConfiguration("camera_info_topic")),
         ],
     )
     rviz = Node(

@@ -28,7 +28,9 @@ import numpy as np
 
 from omg_seg_core.structures import SEMANTIC_IGNORE, Segments, masks_to_boxes
 
-from .msgs3d import Spatial3DEncoders, camera_from_info, depth_from_msg
+from omg_seg_core.spatial import DEPTH_ENCODINGS, PinholeCamera, depth_to_metres
+
+from .msgs3d import Spatial3DEncoders
 
 #: Colour encodings accepted as input -> (channels, channel order).
 INPUT_ENCODINGS: dict[str, tuple[int, str]] = {
@@ -170,6 +172,35 @@ def label_to_array(msg: Any) -> np.ndarray:
     if enc in ("mono8", "8uc1"):
         a[a == 255] = SEMANTIC_IGNORE  # top value means unlabelled in both widths (ros_conventions.md)
     return a
+
+
+def depth_from_msg(msg: Any, max_pixels: int) -> np.ndarray:
+    """sensor_msgs/Image (16UC1 / mono16 mm, 32FC1 m) -> float32 [H, W] metres, NaN = no reading.
+    Raises msgs.DecodeError naming the problem."""
+    enc = str(msg.encoding)
+    if enc.upper() not in DEPTH_ENCODINGS:
+        raise DecodeError("depth encoding", f"'{enc}' is not a depth encoding: use 16UC1 (mm) or 32FC1 (m)")
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    _check_size(w, h, max_pixels)
+    dtype = np.dtype("<u2" if enc.upper() != "32FC1" else "<f4")
+    if msg.is_bigendian:
+        dtype = dtype.newbyteorder(">")
+    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
+    if h == 0 or w == 0:
+        raise DecodeError("depth size", "empty depth image")
+    if step < w * dtype.itemsize or data.size < step * h:
+        raise DecodeError("depth data", f"{data.size} bytes for {w}x{h} {enc} with step {step}")
+    rows = data[:step * h].reshape(h, step)[:, :w * dtype.itemsize]
+    return depth_to_metres(np.ascontiguousarray(rows).view(dtype).reshape(h, w), enc)
+
+
+def camera_from_info(msg: Any) -> PinholeCamera:
+    """sensor_msgs/CameraInfo -> PinholeCamera. Uses P (the rectified image's projection) when it is set, else K;
+    ValueError for a zero / non-finite matrix or size (an uncalibrated camera)."""
+    p = np.asarray(msg.p, np.float64).reshape(-1)
+    k = np.asarray(msg.k, np.float64).reshape(-1)
+    m = p if p.size == 12 and np.isfinite(p).all() and p[0] > 0 and p[5] > 0 else k
+    return PinholeCamera.from_matrix(m, int(msg.width), int(msg.height))
 
 
 def segments_from_msg(msg: Any) -> Segments:

@@ -1,5 +1,6 @@
-"""The message codec's 3D part: depth images and camera_info in, Detection3DArray, MarkerArray and a labelled
-PointCloud2 out (mixed into `msgs.MessageCodec`, so the node and the bag tools share it).
+"""The message codec's 3D encoders: Detection3DArray, MarkerArray, a labelled PointCloud2, and depth / camera_info for
+bags (mixed into `msgs.MessageCodec`, so the node and the bag tools share it; the decoders `depth_from_msg` and
+`camera_from_info` are in msgs.py with the other decoders).
 
 Conventions (docs/ros.md "Depth and 3D"): every 3D output is stamped with the COLOUR image's header, so its
 frame_id is the colour camera's optical frame (REP 103: x right, y down, z forward) and positions are metres;
@@ -11,7 +12,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from omg_seg_core.spatial import DEPTH_ENCODINGS, PinholeCamera, depth_to_metres
+from omg_seg_core.spatial import PinholeCamera
 from omg_seg_core.structures import Boxes3D, Segments
 
 #: PointField datatypes (sensor_msgs/PointField constants).
@@ -24,37 +25,6 @@ _CLOUD_DTYPE = np.dtype({"names": [f[0] for f in CLOUD_FIELDS], "formats": ["<f4
                          "offsets": [f[1] for f in CLOUD_FIELDS], "itemsize": 20})
 #: Marker namespaces of ~/output/markers.
 MARKER_BOXES, MARKER_LABELS = "boxes", "labels"
-
-
-def depth_from_msg(msg: Any, max_pixels: int) -> np.ndarray:
-    """sensor_msgs/Image (16UC1 / mono16 mm, 32FC1 m) -> float32 [H, W] metres, NaN = no reading.
-    Raises msgs.DecodeError naming the problem."""
-    from .msgs import DecodeError, _check_size
-
-    enc = str(msg.encoding)
-    if enc.upper() not in DEPTH_ENCODINGS:
-        raise DecodeError("depth encoding", f"'{enc}' is not a depth encoding: use 16UC1 (mm) or 32FC1 (m)")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    _check_size(w, h, max_pixels)
-    dtype = np.dtype("<u2" if enc.upper() != "32FC1" else "<f4")
-    if msg.is_bigendian:
-        dtype = dtype.newbyteorder(">")
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
-    if h == 0 or w == 0:
-        raise DecodeError("depth size", "empty depth image")
-    if step < w * dtype.itemsize or data.size < step * h:
-        raise DecodeError("depth data", f"{data.size} bytes for {w}x{h} {enc} with step {step}")
-    rows = data[:step * h].reshape(h, step)[:, :w * dtype.itemsize]
-    return depth_to_metres(np.ascontiguousarray(rows).view(dtype).reshape(h, w), enc)
-
-
-def camera_from_info(msg: Any) -> PinholeCamera:
-    """sensor_msgs/CameraInfo -> PinholeCamera. Uses P (the rectified image's projection) when it is set, else K;
-    ValueError for a zero / non-finite matrix or size (an uncalibrated camera)."""
-    p = np.asarray(msg.p, np.float64).reshape(-1)
-    k = np.asarray(msg.k, np.float64).reshape(-1)
-    m = p if p.size == 12 and np.isfinite(p).all() and p[0] > 0 and p[5] > 0 else k
-    return PinholeCamera.from_matrix(m, int(msg.width), int(msg.height))
 
 
 def _quaternion(rot: np.ndarray) -> tuple[float, float, float, float]:
@@ -194,4 +164,4 @@ def _id_colour(i: int) -> tuple[float, float, float]:
     return colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.75, 0.95)
 
 
-__all__ = ["Spatial3DEncoders", "depth_from_msg", "camera_from_info", "CLOUD_FIELDS", "MARKER_BOXES", "MARKER_LABELS"]
+__all__ = ["Spatial3DEncoders", "CLOUD_FIELDS", "MARKER_BOXES", "MARKER_LABELS"]

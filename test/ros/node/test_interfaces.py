@@ -34,8 +34,17 @@ def test_generated_types_import_and_have_the_documented_fields():
     from omg_seg_msgs.srv import RemoveTarget, SegmentPrompt, SegmentText, SetVocabulary
 
     assert set(Segment.get_fields_and_field_types()) == {
-        "id", "class_id", "class_name", "score", "is_thing", "roi", "mask"}
+        "id", "class_id", "class_name", "score", "is_thing", "roi", "mask", "has_position", "position", "size",
+        "orientation", "num_points"}
     assert Segment.get_fields_and_field_types()["mask"] == "sensor_msgs/Image"
+    assert Segment.get_fields_and_field_types()["position"] == "geometry_msgs/Point"
+    from vision_msgs.msg import BoundingBox3D, Detection3D, Detection3DArray
+
+    assert Detection3D.get_fields_and_field_types() == {
+        "header": "std_msgs/Header", "results": "sequence<vision_msgs/ObjectHypothesisWithPose>",
+        "bbox": "vision_msgs/BoundingBox3D", "id": "string"}
+    assert BoundingBox3D.get_fields_and_field_types() == {"center": "geometry_msgs/Pose", "size": "geometry_msgs/Vector3"}
+    assert Detection3DArray.get_fields_and_field_types()["detections"] == "sequence<vision_msgs/Detection3D>"
     assert SegmentArray.get_fields_and_field_types()["segments"] == "sequence<omg_seg_msgs/Segment>"
     req = SegmentPrompt.Request()
     assert {"points", "point_labels", "boxes", "image", "track"} <= set(req.get_fields_and_field_types())

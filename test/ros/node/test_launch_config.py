@@ -63,8 +63,9 @@ def test_launch_arguments_are_node_parameters():
 def test_launch_remappings_and_executable_match_the_node():
     src = LAUNCH.read_text()
     node_src = (ROOT / "omg_seg_ros" / "node.py").read_text()
+    topics_src = node_src + (ROOT / "omg_seg_ros" / "depth_input.py").read_text()
     for topic in re.findall(r'\("(~/[^"]+)"', src):
-        assert f'"{topic}"' in node_src, f"launch remaps {topic}, which the node does not use"
+        assert f'"{topic}"' in topics_src, f"launch remaps {topic}, which the node does not use"
     exe = re.search(r'executable="([^"]+)"', src).group(1)
     setup = (ROOT / "setup.py").read_text()
     assert f'"{exe} = omg_seg_ros.node:main"' in setup
@@ -96,7 +97,18 @@ def test_rviz_config_shows_the_overlay():
     assert overlay[0]["Topic"]["Reliability Policy"] == "Reliable"
 
 
-@pytest.mark.parametrize("arg", ["image_topic", "params_file", "model", "backend", "use_sim_time", "rviz"])
+def test_rviz_config_shows_the_3d_markers():
+    cfg = yaml.safe_load((ROOT / "config" / "perception.rviz").read_text())
+    displays = cfg["Visualization Manager"]["Displays"]
+    markers = [d for d in displays if d["Class"] == "rviz_default_plugins/MarkerArray" and d["Enabled"]]
+    assert [d["Topic"]["Value"] for d in markers] == ["/omg_seg/output/markers"]
+    from omg_seg_ros.msgs3d import MARKER_BOXES, MARKER_LABELS
+
+    assert set(markers[0]["Namespaces"]) == {MARKER_BOXES, MARKER_LABELS}
+
+
+@pytest.mark.parametrize("arg", ["image_topic", "params_file", "model", "backend", "use_sim_time", "rviz", "depth",
+                                 "depth_topic", "camera_info_topic"])
 def test_launch_documents_each_argument(arg):
     doc = ast.get_docstring(ast.parse(LAUNCH.read_text()))
     assert re.search(rf"^\s+{arg}\s", doc, re.M), f"launch docstring does not explain '{arg}'"
