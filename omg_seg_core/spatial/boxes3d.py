@@ -110,11 +110,12 @@ def _box(pts: np.ndarray, cfg: DepthConfig, grow: np.ndarray) -> tuple[np.ndarra
             rot[:, 2] *= -1                               # a right-handed frame
         local = pts @ rot
     lo, hi = np.percentile(local, [cfg.percentile, 100.0 - cfg.percentile], axis=0)
-    g = np.abs(rot.T) @ grow  # the growth along the box axes
+    # depth axis: the box axis closest to the viewing direction (z for the camera-aligned box)
+    k = int(np.argmax(np.abs(rot[2])))
+    g = np.abs(rot.T) @ grow  # the image-plane growth along the box axes, none along the depth axis
+    g[k] = 0.0
     lo, hi = lo - g / 2, hi + g / 2
     if cfg.complete:
-        # depth axis: the box axis closest to the viewing direction (z for the camera-aligned box)
-        k = int(np.argmax(np.abs(rot[2])))
         lateral = [j for j in range(3) if j != k]
         sign = np.sign(rot[2, k]) or 1.0
         near = lo[k] if sign > 0 else hi[k]

@@ -97,3 +97,35 @@ def test_the_predictor_is_what_tracking_asks_for(predictor):
     from omg_seg_core.tracking import Resegmenter
 
     assert isinstance(predictor, Resegmenter)
+
+
+def test_depth_gives_segments_targets_and_answers_3d(predictor):
+    """With a DepthFrame every segment, target and request answer on that frame gets Boxes3D; a request on its own
+    image (no depth) gets none; frames without depth stay 2D."""
+    from omg_seg_core.data.synth import SynthGenerator
+    from omg_seg_core.spatial import DepthFrame
+
+    gen = SynthGenerator(320, 240, split="heldout", seed=3)
+    try:
+        f = gen.frame(1)
+    finally:
+        gen.close()
+    cfg = TrackerConfig()
+    s = VideoSession(predictor, Tracker(cfg), TargetManager(cfg))
+    depth = DepthFrame(f.depth, f.camera)
+    r = s.step(f.rgb, 0.0, depth=depth)
+    b = r.segments.boxes_3d
+    assert b is not None and len(b) == len(r.segments) and b.valid[r.segments.is_thing].all()
+    assert "depth" in r.timings
+    target = max(f.things(), key=lambda t: t.area)
+    x, y, w, h = target.bbox
+    seg, ids = s.prompt(boxes=[[x, y, x + w, y + h]], track=True)
+    assert seg.boxes_3d is not None and seg.boxes_3d.valid[0]
+    assert np.linalg.norm(seg.boxes_3d.position[0] - np.array(target.center_3d)) < 0.05
+    r = s.step(f.rgb, 0.1, depth=depth)
+    assert r.targets is not None and r.targets.boxes_3d is not None and r.targets.boxes_3d.valid[0]
+    own, _ = s.text("the box", image=f.rgb)
+    assert own.boxes_3d is None  # a request image has no depth
+    assert s.step(f.rgb, 0.2).segments.boxes_3d is None
+    with pytest.raises(ValueError, match="depth"):
+        s.step(f.rgb, 0.3, depth=DepthFrame(f.depth[:100], f.camera))
