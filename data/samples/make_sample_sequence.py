@@ -7,7 +7,9 @@ shipped model was not trained on). The first "val" sequence whose first frame sh
 demo's text request "segment the red box" has a target. Output (a few hundred KB):
   frame_XXX.jpg     RGB frames (JPEG quality 92)
   panoptic_XXX.png  ground-truth segment ids (uint16 PNG, 0 = void), to score what the demo finds
-  sequence.json     per-frame segments: id, class, colour, phrase, track id, bbox (COCO xywh)
+  depth_XXX.png     registered depth through the depth-sensor model (uint16 PNG, millimetres, 0 = no reading)
+  sequence.json     the camera intrinsics and per-frame segments: id, class, colour, phrase, track id, bbox
+                    (COCO xywh), and for things their true 3D box (center_3d, size_3d: camera optical frame, m)
 """
 from __future__ import annotations
 
@@ -46,13 +48,20 @@ def main(argv=None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         for old in args.out.glob("*_*.*"):
             old.unlink()
-        meta = {"generator": {"split": "val", "seed": 0, "sequence": seq, "size": [w, h]}, "frames": []}
+        meta = {"generator": {"split": "val", "seed": 0, "sequence": seq, "size": [w, h]}, "camera": None,
+                "frames": []}
         for t, f in enumerate(gen.sequence(seq, args.frames)):
             cv2.imwrite(str(args.out / f"frame_{t:03d}.jpg"), f.rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
             cv2.imwrite(str(args.out / f"panoptic_{t:03d}.png"), f.panoptic.astype(np.uint16))
+            d = f.sensor_depth()
+            cv2.imwrite(str(args.out / f"depth_{t:03d}.png"),
+                        np.where(np.isfinite(d), np.round(d * 1000), 0).astype(np.uint16))
+            meta["camera"] = {k: getattr(f.camera, k) for k in ("fx", "fy", "cx", "cy", "width", "height")}
             meta["frames"].append({"index": t, "segments": [
                 {"id": s.id, "class": s.name, "is_thing": s.is_thing, "colour": s.colour, "phrase": s.phrase,
-                 "track_id": s.track_id, "bbox": list(s.bbox)} for s in f.segments]})
+                 "track_id": s.track_id, "bbox": list(s.bbox),
+                 **({"center_3d": [round(v, 5) for v in s.center_3d], "size_3d": [round(v, 5) for v in s.size_3d]}
+                    if s.is_thing else {})} for s in f.segments]})
         (args.out / "sequence.json").write_text(json.dumps(meta, indent=1))
     finally:
         gen.close()

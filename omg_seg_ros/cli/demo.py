@@ -5,7 +5,8 @@
 Three processes talk over DDS (random ROS_DOMAIN_ID, localhost only): the omg_seg node, an image player
 (omg_seg_ros.cli.image_player) publishing data/samples/robot_scene, and this client. Half-way through the video the
 client asks ~/segment_text "segment the red box" and ~/segment_prompt with a click on another object (both with
-track=true, so they are followed in the second half). It writes to --output: overlay_XXX.png per processed
+track=true, so they are followed in the second half). The player also publishes the sample's registered depth and
+camera_info (depth.enabled), so the red box's answer says where it is in metres, printed next to the truth. It writes to --output: overlay_XXX.png per processed
 frame, demo.gif, text_result.png, prompt_result.png, summary.json, node.log; and prints what it found (IoU with
 the generator's ground truth), the output rate and the end-to-end latency.
 """
@@ -150,6 +151,22 @@ def _wait_output(client: DemoClient, stamp: tuple[int, int], timeout: float) -> 
     return False
 
 
+def _report_3d(r, folder: Path, index: int) -> Optional[dict]:
+    """Print where the text answer is (camera optical frame, metres) next to the red box's true centre."""
+    truth = next((s for s in json.loads((folder / "sequence.json").read_text())["frames"][index]["segments"]
+                  if s["class"] == "box" and s["colour"] == "red"), None)
+    if not r.success or not r.segments.segments or not r.segments.segments[0].has_position or truth is None:
+        print("[demo] no 3D answer for the red box (is depth arriving? see depth_* in /diagnostics)")
+        return None
+    p = r.segments.segments[0].position
+    got, true = np.array([p.x, p.y, p.z]), np.array(truth["center_3d"])
+    err = float(np.linalg.norm(got - true))
+    print(f"[demo] the red box is at x {got[0]:+.3f} y {got[1]:+.3f} z {got[2]:.3f} m in "
+          f"{r.segments.header.frame_id} (truth x {true[0]:+.3f} y {true[1]:+.3f} z {true[2]:.3f} m; "
+          f"{err * 100:.1f} cm off)")
+    return {"position": got.tolist(), "truth": true.tolist(), "error_m": err}
+
+
 def _render_response(rgb: np.ndarray, msg, path: Path) -> None:
     import cv2
     from omg_seg_core.structures import Segments
@@ -174,7 +191,7 @@ def run(args: argparse.Namespace) -> dict:
     for old in out.glob("overlay_*.png"):
         old.unlink()
     node_args = ["-m", "omg_seg_ros.node", "--ros-args", "--params-file", str(DATA_ROOT / "config" / "perception.yaml"),
-                 "-p", f"model:={args.model}",
+                 "-p", f"model:={args.model}", "-p", "depth.enabled:=true",
                  "-p", f"allow_random_weights:={'true' if args.allow_random_weights else 'false'}"]
     if args.weights:  # an empty override ("weights:=") is a parse error in rcl; the YAML default is ''
         node_args += ["-p", f"weights:={args.weights}"]
@@ -193,7 +210,8 @@ def run(args: argparse.Namespace) -> dict:
         if client.state() != "active":
             raise RuntimeError("node is not active:\n" + log.read_text()[-2000:])
         print(f"[demo] node active after {time.monotonic() - t0:.1f} s; playing {args.samples.name} at {args.rate} Hz")
-        player = Player([str(args.samples), "--rate", str(args.rate)])
+        player = Player([str(args.samples), "--rate", str(args.rate), "--depth-topic", f"{NS}/input/depth",
+                         "--camera-info-topic", f"{NS}/input/camera_info"])
         half = player.n_frames // 2
         stamps = player.play(0, half)
         last = max(stamps, key=lambda s: stamps[s])
@@ -212,6 +230,7 @@ def run(args: argparse.Namespace) -> dict:
               f"{best:.2f} | {dt:.0f} ms round trip")
         summary["requests"]["text"] = {"frame": idx, "success": r.success, "message": r.message, "iou": best,
                                        "round_trip_ms": dt}
+        summary["requests"]["text"]["position_3d"] = _report_3d(r, args.samples, idx)
         if r.success:
             _render_response(rgb, r.segments, out / "text_result.png")
         # A click on the largest other object in view.

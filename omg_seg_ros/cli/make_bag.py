@@ -4,10 +4,13 @@ be tried end to end without a robot. Works without a ROS install (rosbags).
 Topics written (namespace `--ns`, default /camera; conventions in docs/evaluation.md):
   <ns>/image_raw (sensor_msgs/Image rgb8), optionally <ns>/image_raw/compressed (JPEG; --compressed-only: only it),
   <ns>/gt/semantic + <ns>/gt/instance_ids (mono16), <ns>/gt/label_info (vision_msgs/LabelInfo, latched),
-  optionally <ns>/gt/segments (omg_seg_msgs/SegmentArray) and <ns>/gt/prompts (vision_msgs/Detection2DArray).
+  optionally <ns>/gt/segments (omg_seg_msgs/SegmentArray) and <ns>/gt/prompts (vision_msgs/Detection2DArray);
+  with --depth: <ns>/depth/image_raw (16UC1 mm, registered to the colour image; the sensor model's noise unless
+  --depth clean), <ns>/camera_info (sensor_msgs/CameraInfo) and <ns>/gt/objects_3d (vision_msgs/Detection3DArray:
+  each thing's true 3D box in the camera optical frame, id = its instance id).
 Stamps start at 1,700,000,000 s and advance 100 ms per frame (10 Hz); receive time = stamp.
 
-    omg-seg-make-bag --out /tmp/sample_bag --frames 8 --seed 0 --format mcap [--video] [--prompts]
+    omg-seg-make-bag --out /tmp/sample_bag --frames 8 --seed 0 --format mcap [--video] [--prompts] [--depth]
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -35,6 +38,9 @@ class Sample:
     instance_ids: Optional[np.ndarray] = None
     prompts: list[Prompt] = field(default_factory=list)
     segments: Optional[object] = None  # Segments for <ns>/gt/segments
+    depth: Optional[np.ndarray] = None   # float32 [H, W] metres (NaN = none) for <ns>/depth/image_raw
+    camera: Optional[object] = None      # PinholeCamera for <ns>/camera_info
+    objects_3d: Optional[object] = None  # Segments of the things with true boxes_3d, for <ns>/gt/objects_3d
 
 
 def write_bag(out: str | Path, samples: Iterable[Sample], class_names: Sequence[str], storage: str = "mcap",
@@ -61,6 +67,11 @@ def write_bag(out: str | Path, samples: Iterable[Sample], class_names: Sequence[
                 w.write(f"{ns}/gt/segments", codec.segments_to_msg(s.segments, codec.header(t, frame_id)), t)
             if s.prompts:
                 w.write(f"{ns}/gt/prompts", codec.prompts_msg(s.prompts, codec.header(t, frame_id)), t)
+            if s.depth is not None:
+                w.write(f"{ns}/depth/image_raw", codec.depth_image_msg(s.depth, codec.header(t, frame_id)), t)
+                w.write(f"{ns}/camera_info", codec.camera_info_msg(s.camera, codec.header(t, frame_id)), t)
+            if s.objects_3d is not None:
+                w.write(f"{ns}/gt/objects_3d", codec.detections_3d_msg(s.objects_3d, codec.header(t, frame_id)), t)
             n += 1
     return n
 
@@ -82,10 +93,11 @@ def prompts_for(instance_ids: np.ndarray, rng: np.random.Generator, max_prompts:
 
 
 def synthetic_samples(frames: int, seed: int = 0, split: str = "val", size: tuple[int, int] = (320, 240),
-                      video: bool = False, with_prompts: bool = False, with_segments: bool = False
-                      ) -> Iterable[Sample]:
+                      video: bool = False, with_prompts: bool = False, with_segments: bool = False,
+                      depth: str = "") -> Iterable[Sample]:
     """Frames from the scene generator (omg_seg_core.data.synth); in video mode one sequence whose thing
-    instance ids are the generator's persistent track ids."""
+    instance ids are the generator's persistent track ids. depth: "" (none), "clean" or "noisy" (the
+    depth-sensor model, data/synth/depth_sensor.py)."""
     from omg_seg_core.data.synth.generator import SynthGenerator
 
     gen = SynthGenerator(size[0], size[1], split=split, seed=seed)
@@ -97,10 +109,28 @@ def synthetic_samples(frames: int, seed: int = 0, split: str = "val", size: tupl
             for s in f.segments:
                 if s.is_thing:
                     inst[f.panoptic == s.id] = s.track_id
+            d = None if not depth else (f.depth if depth == "clean" else f.sensor_depth())
             yield Sample(f.rgb, f.semantic, inst, prompts_for(inst, rng) if with_prompts else [],
-                         f.to_segments() if with_segments else None)
+                         f.to_segments() if with_segments else None, d, f.camera if depth else None,
+                         true_objects_3d(f) if depth else None)
     finally:
         gen.close()
+
+
+def true_objects_3d(frame) -> Any:
+    """The frame's things as Segments whose boxes_3d are their TRUE 3D boxes (track id = instance id)."""
+    from omg_seg_core.structures import QUALITY_OK, Boxes3D
+
+    seg = frame.to_segments()
+    seg = seg[seg.is_thing]
+    things = frame.things()
+    b = Boxes3D.empty(len(seg))
+    b.position[:] = np.array([t.center_3d for t in things], np.float32).reshape(-1, 3)
+    b.surface[:] = b.position
+    b.size[:] = np.array([t.size_3d for t in things], np.float32).reshape(-1, 3)
+    b.quality[:] = QUALITY_OK
+    seg.boxes_3d = b
+    return seg
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -125,6 +155,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--compressed-only", action="store_true", help="write only the JPEG stream (no raw images)")
     ap.add_argument("--prompts", action="store_true", help="record point/box prompts on <ns>/gt/prompts")
     ap.add_argument("--segments", action="store_true", help="also write <ns>/gt/segments (SegmentArray)")
+    ap.add_argument("--depth", nargs="?", const="noisy", default="", choices=["clean", "noisy"],
+                    help="also write depth (16UC1), camera_info and the true 3D boxes; noisy (default) = the "
+                         "depth-sensor model, clean = perfect depth")
     ap.add_argument("--ns", default="/camera")
     a = ap.parse_args(argv)
     if a.frames < 1:
@@ -133,7 +166,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         ap.error(f"{a.out} already exists; choose a new folder (bags are never overwritten)")
     from omg_seg_core.data.synth import world
 
-    samples = synthetic_samples(a.frames, a.seed, a.split, a.size, a.video, a.prompts, a.segments)
+    samples = synthetic_samples(a.frames, a.seed, a.split, a.size, a.video, a.prompts, a.segments, a.depth)
     n = write_bag(a.out, samples, world.CLASS_NAMES, a.format, a.ns, a.compressed or a.compressed_only,
                   raw=not a.compressed_only, progress=True, total=a.frames)
     print(f"wrote {n} frames to {a.out} ({a.format})")
