@@ -127,6 +127,7 @@ def run_on_ray(a: argparse.Namespace, eval_argv: list[str], todo: list[tuple[str
     import ray
 
     started = not ray.is_initialized()
+    actors: list[Any] = []
     if started and a.ray_address:
         ray.init(address=a.ray_address, log_to_driver=True)
     elif started:
@@ -137,18 +138,20 @@ def run_on_ray(a: argparse.Namespace, eval_argv: list[str], todo: list[tuple[str
         actor_cls = ray.remote(_Actor).options(num_cpus=1, num_gpus=frac, max_concurrency=1)
 
         def new_actor() -> Any:
-            return actor_cls.remote(eval_argv, a.threads, "cuda" if frac > 0 else None)
+            actors.append(actor_cls.remote(eval_argv, a.threads, "cuda" if frac > 0 else None))
+            return actors[-1]
 
         progress = ray.remote(_Progress).options(num_cpus=0).remote()
         queue, inflight = list(todo), {}
-        actors = [new_actor() for _ in range(min(a.workers, len(todo)))]
+        for _ in range(min(a.workers, len(todo))):
+            new_actor()
 
         def submit(actor: Any) -> None:
             if queue:
                 bag, name, fp = queue.pop(0)
                 inflight[actor.run_bag.remote(bag, name, fp, progress)] = (actor, bag, name, fp)
 
-        for actor in actors:
+        for actor in list(actors):
             submit(actor)
         while inflight:
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
@@ -164,7 +167,9 @@ def run_on_ray(a: argparse.Namespace, eval_argv: list[str], todo: list[tuple[str
                 bar.tick(ray.get(progress.take.remote()))
                 yield o
                 submit(actor)
-    finally:
+    finally:  # done or interrupted: free the workers (their unfinished bags are simply not recorded)
+        for actor in actors:
+            ray.kill(actor)
         if started:
             ray.shutdown()
 
@@ -266,12 +271,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     results = run_on_ray(a, eval_argv, todo, bar) if todo else iter(())
     try:
         for o in results:
-            record(a.out, o)
-            bar.finished(o)
             outcomes[o.name] = o
             frames += o.frames
             fleet["bags"][o.name] = {"bag": o.bag, "status": "done" if o.ok else "failed", "frames": o.frames,
                                      "seconds": round(o.seconds, 3), "error": o.error}
+            record(a.out, o)
+            bar.finished(o)
     except KeyboardInterrupt:
         rc = 130
         print(f"\ninterrupted: {sum(o.ok for o in outcomes.values())} bags finished and recorded under "
@@ -284,6 +289,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                  frames_per_s=round(frames / wall, 3) if wall > 0 and frames else None,
                  total_s=round(time.perf_counter() - t0, 3), interrupted=rc == 130)
     fleet["bags"] = {n: fleet["bags"].get(n, {"status": "not started (interrupted)"}) for n in names}
+    for n, b in fleet["bags"].items():  # the records on disk are the truth a re-run resumes from
+        if b["status"] == "done" and not (_bag_dir(a.out, n) / "outcome.pkl").is_file():
+            b["status"] = "evaluated, not recorded (interrupted): evaluated again on a re-run"
     status = write_merged(a, [outcomes[n] for n in names if n in outcomes], fleet)
     return rc or status
 
