@@ -32,6 +32,7 @@ setup(
             "omg-seg-export = omg_seg_core.cli.export:main",
             "omg-seg-eval-synth = omg_seg_core.cli.eval_synth:main",
             "omg-seg-eval = omg_seg_ros.cli.bag_eval:main",
+            "omg-seg-eval-fleet = omg_seg_ros.cli.fleet_eval:main",
             "omg-seg-make-bag = omg_seg_ros.cli.make_bag:main",
             "omg-seg-demo = omg_seg_ros.cli.demo:main",
         ],

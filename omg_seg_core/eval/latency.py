@@ -29,6 +29,11 @@ class LatencyRecorder:
                           "mean": float(a.mean()), "max": float(a.max()), "count": int(a.size)}
         return out
 
+    def merge(self, other: "LatencyRecorder") -> None:
+        """Append another recorder's samples after ours (percentiles are over every sample)."""
+        for stage, xs in other.samples.items():
+            self.samples.setdefault(stage, []).extend(xs)
+
     def state_dict(self) -> dict:
         return {k: list(v) for k, v in self.samples.items()}
 

@@ -96,6 +96,17 @@ class MaskAPEvaluator:
                 per_class[self.class_names[cat_id - 1]] = float(p.mean())
         return {**out, **dict(zip(keys, stats)), "per_class": per_class}
 
+    def merge(self, other: "MaskAPEvaluator") -> None:
+        """Append another evaluator's images after ours (same class list). Image and annotation ids are shifted
+        exactly as if those images had been processed here next, so `evaluate()` sees the same COCO data as one
+        evaluator fed every image in that order."""
+        if other.class_names != self.class_names:
+            raise ValueError("MaskAPEvaluator.merge: the class lists differ")
+        di, dg = len(self.images), len(self.gt)
+        self.images += [{**im, "id": im["id"] + di} for im in other.images]
+        self.gt += [{**g, "id": g["id"] + dg, "image_id": g["image_id"] + di} for g in other.gt]
+        self.dt += [{**d, "image_id": d["image_id"] + di} for d in other.dt]
+
     def state_dict(self) -> dict:
         return {"images": list(self.images), "gt": list(self.gt), "dt": list(self.dt)}
 

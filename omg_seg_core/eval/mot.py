@@ -89,6 +89,15 @@ class VideoEvaluator:
     def start_sequence(self) -> None:
         self.sequences.append(_Sequence())
 
+    def merge(self, other: "VideoEvaluator") -> None:
+        """Append another evaluator's sequences after ours (same classes and settings). Every metric is computed
+        from the per-sequence data in `evaluate()`, so the result equals one evaluator fed both in that order.
+        Sequences are whole: split a video only at sequence boundaries (tracks must not be cut)."""
+        if (other.class_names, other.windows, other.iou_threshold) != (self.class_names, self.windows,
+                                                                        self.iou_threshold):
+            raise ValueError("VideoEvaluator.merge: class lists or settings differ")
+        self.sequences += other.sequences
+
     def _current(self) -> _Sequence:
         if not self.sequences:
             raise RuntimeError("VideoEvaluator: call start_sequence() before adding frames")

@@ -15,10 +15,13 @@ Matching rules (panopticapi, Kirillov et al. 2019):
 
 Values are fractions in [0, 1] (panopticapi prints them x100).
 `PanopticEvaluator` follows detectron2's reset / process / evaluate interface and can be checkpointed with
-`state_dict()` / `load_state_dict()` so long evaluations resume.
+`state_dict()` / `load_state_dict()` so long evaluations resume, and merged (`merge`) so evaluations split over
+workers add up. The per-class IoU sums are kept exactly (Shewchuk partials, `ExactSum`), so a merged evaluation
+equals a single-process one bit for bit whatever the split: float addition alone is not associative.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
@@ -90,6 +93,39 @@ def panoptic_from_labels(semantic: np.ndarray, instance_ids: Optional[np.ndarray
     return PanopticFrame(lookup[inv.reshape(sem.shape)], cats, crowd)
 
 
+class ExactSum:
+    """A float sum kept exactly as non-overlapping partials (Shewchuk; Python's `math.fsum` recipe): `value` is
+    the correctly rounded sum of everything added, independent of the order of additions and of merges."""
+
+    __slots__ = ("partials",)
+
+    def __init__(self, partials: Iterable[float] = ()) -> None:
+        self.partials: list[float] = []
+        for x in partials:
+            self.add(x)
+
+    def add(self, x: float) -> None:
+        x, i = float(x), 0
+        for y in self.partials:
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            lo = y - (hi - x)
+            if lo:
+                self.partials[i] = lo
+                i += 1
+            x = hi
+        self.partials[i:] = [x]
+
+    def merge(self, other: "ExactSum") -> None:
+        for x in other.partials:
+            self.add(x)
+
+    @property
+    def value(self) -> float:
+        return math.fsum(self.partials)
+
+
 @dataclass
 class FrameStats:
     """Per-image result of `PanopticEvaluator.process`: counts and this image's own PQ (nan when empty)."""
@@ -117,11 +153,16 @@ class PanopticEvaluator:
 
     def reset(self) -> None:
         c = self.num_classes
-        self.iou_sum = np.zeros(c, np.float64)
+        self.iou_sums = [ExactSum() for _ in range(c)]
         self.tp = np.zeros(c, np.int64)
         self.fp = np.zeros(c, np.int64)
         self.fn = np.zeros(c, np.int64)
         self.num_images = 0
+
+    @property
+    def iou_sum(self) -> np.ndarray:
+        """float64 [C]: sum of matched IoUs per class (correctly rounded, see `ExactSum`)."""
+        return np.array([s.value for s in self.iou_sums], np.float64)
 
     def _check(self, frame: PanopticFrame, what: str) -> None:
         bad = [c for c in frame.categories.values() if not 0 <= c < self.num_classes]
@@ -161,6 +202,7 @@ class PanopticEvaluator:
             if iou > 0.5:
                 tp[g_cat[gi]] += 1
                 iou_sum[g_cat[gi]] += iou
+                self.iou_sums[g_cat[gi]].add(iou)
                 g_matched[gi] = p_matched[pi] = True
                 ious.append(float(iou))
         crowd_of_class: dict[int, int] = {}
@@ -183,7 +225,6 @@ class PanopticEvaluator:
         self.tp += tp
         self.fp += fp
         self.fn += fn
-        self.iou_sum += iou_sum
         self.num_images += 1
         frame_pq = _average(*_per_class(iou_sum, tp, fp, fn), np.ones(self.num_classes, bool))["pq"]
         return FrameStats(int(tp.sum()), int(fp.sum()), int(fn.sum()), frame_pq, ious)
@@ -206,14 +247,32 @@ class PanopticEvaluator:
                                           "is_thing": bool(self.is_thing[c])}
         return out
 
+    def merge(self, other: "PanopticEvaluator") -> None:
+        """Add another evaluator's images (same class list): counts add, IoU sums add exactly."""
+        if other.class_names != self.class_names:
+            raise ValueError("PanopticEvaluator.merge: the class lists differ")
+        for mine, theirs in zip(self.iou_sums, other.iou_sums):
+            mine.merge(theirs)
+        for k in ("tp", "fp", "fn"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        self.num_images += other.num_images
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle; a resume state pickled before the exact sums existed holds a rounded `iou_sum` array."""
+        if "iou_sums" not in state:
+            state["iou_sums"] = [ExactSum([float(x)]) for x in state.pop("iou_sum")]
+        self.__dict__.update(state)
+
     def state_dict(self) -> dict:
-        return {"iou_sum": self.iou_sum.copy(), "tp": self.tp.copy(), "fp": self.fp.copy(), "fn": self.fn.copy(),
-                "num_images": self.num_images}
+        return {"iou_sum": self.iou_sum, "iou_partials": [list(s.partials) for s in self.iou_sums],
+                "tp": self.tp.copy(), "fp": self.fp.copy(), "fn": self.fn.copy(), "num_images": self.num_images}
 
     def load_state_dict(self, state: dict) -> None:
         if len(state["tp"]) != self.num_classes:
             raise ValueError(f"state has {len(state['tp'])} classes, evaluator {self.num_classes}")
-        self.iou_sum = np.asarray(state["iou_sum"], np.float64).copy()
+        # States written before the exact sums existed hold only the rounded per-class sums.
+        partials = state.get("iou_partials") or [[float(x)] for x in state["iou_sum"]]
+        self.iou_sums = [ExactSum(p) for p in partials]
         for k in ("tp", "fp", "fn"):
             setattr(self, k, np.asarray(state[k], np.int64).copy())
         self.num_images = int(state["num_images"])
@@ -237,4 +296,4 @@ def _average(pq: np.ndarray, sq: np.ndarray, rq: np.ndarray, seen: np.ndarray, s
     return {"pq": float(pq[sel].mean()), "sq": float(sq[sel].mean()), "rq": float(rq[sel].mean()), "n": n}
 
 
-__all__ = ["PanopticFrame", "PanopticEvaluator", "FrameStats", "panoptic_from_segments", "panoptic_from_labels"]
+__all__ = ["PanopticFrame", "PanopticEvaluator", "FrameStats", "ExactSum", "panoptic_from_segments", "panoptic_from_labels"]

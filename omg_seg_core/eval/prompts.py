@@ -41,6 +41,11 @@ class PromptEvaluator:
 
         return {**stat(allv), "point": stat(self.ious["point"]), "box": stat(self.ious["box"])}
 
+    def merge(self, other: "PromptEvaluator") -> None:
+        """Append another evaluator's prompt IoUs after ours (the mean is over every prompt)."""
+        for k in self.ious:
+            self.ious[k] += other.ious[k]
+
     def state_dict(self) -> dict:
         return {k: list(v) for k, v in self.ious.items()}
 

@@ -125,7 +125,8 @@ def plot_contact_sheet(worst: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(len(worst), 2, figsize=(7, 2.6 * len(worst)), squeeze=False)
     for row, w in zip(axes, worst):
         row[0].imshow(w["pred"])
-        row[0].set_title(f"frame {w['index']} prediction (PQ {_pct(w['pq'])})", fontsize=8)
+        where = f"{w['source']} " if w.get("source") else ""
+        row[0].set_title(f"{where}frame {w['index']} prediction (PQ {_pct(w['pq'])})", fontsize=8)
         row[1].imshow(w["gt"])
         row[1].set_title(f"stamp {w['stamp']} ground truth", fontsize=8)
         for a in row:

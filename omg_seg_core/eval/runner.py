@@ -169,6 +169,29 @@ class Evaluation:
             "latency_ms": self.latency.evaluate(),
         }
 
+    def label_source(self, name: str) -> None:
+        """Name the source (e.g. the bag) of every frame record and worst-frame thumbnail not named yet."""
+        for rec in self.frames:
+            rec.setdefault("source", name)
+        for item in self.worst:
+            item[2].setdefault("source", name)
+
+    def merge(self, other: "Evaluation") -> None:
+        """Append another evaluation's frames after ours (same class list), as if this evaluation had processed
+        them next: every evaluator merges its accumulators (counts, exact sums, lists; never averages), frame
+        records concatenate and the worst-frame heap keeps the top `worst_k` with the same order tie-break."""
+        if (other.class_names, other.is_thing) != (self.class_names, self.is_thing):
+            raise ValueError("Evaluation.merge: the class lists differ (evaluate such sources separately)")
+        for mine, theirs in ((self.pq, other.pq), (self.sem, other.sem), (self.ap, other.ap),
+                             (self.prompts, other.prompts), (self.latency, other.latency)):
+            mine.merge(theirs)
+        self.skips.update(other.skips)
+        offset = len(self.frames)
+        self.frames += [dict(r) for r in other.frames]
+        shifted = [(b, neg_order - offset, thumbs) for b, neg_order, thumbs in other.worst]
+        self.worst = heapq.nlargest(self.worst_k, self.worst + shifted, key=lambda it: it[:2])
+        heapq.heapify(self.worst)
+
     def state_dict(self) -> dict:
         return {"class_names": self.class_names, "pq": self.pq.state_dict(), "sem": self.sem.state_dict(),
                 "ap": self.ap.state_dict(), "prompts": self.prompts.state_dict(),

@@ -65,6 +65,13 @@ class SemanticEvaluator:
             "num_classes_seen": int(seen.sum()),
         }
 
+    def merge(self, other: "SemanticEvaluator") -> None:
+        """Add another evaluator's images (same class list): the confusion matrices add (exact integers)."""
+        if other.class_names != self.class_names:
+            raise ValueError("SemanticEvaluator.merge: the class lists differ")
+        self.conf = self.conf + other.conf
+        self.num_images += other.num_images
+
     def state_dict(self) -> dict:
         return {"conf": self.conf.copy(), "num_images": self.num_images}
 

@@ -48,6 +48,12 @@ class STQEvaluator:
     def start_sequence(self) -> None:
         self.sequences.append({"gt": Counter(), "pred": Counter(), "inter": Counter()})
 
+    def merge(self, other: "STQEvaluator") -> None:
+        """Append another evaluator's sequences after ours (AQ sums per sequence in order; SQ's confusion matrix
+        adds), equal to one evaluator fed both in that order. Sequences must be whole (AQ is per track)."""
+        self.semantic.merge(other.semantic)
+        self.sequences += other.sequences
+
     def _thing(self, sem: np.ndarray) -> np.ndarray:
         lut = np.zeros(65536, bool)
         lut[: len(self.is_thing)] = self.is_thing

@@ -19,7 +19,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -125,6 +125,16 @@ def weights_used(values: dict) -> str:
     except KeyError:
         shipped = None
     return str(shipped) if shipped else "NONE: untrained model with random weights (--allow-random-weights)"
+
+
+def model_meta(a: argparse.Namespace, values: dict) -> dict[str, Any]:
+    """What produced the predictions, for the report's meta: model, weights, vocabulary, backend, device."""
+    meta = {"model": values.get("model", "omg_seg_tiny"), "weights": weights_used(values),
+            "vocabulary": values.get("vocabulary_file") or "(checkpoint's)",
+            "backend": values.get("backend", "torch"), "device": values.get("device", "cpu")}
+    if a.predictions_topic:
+        meta["model"] = f"recorded predictions on {a.predictions_topic}"
+    return meta
 
 
 class SetupError(RuntimeError):
@@ -261,6 +271,47 @@ def start_evaluators(ctx: Context, run: Run) -> None:
         run.tracker = ctx.session.tracker if ctx.session is not None else None
 
 
+def open_source(a: argparse.Namespace, stream_skips: Counter, errors: list[str]) -> tuple[Any, int, dict, Any]:
+    """(source, image count, topic meta, reader or None) for `a.input` (bag, or COCO-panoptic .json). Raises
+    BagError / FileNotFoundError / ValueError when the input cannot be read at all (the reader is closed)."""
+    if a.input.suffix == ".json":
+        return (*coco_frames(a.input, stream_skips), None)
+    reader = open_reader(a.input)
+    try:
+        source, total, topics_meta = bag_frames(reader, a, stream_skips, errors)
+    except BaseException:
+        reader.close()
+        raise
+    if hasattr(reader, "recovered"):  # mcap_recovery.McapRecoveryReader
+        errors.append(f"bag damaged: {reader.recovered}; {total} image messages recovered")
+    return source, total, topics_meta, reader
+
+
+def feed(ctx: Context, run: Run, source: Any, limit: Optional[int],
+         on_frame: Callable[[Run, bool], None] = lambda run, processed: None) -> None:
+    """Feed the source's frames from `run.frames_done` on into `run` (creating its evaluators at the first
+    frame). on_frame(run, processed) follows every frame read (processed False: done before a resume)."""
+    for f in source(ctx.classmap, run.frames_done):
+        if limit is not None and f.index >= limit:
+            break
+        if run.ev is None:  # first frame: the class list is final once the GT class map is known
+            start_evaluators(ctx, run)
+        if run.video is not None and f.sequence != run.sequence:  # dataset video boundary
+            run.sequence = f.sequence
+            run.video.start_sequence()
+            run.stq.start_sequence()
+            if ctx.session is not None:
+                ctx.session.reset_tracks("new sequence")
+        for reason, example in f.skips:
+            run.ev.skip(reason)
+            run.examples.setdefault(reason, example)
+        processed = f.index >= run.frames_done
+        if processed:
+            process(ctx, run, f)
+            run.frames_done = f.index + 1
+        on_frame(run, processed)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     from tqdm import tqdm
 
@@ -277,21 +328,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if resumed:
         meta["resumed_at_frame"] = run.frames_done
         print(f"resuming after {run.frames_done} frames ({state_path}); --restart starts over", file=sys.stderr)
-    is_coco = a.input.suffix == ".json"
     errors: list[str] = []
     stream_skips: Counter = Counter()
-    reader = None
     try:
-        if is_coco:
-            source, total, topics_meta = coco_frames(a.input, stream_skips)
-        else:
-            reader = open_reader(a.input)
-            source, total, topics_meta = bag_frames(reader, a, stream_skips, errors)
-            if hasattr(reader, "recovered"):  # mcap_recovery.McapRecoveryReader
-                errors.append(f"bag damaged: {reader.recovered}; {total} image messages recovered")
+        source, total, topics_meta, reader = open_source(a, stream_skips, errors)
     except (BagError, FileNotFoundError, ValueError) as e:
-        if reader is not None:
-            reader.close()
         return fail(a.out, meta, str(e))
     meta.update(topics_meta)
     try:
@@ -300,11 +341,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if reader is not None:
             reader.close()
         return fail(a.out, meta, str(e))
-    meta.update(model=values.get("model", "omg_seg_tiny"), weights=weights_used(values),
-                vocabulary=values.get("vocabulary_file") or "(checkpoint's)",
-                backend=values.get("backend", "torch"), device=values.get("device", "cpu"))
-    if a.predictions_topic:
-        meta["model"] = f"recorded predictions on {a.predictions_topic}"
+    meta.update(model_meta(a, values))
     ctx.image_topic = meta.get("image_topic", "/camera/image_raw")
     if a.result_bag:
         import shutil
@@ -319,27 +356,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         ctx.session.tracker = run.tracker
     limit = a.max_frames or None
     bar = tqdm(total=min(total, limit) if (total and limit) else (total or limit), unit="frame", desc="omg-seg-eval")
+
+    def on_frame(run: Run, processed: bool) -> None:
+        bar.update(1)
+        if processed and run.frames_done % a.checkpoint_every == 0 and ctx.writer is None:
+            save_state(state_path, run)
+
     try:
-        for f in source(ctx.classmap, run.frames_done):
-            if limit is not None and f.index >= limit:
-                break
-            if run.ev is None:  # first frame: the class list is final once the GT class map is known
-                start_evaluators(ctx, run)
-            bar.update(1)
-            if run.video is not None and f.sequence != run.sequence:  # dataset video boundary
-                run.sequence = f.sequence
-                run.video.start_sequence()
-                run.stq.start_sequence()
-                if ctx.session is not None:
-                    ctx.session.reset_tracks("new sequence")
-            for reason, example in f.skips:
-                run.ev.skip(reason)
-                run.examples.setdefault(reason, example)
-            if f.index >= run.frames_done:
-                process(ctx, run, f)
-                run.frames_done = f.index + 1
-                if run.frames_done % a.checkpoint_every == 0 and ctx.writer is None:
-                    save_state(state_path, run)
+        feed(ctx, run, source, limit, on_frame)
     except KeyboardInterrupt:
         # No save here: the interrupted frame may be half-added; the last checkpoint on disk is consistent.
         done = (run.frames_done // a.checkpoint_every) * a.checkpoint_every
@@ -359,7 +383,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     return finish(a, run, meta, stream_skips, errors)
 
 
-def finish(a: argparse.Namespace, run: Run, meta: dict, stream_skips: Counter, errors: list[str]) -> int:
+def results(run: Run, stream_skips: Counter) -> dict:
+    """The metrics of a run (its evaluators' `evaluate()`), with the stream's skips counted in."""
     res = run.ev.evaluate()
     res["skipped"] = {**res["skipped"], **dict(stream_skips)}
     if run.video is not None:
@@ -367,13 +392,21 @@ def finish(a: argparse.Namespace, run: Run, meta: dict, stream_skips: Counter, e
             res["tracking"] = {**run.video.evaluate(), **run.stq.evaluate()}
         except (RuntimeError, ValueError) as e:
             res["tracking"] = {"error": str(e)}
+    return res
+
+
+def finish(a: argparse.Namespace, run: Run, meta: dict, stream_skips: Counter, errors: list[str],
+           quiet: bool = False) -> int:
+    """Write the report of a finished run to `a.out` (summary on stderr unless quiet); 0, or 2 if no frame."""
+    res = results(run, stream_skips)
     meta["errors"] = errors or "none"
     meta["skip_examples"] = run.examples
     meta["classes_unknown_to_model"] = run.unknown or "none"
     nt = sum(run.ev.is_thing)
     meta["classes"] = f"{len(run.ev.class_names)} ({nt} things, {len(run.ev.class_names) - nt} stuff)"
     paths = write_report(a.out, res, meta, run.ev.latency.samples, run.ev.worst_frames(), run.ev.frames)
-    summary(res, errors, paths)
+    if not quiet:
+        summary(res, errors, paths)
     return 0 if res["frames_evaluated"] else 2
 
 
