@@ -203,6 +203,22 @@ def camera_from_info(msg: Any) -> PinholeCamera:
     return PinholeCamera.from_matrix(m, int(msg.width), int(msg.height))
 
 
+def objects_3d_from_msg(msg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """vision_msgs/Detection3DArray of ground-truth objects -> (ids int64 [G] from `id`, centres float64 [G, 3],
+    sizes float64 [G, 3]); boxes are read as axis-aligned in the header's frame."""
+    ids, centres, sizes = [], [], []
+    for d in msg.detections:
+        try:
+            ids.append(int(d.id))
+        except ValueError:
+            raise DecodeError("3D object id", f"Detection3D.id {d.id!r} is not an instance id") from None
+        p, s = d.bbox.center.position, d.bbox.size
+        centres.append((p.x, p.y, p.z))
+        sizes.append((s.x, s.y, s.z))
+    return (np.array(ids, np.int64), np.array(centres, np.float64).reshape(-1, 3),
+            np.array(sizes, np.float64).reshape(-1, 3))
+
+
 def segments_from_msg(msg: Any) -> Segments:
     """omg_seg_msgs/SegmentArray -> Segments at full image size (track ids from Segment.id)."""
     h, w = int(msg.image_height), int(msg.image_width)
@@ -433,4 +449,5 @@ class MessageCodec(Spatial3DEncoders):
 
 __all__ = ["MessageCodec", "DecodeError", "Prompt", "INPUT_ENCODINGS", "OUTPUT_ENCODINGS", "MAX_PIXELS", "stamp_ns",
            "stamp_s", "is_compressed", "is_empty_image", "image_to_rgb", "image_to_numpy", "label_to_array",
-           "segments_from_msg", "label_info_names", "prompts_from_msg", "depth_from_msg", "camera_from_info"]
+           "segments_from_msg", "label_info_names", "prompts_from_msg", "depth_from_msg", "camera_from_info",
+           "objects_3d_from_msg"]

@@ -77,6 +77,13 @@ class Depth3DEvaluator:
                                         _aabb_size(b.size[i].astype(np.float64), b.rotation[i].astype(np.float64)),
                                         gt_centres[c], gt_sizes[c]))
 
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("errors", "surface_errors", "ious", "matched", "valid", "gt_total")}
+
+    def load_state_dict(self, s: dict) -> None:
+        for k, v in s.items():
+            setattr(self, k, list(v) if isinstance(v, list) else v)
+
     def merge(self, other: "Depth3DEvaluator") -> None:
         for k in ("errors", "surface_errors", "ious"):
             getattr(self, k).extend(getattr(other, k))

@@ -198,6 +198,11 @@ def markdown(report: dict) -> str:
         lines += ["", "## Prompts", "", f"mIoU {_pct(pr['miou'])} % over {pr['count']} prompts "
                   f"(point {_pct(pr['point']['miou'])} % / {pr['point']['count']}, "
                   f"box {_pct(pr['box']['miou'])} % / {pr['box']['count']})"]
+    d3 = r.get("depth_3d")
+    if d3:
+        from .depth3d import format_depth_report
+
+        lines += ["", "## 3D from depth (camera optical frame)", "", format_depth_report("objects", d3)]
     tr = r.get("tracking")
     if tr:
         def fmt(v: Any) -> str:

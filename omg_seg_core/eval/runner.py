@@ -9,10 +9,11 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from omg_seg_core.eval.depth3d import Depth3DEvaluator
 from omg_seg_core.eval.latency import LatencyRecorder
 from omg_seg_core.eval.mask_ap import MaskAPEvaluator
 from omg_seg_core.eval.panoptic_quality import PanopticEvaluator, panoptic_from_labels, panoptic_from_segments
@@ -24,11 +25,13 @@ from omg_seg_core.structures import Segments
 @dataclass
 class GroundTruth:
     """semantic: uint16 [H, W] class index (65535 void); instance_ids: uint16 [H, W] (0 none) or None;
-    prompts: (kind "point" | "box", xyxy float [4], target instance id)."""
+    prompts: (kind "point" | "box", xyxy float [4], target instance id); objects_3d: the things' true 3D boxes,
+    (instance ids int [G], centres float [G, 3], sizes float [G, 3]) in the camera optical frame, metres."""
 
     semantic: np.ndarray
     instance_ids: Optional[np.ndarray] = None
     prompts: list[tuple[str, np.ndarray, int]] = field(default_factory=list)
+    objects_3d: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -51,6 +54,7 @@ class SourceFrame:
     recorded: Optional[Segments] = None
     skips: list[tuple[str, str]] = field(default_factory=list)
     sequence: int = 0
+    depth: Any = None     # spatial.DepthFrame registered to rgb (bags with depth + camera_info), else None
 
 
 def gt_from_segments(segments: Segments) -> GroundTruth:
@@ -92,12 +96,13 @@ class Evaluation:
         self.ap = MaskAPEvaluator(self.class_names, self.is_thing)
         self.prompts = PromptEvaluator()
         self.latency = LatencyRecorder()
+        self.depth3d = Depth3DEvaluator(min_z=0.0, max_z=1000.0)  # every object a bag's ground truth has
         self.worst_k, self.thumb = worst_k, thumb_long_side
         self.reset()
 
     def reset(self) -> None:
         """Forget every frame (the evaluators' own `reset`)."""
-        for ev in (self.pq, self.sem, self.ap, self.prompts, self.latency):
+        for ev in (self.pq, self.sem, self.ap, self.prompts, self.latency, self.depth3d):
             ev.reset()
         self.skips: Counter[str] = Counter()
         self.frames: list[dict] = []           # one small record per evaluated frame (report.json "frames")
@@ -132,6 +137,11 @@ class Evaluation:
                 targets = np.stack([prompt_target_mask(gt, t) for _, _, t in gt.prompts])
                 ious = self.prompts.process(prompt_masks, targets, [k for k, _, _ in gt.prompts])
                 rec["prompt_miou"] = round(float(np.mean(ious)), 6)
+            if gt.objects_3d is not None and panoptic is not None and panoptic.boxes_3d is not None \
+                    and gt.instance_ids is not None:
+                ids, centres, sizes = gt.objects_3d
+                masks = gt.instance_ids[None] == np.asarray(ids, np.int64).reshape(-1, 1, 1)
+                self.depth3d.process(panoptic, masks, centres, sizes)
             if image is not None and panoptic is not None:
                 self._keep_if_worst(rec, image, panoptic, segments_from_gt(gt, self.class_names, self.is_thing))
         self.frames.append(rec)
@@ -167,6 +177,7 @@ class Evaluation:
             "mask_ap": self.ap.evaluate() if self.ap.images else None,
             "prompts": self.prompts.evaluate() if (self.prompts.ious["point"] or self.prompts.ious["box"]) else None,
             "latency_ms": self.latency.evaluate(),
+            "depth_3d": self.depth3d.evaluate() if self.depth3d.gt_total else None,
         }
 
     def label_source(self, name: str) -> None:
@@ -183,7 +194,8 @@ class Evaluation:
         if (other.class_names, other.is_thing) != (self.class_names, self.is_thing):
             raise ValueError("Evaluation.merge: the class lists differ (evaluate such sources separately)")
         for mine, theirs in ((self.pq, other.pq), (self.sem, other.sem), (self.ap, other.ap),
-                             (self.prompts, other.prompts), (self.latency, other.latency)):
+                             (self.prompts, other.prompts), (self.latency, other.latency),
+                             (self.depth3d, other.depth3d)):
             mine.merge(theirs)
         self.skips.update(other.skips)
         offset = len(self.frames)
@@ -195,7 +207,8 @@ class Evaluation:
     def state_dict(self) -> dict:
         return {"class_names": self.class_names, "pq": self.pq.state_dict(), "sem": self.sem.state_dict(),
                 "ap": self.ap.state_dict(), "prompts": self.prompts.state_dict(),
-                "latency": self.latency.state_dict(), "skips": dict(self.skips), "frames": list(self.frames),
+                "latency": self.latency.state_dict(), "depth3d": self.depth3d.state_dict(),
+                "skips": dict(self.skips), "frames": list(self.frames),
                 "worst": list(self.worst)}
 
     def load_state_dict(self, s: dict) -> None:
@@ -206,6 +219,8 @@ class Evaluation:
         self.ap.load_state_dict(s["ap"])
         self.prompts.load_state_dict(s["prompts"])
         self.latency.load_state_dict(s["latency"])
+        if "depth3d" in s:  # states saved before depth existed have none
+            self.depth3d.load_state_dict(s["depth3d"])
         self.skips = Counter(s["skips"])
         self.frames = list(s["frames"])
         self.worst = list(s["worst"])

@@ -50,9 +50,8 @@ def segment_boxes_3d(segments: Segments, depth_m: np.ndarray, camera: PinholeCam
         x0, y0, x1, y1 = segments.box_slice(i)
         if x1 <= x0 or y1 <= y0:
             continue
-        used_erosion = [0]
-        pts = _segment_points(segments.masks[i, y0:y1, x0:x1], depth_m[y0:y1, x0:x1], x0, y0, cam, cfg, kernel,
-                              used_erosion)
+        pts, eroded_px = _segment_points(segments.masks[i, y0:y1, x0:x1], depth_m[y0:y1, x0:x1], x0, y0, cam, cfg,
+                                         kernel)
         out.num_points[i] = len(pts)
         if len(pts) < cfg.min_points:
             out.quality[i] = QUALITY_FEW_POINTS if len(pts) else QUALITY_NO_DEPTH
@@ -61,7 +60,7 @@ def segment_boxes_3d(segments: Segments, depth_m: np.ndarray, camera: PinholeCam
         out.surface[i] = np.median(pts, axis=0)
         if segments.is_thing[i]:
             # the erosion took erode_px pixels off every side: give them back at the object's depth
-            grow = np.float32(used_erosion[0] * out.surface[i, 2]) * np.array([2 / cam.fx, 2 / cam.fy, 0], np.float32)
+            grow = np.float32(eroded_px * out.surface[i, 2]) * np.array([2 / cam.fx, 2 / cam.fy, 0], np.float32)
             out.position[i], out.size[i], rot[i] = _box(pts, cfg, grow)
         else:
             out.position[i] = out.surface[i]
@@ -73,28 +72,28 @@ def segment_boxes_3d(segments: Segments, depth_m: np.ndarray, camera: PinholeCam
 
 
 def _segment_points(mask: np.ndarray, depth: np.ndarray, x0: int, y0: int, cam: PinholeCamera, cfg: DepthConfig,
-                    kernel: Optional[np.ndarray], used_erosion: list[int]) -> np.ndarray:
-    """Valid, outlier-free points float32 [K, 3] of one segment's crop (mask and depth [h, w] at offset x0, y0);
-    used_erosion[0] is set to the erosion radius applied (0 when the mask would have eroded away)."""
-    m = mask
+                    kernel: Optional[np.ndarray]) -> tuple[np.ndarray, float]:
+    """(valid, outlier-free points float32 [K, 3], erosion applied in pixels) of one segment's crop (mask and depth
+    [h, w] at offset x0, y0). A large region (a floor, a close object) is read on an even pixel grid of about
+    max_points points: the same statistics, at a cost bounded by max_points instead of the region's size; the
+    erosion then acts on that grid (its radius in pixels grows with the grid step)."""
+    step = max(1, int(np.ceil(np.sqrt(np.count_nonzero(mask) / cfg.max_points))))
+    m, depth = mask[::step, ::step], depth[::step, ::step]
+    eroded_px = 0.0
     if kernel is not None:
-        eroded = cv2.erode(mask.view(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).view(bool)
+        eroded = cv2.erode(m.view(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0).view(bool)
         if np.count_nonzero(eroded) >= cfg.min_points:
-            m = eroded
-            used_erosion[0] = cfg.erode_px
+            m, eroded_px = eroded, float(cfg.erode_px * step)
     with np.errstate(invalid="ignore"):
         m = m & (depth >= cfg.min_m) & (depth <= cfg.max_m)  # NaN compares False
     vs, us = np.nonzero(m)
-    if len(vs) > cfg.max_points:  # even subsample (deterministic)
-        keep = np.linspace(0, len(vs) - 1, cfg.max_points).astype(np.int64)
-        vs, us = vs[keep], us[keep]
     z = depth[vs, us]
     if len(z) >= 3:
         med = np.median(z)
         mad = np.median(np.abs(z - med))
         ok = np.abs(z - med) <= max(cfg.outlier_mads * _MAD_SCALE * mad, cfg.outlier_min_m)
         vs, us, z = vs[ok], us[ok], z[ok]
-    return cam.back_project(us + x0, vs + y0, z)
+    return cam.back_project(us * step + x0, vs * step + y0, z), eroded_px
 
 
 def _box(pts: np.ndarray, cfg: DepthConfig, grow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

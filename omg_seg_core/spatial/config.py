@@ -19,7 +19,7 @@ class DepthConfig:
     complete: bool = True         # things: extend the box behind the visible surface (see boxes3d.py)
     oriented: bool = False        # things: an oriented box from PCA of the points instead of a camera-aligned one
     planes: int = 2               # fit a plane to this many of the largest stuff regions (0 = none)
-    max_points: int = 4000        # per segment, points beyond this are subsampled evenly (speed)
+    max_points: int = 4000        # per segment, larger regions are read on an even pixel grid of ~this many (speed)
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -22,7 +22,14 @@ from .typestore import BagError, typestore
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 GT_ROLES = {"gt/semantic": "semantic", "gt/instance_ids": "instances", "gt/segments": "segments",
-            "gt/prompts": "prompts"}
+            "gt/prompts": "prompts", "gt/objects_3d": "objects_3d"}
+#: Depth inputs joined to the image by stamp like ground truth (roles), found next to the image topic: the first
+#: candidate of each that the bag has (relative to the image topic's namespace, then its parent's, for RealSense's
+#: /camera/color/image_raw + /camera/aligned_depth_to_color/image_raw layout).
+DEPTH_CANDIDATES = {"depth": ("depth/image_raw", "aligned_depth_to_color/image_raw", "depth/image_rect_raw"),
+                    "camera_info": ("camera_info",)}
+#: Roles that are inputs or requests, not ground truth (a bag with only these has no ground truth).
+NOT_GT_ROLES = {"prediction", "prompts", "depth", "camera_info", "objects_3d"}
 LABEL_INFO_SUFFIX = "gt/label_info"
 
 
@@ -121,13 +128,17 @@ def open_reader(path: str | Path, recover: bool = True):
     return reader
 
 
-def discover_topics(reader: Any, image_topic: Optional[str] = None, gt_ns: Optional[str] = None) -> FrameTopics:
+def discover_topics(reader: Any, image_topic: Optional[str] = None, gt_ns: Optional[str] = None,
+                    depth_topics: Optional[dict[str, str]] = None) -> FrameTopics:
     """Pick the image topic (the only Image/CompressedImage topic outside `gt/`, unless given) and the GT topics
-    under `gt_ns` (default: the image topic's namespace, else the only `<ns>/gt/*` namespace in the bag)."""
+    under `gt_ns` (default: the image topic's namespace, else the only `<ns>/gt/*` namespace in the bag), and the
+    depth inputs (DEPTH_CANDIDATES, or `depth_topics` {"depth": T, "camera_info": T} when given)."""
     topics = {c.topic: c.msgtype for c in reader.connections}
     listing = ", ".join(f"{t} [{m}]" for t, m in sorted(topics.items()))
     if image_topic is None:
-        cands = [t for t, m in topics.items() if m in IMAGE_TYPES and "/gt/" not in t and "/output/" not in t]
+        depth_like = {f"/{sfx}" for sfxs in DEPTH_CANDIDATES.values() for sfx in sfxs}
+        cands = [t for t, m in topics.items() if m in IMAGE_TYPES and "/gt/" not in t and "/output/" not in t
+                 and not any(t.endswith(d) for d in depth_like) and t not in (depth_topics or {}).values()]
         # image_transport pairs (X and X/compressed) are one camera: prefer the lossless raw stream
         cands = [t for t in cands if not (t.endswith("/compressed") and t[: -len("/compressed")] in cands)]
         if len(cands) != 1:
@@ -143,6 +154,15 @@ def discover_topics(reader: Any, image_topic: Optional[str] = None, gt_ns: Optio
         own = image_topic.rsplit("/", 1)[0]
         gt_ns = own if own in nss else (nss[0] if len(nss) == 1 else own)
     gt = {role: f"{gt_ns}/{suffix}" for suffix, role in GT_ROLES.items() if f"{gt_ns}/{suffix}" in topics}
+    own = image_topic.rsplit("/", 1)[0]
+    for role, suffixes in DEPTH_CANDIDATES.items():
+        given = (depth_topics or {}).get(role)
+        found = [given] if given else [f"{ns}/{sfx}" for ns in (own, own.rsplit("/", 1)[0]) for sfx in suffixes
+                                       if f"{ns}/{sfx}" in topics]
+        if given and given not in topics:
+            raise BagError(f"{role} topic {given} not in the bag. Topics: {listing}")
+        if found:
+            gt[role] = found[0]
     li = f"{gt_ns}/{LABEL_INFO_SUFFIX}"
     return FrameTopics(image_topic, gt, li if li in topics else None)
 

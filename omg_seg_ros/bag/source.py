@@ -69,7 +69,14 @@ def decode_frame(bf: io.BagFrame, topics: io.FrameTopics, classmap: Any, luts: d
     except msgs.DecodeError as e:
         out.skips.append((f"ground truth not usable: {e.reason} (frame evaluated for latency only)", f"{where}: {e}"))
         gt = None
-    if gt is None and topics.gt.keys() - {"prediction", "prompts"} and not out.skips:
+    if gt is not None and "objects_3d" in bf.msgs:
+        try:
+            gt.objects_3d = msgs.objects_3d_from_msg(bf.msgs["objects_3d"])
+        except msgs.DecodeError as e:
+            out.skips.append((f"3D ground truth not usable: {e.reason}", f"{where}: {e}"))
+    if "depth" in topics.gt:
+        out.depth = _depth(bf, (h, w), out.skips, where)
+    if gt is None and topics.gt.keys() - io.NOT_GT_ROLES and not out.skips:
         out.skips.append(("no ground truth with a matching stamp (frame evaluated for latency only)", where))
     if gt is not None and "prompts" in bf.msgs:
         try:
@@ -95,9 +102,27 @@ def decode_frame(bf: io.BagFrame, topics: io.FrameTopics, classmap: Any, luts: d
     return out
 
 
+def _depth(bf: io.BagFrame, size: tuple[int, int], skips: list, where: str) -> Any:
+    """The frame's DepthFrame (depth registered to the image + the camera_info at its stamp), or None with a
+    (reason, example) entry: the frame is then evaluated in 2D only."""
+    from omg_seg_core.spatial import DepthFrame, match_depth_size
+
+    if "depth" not in bf.msgs or "camera_info" not in bf.msgs:
+        skips.append(("no depth + camera_info at this stamp (frame evaluated in 2D only)", where))
+        return None
+    try:
+        depth = msgs.depth_from_msg(bf.msgs["depth"], msgs.MAX_PIXELS)
+        return DepthFrame(match_depth_size(depth, size), msgs.camera_from_info(bf.msgs["camera_info"]))
+    except (msgs.DecodeError, ValueError) as e:
+        skips.append((f"depth not usable: {str(e).split(':')[0]} (frame evaluated in 2D only)", f"{where}: {e}"))
+        return None
+
+
 def bag_frames(reader: Any, a: Any, stream_skips: Counter, errors: list[str]) -> tuple[Any, int, dict]:
     """(source(classmap, start) -> Iterator[SourceFrame], image message count, meta) for `omg-seg-eval`."""
-    topics = io.discover_topics(reader, a.image_topic, a.gt_ns)
+    given = {r: t for r, t in (("depth", getattr(a, "depth_topic", None)),
+                               ("camera_info", getattr(a, "camera_info_topic", None))) if t}
+    topics = io.discover_topics(reader, a.image_topic, a.gt_ns, given)
     conns = {c.topic: c for c in reader.connections}
     if a.predictions_topic:
         if a.predictions_topic not in conns:
@@ -115,7 +140,7 @@ def bag_frames(reader: Any, a: Any, stream_skips: Counter, errors: list[str]) ->
 
     meta = {"image_topic": topics.image, "gt_topics": dict(topics.gt), "label_info_topic": topics.label_info,
             "image_messages_in_bag": total}
-    if not topics.gt.keys() - {"prediction", "prompts"}:
+    if not topics.gt.keys() - io.NOT_GT_ROLES:
         meta["note"] = "no ground-truth topics found: latency only"
     elif "semantic" in topics.gt and "instances" not in topics.gt:
         meta["note"] = ("no instance ground truth (<ns>/gt/instance_ids): mIoU only; PQ, mask AP and tracking need "

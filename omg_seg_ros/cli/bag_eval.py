@@ -51,6 +51,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     b = ap.add_argument_group("bag topics")
     b.add_argument("--image-topic"), b.add_argument("--gt-ns", help="ground-truth namespace (<ns>/gt/...)")
     b.add_argument("--predictions-topic", help="evaluate recorded omg_seg_msgs/SegmentArray instead of the model")
+    b.add_argument("--depth-topic", help="registered depth image (default: <image ns>/depth/image_raw, ...)")
+    b.add_argument("--camera-info-topic", help="the colour camera's CameraInfo (default: <image ns>/camera_info)")
     b.add_argument("--stamp-tolerance-ms", type=float, default=0.0, help="GT/image stamp join tolerance")
     b.add_argument("--window", type=int, default=16, help="stamps held while joining topics (memory bound)")
     r = ap.add_argument_group("run")
@@ -109,7 +111,7 @@ def fingerprint(a: argparse.Namespace, values: dict) -> str:
         values = {**values, "untrained_model_start": time.time_ns()}
     stat = [(str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)) for p in files]
     opts = {k: getattr(a, k) for k in ("image_topic", "gt_ns", "predictions_topic", "stamp_tolerance_ms", "video",
-                                        "no_prompts")}
+                                        "no_prompts", "depth_topic", "camera_info_topic")}
     blob = json.dumps([stat, opts, values], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -176,10 +178,13 @@ def model_outputs(ctx: Context, run: Run, f: SourceFrame) -> tuple[dict, dict[st
         out = {"panoptic": f.recorded, "instances": f.recorded, "semantic": f.recorded}
     else:
         t0, c0 = time.perf_counter(), time.process_time()
-        frame = ctx.session.step(f.rgb, stamp, f.index)  # the node's per-frame work: model, panoptic, tracking
+        # the node's per-frame work: model, panoptic, tracking (and 3D when the bag has depth)
+        frame = ctx.session.step(f.rgb, stamp, f.index, depth=f.depth)
         out["panoptic"] = frame.segments
         ft = frame.timings
         t.update(preprocess=ft["preprocess"], image_graph=ft["image_graph"], panoptic=ft["task"])
+        if "depth" in ft:
+            t["depth_3d"] = ft["depth"]
         if run.tracker is not None:
             t["tracker"] = ft["tracker"] + ft["recovery"]
         for task in ("instances", "semantic"):
@@ -226,6 +231,8 @@ def write_result(ctx: Context, f: SourceFrame, pan: Segments, sem: Segments, nam
     w.write(f"{ns}/detections", codec.detections_msg(pan, header), f.stamp)
     w.write(f"{ns}/semantic", codec.semantic_image(sem, header), f.stamp)
     w.write(f"{ns}/instance_ids", codec.instance_image(pan, header), f.stamp)
+    if pan.boxes_3d is not None:
+        w.write(f"{ns}/detections_3d", codec.detections_3d_msg(pan, header), f.stamp)
 
 
 def process(ctx: Context, run: Run, f: SourceFrame) -> None:
@@ -418,6 +425,9 @@ def summary(res: dict, errors: list[str], paths: dict) -> None:
                    f"stuff {100 * np.nan_to_num(pan['stuff']['pq']):.1f})")
     if sem:
         msg.append(f"mIoU {100 * np.nan_to_num(sem['miou']):.1f}")
+    d3 = res.get("depth_3d")
+    if d3 and d3.get("valid"):
+        msg.append(f"3D centroid error median {d3['centroid_error_cm_median']:.1f} cm ({d3['valid']} objects)")
     print("; ".join(msg), file=sys.stderr)
     for why, n in sorted(res["skipped"].items(), key=lambda kv: -kv[1]):
         print(f"  skipped {n} x {why}", file=sys.stderr)
