@@ -154,6 +154,8 @@ class TaskThresholds:
                                      # ranked by phrase score x mean mask probability ** this ...
     text_colour_power: float = 4.0   # ... x P(the phrase's colour word | the mask's pixels) ** this (human colour
                                      # naming, text/colour_names.py); both 0: phrase score alone (text/candidates.py)
+    text_hint_scale_px: float = 20.0  # text() with a hint point: a candidate whose mask is d px from the point is
+                                     # ranked x exp(-d / this); inside = x 1 (predict/text_hint.py)
     prompt_source: str = "auto"      # prompt(): auto | decoder (official) | queries (see prompt_select.py)
     box_prompt_margin: float = 0.1   # prompt(): box prompts keep mask pixels within the box grown by this fraction
                                      # of its width/height per side; < 0 keeps the whole mask (official)
@@ -197,6 +199,8 @@ class TaskThresholds:
                 raise ValueError(f"{name} must be a number, got {v!r}")
         if not _is_number(self.text_position_rel) or not 0.0 <= self.text_position_rel <= 1.0:
             raise ValueError(f"text_position_rel must be a number in [0, 1], got {self.text_position_rel!r}")
+        if not _is_number(self.text_hint_scale_px) or not 0.5 <= self.text_hint_scale_px <= 10000:
+            raise ValueError(f"text_hint_scale_px must be a number in [0.5, 10000] px, got {self.text_hint_scale_px!r}")
         for name in ("text_confidence_power", "text_colour_power"):
             v = getattr(self, name)
             if not _is_number(v) or not 0.0 <= v <= 16.0:

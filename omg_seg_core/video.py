@@ -157,12 +157,15 @@ class VideoSession:
             return seg, (self.follow(seg, label, stamp) if track else [])
 
     def text(self, query: str, max_results: Optional[int] = None, *, image: Optional[np.ndarray] = None,
-             track: bool = False, stamp: Optional[float] = None) -> tuple[Segments, list[int]]:
+             track: bool = False, stamp: Optional[float] = None, hint_points: Any = None, hint_labels: Any = None,
+             hint_boxes: Any = None) -> tuple[Segments, list[int]]:
         """Open-vocabulary text request on the latest frame or on `image` -> (Segments best first, target ids
-        registered when `track`)."""
+        registered when `track`). hint_*: where the object is (OMGSegPredictor.text)."""
         with self.lock:
             self._use_image(image)
-            seg = self.predictor.text(query, max_results=max_results)
+            hint = {k: v for k, v in (("hint_points", hint_points), ("hint_labels", hint_labels),
+                                      ("hint_boxes", hint_boxes)) if v is not None}
+            seg = self.predictor.text(query, max_results=max_results, **hint)
             self._answer_3d(seg)
             return seg, (self.follow(seg, query, stamp) if track else [])
 

@@ -35,6 +35,7 @@ from omg_seg_core.video import VideoSession
 from . import params
 from .depth_input import DepthInput
 from .diagnostics import status
+from .pointing import PointingInput
 from .guard import Guard
 from .msgs import DecodeError, MessageCodec, image_to_rgb, stamp_s
 from .loader import ModelLoadError, build_session, release_device_memory, threshold_overrides, tracker_config_from
@@ -61,6 +62,7 @@ class OmgSegNode(LifecycleNode):
         self.stats = Stats()
         self.outputs = Outputs(self)
         self.depth_input = DepthInput(self)
+        self.pointing = PointingInput(self)
         self.last_header: Optional[Header] = None
         self.bad_frames = 0
         self.active = False
@@ -143,6 +145,7 @@ class OmgSegNode(LifecycleNode):
         self._worker.start()
         self._subscribe()
         self.depth_input.subscribe()
+        self.pointing.subscribe()
         self._diag_timer = self._diagnostics_timer(float(self.p("diagnostics_period")))
         self.active = True
         self.get_logger().info(f"active: listening on {self._sub.topic_name} ({self.p('qos.reliability')})")
@@ -181,6 +184,7 @@ class OmgSegNode(LifecycleNode):
             self.destroy_subscription(self._sub)
             self._sub = None
         self.depth_input.unsubscribe()
+        self.pointing.unsubscribe()
         if self._resubscribe_timer is not None:
             self.destroy_timer(self._resubscribe_timer)
             self._resubscribe_timer = None
@@ -327,7 +331,8 @@ class OmgSegNode(LifecycleNode):
             self.get_logger().info(f"{sorted(k for k in new if k in params.RECONFIGURE)} take effect at the next "
                                    "configure (deactivate, cleanup, configure, activate)")
         if (self.active and self._resubscribe_timer is None
-                and any(k in new for k in ("qos.reliability", "qos.depth", "input.compressed", "depth.enabled"))):
+                and any(k in new for k in ("qos.reliability", "qos.depth", "input.compressed", "depth.enabled",
+                                       "pointing.topic"))):
             # Applied after the callback returns so the new values are visible to _subscribe; one pending
             # re-subscription serves every input parameter changed meanwhile (several timers spun forever).
             self._resubscribe_timer = self.create_timer(
@@ -347,6 +352,7 @@ class OmgSegNode(LifecycleNode):
         if self.active:
             self._subscribe()
             self.depth_input.subscribe()
+            self.pointing.subscribe()
             self.get_logger().info(f"input now {self._sub.topic_name}, reliability {self.p('qos.reliability')}, "
                                    f"depth {'on' if self.depth_input.enabled else 'off'}")
 

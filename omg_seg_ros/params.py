@@ -58,6 +58,9 @@ CORE: list[tuple[str, Any, str]] = [
                              "its 3D position (docs/ros.md, 'Depth and 3D')"),
     ("depth.max_skew_ms", 50.0, "pair a colour frame with the depth image nearest in stamp within this many ms; "
                                 "without one the frame is published in 2D only (never held back)"),
+    ("pointing.topic", "", "geometry_msgs/PointStamped topic of pointing gestures (e.g. /clicked_point from RViz's "
+                           "Publish Point); the latest is the hint of ~/segment_text requests without one; '' = off"),
+    ("pointing.max_age_s", 10.0, "a pointing gesture older than this is not used"),
     ("outputs.detections_3d", True, "publish ~/output/detections_3d (vision_msgs/Detection3DArray; with depth)"),
     ("outputs.markers", True, "publish ~/output/markers (visualization_msgs/MarkerArray boxes + labels; with depth)"),
     ("outputs.points", False, "publish ~/output/points (labelled sensor_msgs/PointCloud2; with depth)"),
@@ -65,7 +68,7 @@ CORE: list[tuple[str, Any, str]] = [
 ]
 
 #: Applied immediately when changed at run time.
-RUNTIME_PREFIXES = ("outputs.", "tracking.", "limits.", "depth.", "points.")
+RUNTIME_PREFIXES = ("outputs.", "tracking.", "limits.", "depth.", "points.", "pointing.")
 RUNTIME = {"task", "vocabulary_file", "qos.reliability", "qos.depth", "input.compressed", "diagnostics_period"}
 #: Never changed after start-up (ROS read_only): set them in the YAML or on the command line.
 READ_ONLY = {"autostart"}
@@ -105,7 +108,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "depth.max_skew_ms": (0.0, 10000.0), "depth.min_m": (0.0, 1000.0), "depth.max_m": (0.001, 1000.0),
     "depth.erode_px": (0, 64), "depth.min_points": (1, 1_000_000), "depth.percentile": (0.0, 49.0),
     "depth.outlier_mads": (0.1, 100.0), "depth.outlier_min_m": (0.0, 10.0), "depth.planes": (0, 100),
-    "depth.max_points": (1, 10_000_000), "points.decimation": (1, 64),
+    "depth.max_points": (1, 10_000_000), "points.decimation": (1, 64), "pointing.max_age_s": (0.0, 86400.0),
+    "text_hint_scale_px": (0.5, 10000.0),
 }
 
 

@@ -93,6 +93,11 @@ class Services:
         parts = [f"{seg.class_names[i] or 'object'} ({seg.scores[i]:.2f}"
                  + (f", id {int(seg.track_ids[i])}" if seg.track_ids[i] > 0 else "") + ")" for i in range(len(seg))]
         head = f"{len(seg)} segment(s)" + (f": {', '.join(parts)}" if parts else "")
+        hint = seg.extra.get("hint")
+        if hint:  # which hint decided, and how well the answer fits it (1 = the point is on it)
+            fit = ", ".join(f"{f:.2f}" for f in hint["fit"])
+            head += f"; hint {hint['used']}" + (" (answered as a click)" if hint.get("as_prompt") else
+                                                 f" (fit {fit})")
         return head + (f"; tracking target(s) {ids}" if ids else "")
 
     def _segments_response(self, resp, seg, ids, header, task):
@@ -123,8 +128,20 @@ class Services:
             query = _check_text(req.text, int(req.max_results), int(self.node.p("limits.max_text_length")),
                                 int(self.node.p("limits.max_results")))
             rgb, header = self._image(req.image)
+            _check_count(len(req.hint_points) + len(req.hint_boxes) // 4, int(self.node.p("limits.max_prompts")),
+                         "hint points + boxes", "limits.max_prompts")
+            hint = {}
+            if len(req.hint_points) or len(req.hint_boxes):
+                hint = {"hint_points": [v for p in req.hint_points for v in (p.x, p.y)],
+                        "hint_labels": list(req.hint_labels), "hint_boxes": list(req.hint_boxes)}
+            elif len(req.hint_labels):
+                raise RequestError("hint_labels given without hint_points")
+            elif rgb is None and session.image_size is not None:
+                pointed = self.node.pointing.hint(self.node.last_header, session.image_size)
+                if pointed is not None:
+                    hint = {"hint_points": pointed}
             seg, ids = session.text(query, int(req.max_results) or None, image=rgb, track=bool(req.track),
-                                    stamp=stamp_s(header.stamp))
+                                    stamp=stamp_s(header.stamp), **hint)
             return self._segments_response(resp, seg, ids, header, "text")
         except NoFrameError:
             return self._fail(resp, NO_FRAME)

@@ -321,7 +321,8 @@ class OMGSegPredictor:
                                     self._names, self._vocab.num_things, meta, self.thresholds)
 
     # ---- text ----------------------------------------------------------------------------------------------
-    def text(self, query: str, max_results: Optional[int] = None) -> Segments:
+    def text(self, query: str, max_results: Optional[int] = None, hint_points: Any = None, hint_labels: Any = None,
+             hint_boxes: Any = None) -> Segments:
         """Masks for a free-text request, best first (predict/text_request.py: text_query.py scores the queries;
         text_candidates.py cuts their masks at gaps and ranks the pieces by score, mask confidence and the phrase's
         colour word; text_position.py resolves position words).
@@ -334,8 +335,17 @@ class OMGSegPredictor:
         extra["position"] says what was parsed.
         class_ids are -1 (the phrase is not a vocabulary class), class_names the phrase. Borders are snapped to
         colour edges (thresholds.edge_refine_radius; 0: official).
+        Spatial hint ("the red box" + where the user points; predict/text_hint.py): hint_points [P, 2] xy with
+        hint_labels [P] (1 "the one here" (default), 0 "not this one") and/or hint_boxes [B, 4] xyxy, original
+        pixels, checked like prompts. Candidates are re-ranked by how well they fit the hint (a point inside the
+        mask beats a point near it: x exp(-d / thresholds.text_hint_scale_px)); extra["hint"] says which hint was
+        used and each result's fit. "this" / "that one" + a hint is answered as the click / box prompt.
         """
-        return text_request(self, query, max_results)
+        from .text_hint import SpatialHint
+
+        _, meta = self._require()
+        hint = SpatialHint.parse(hint_points, hint_labels, hint_boxes, meta.ori_shape)
+        return text_request(self, query, max_results, hint)
 
     # ---- internals -----------------------------------------------------------------------------------------
     def edge_refine(self, seg: Segments, exclusive: bool) -> Segments:

@@ -45,6 +45,7 @@ class RankedPieces:
     score: np.ndarray
     confidence: np.ndarray
     colour: np.ndarray
+    hint: Optional[np.ndarray] = None  # fit to a spatial hint (text_hint.py) when one re-ranked the pieces
 
     def __len__(self) -> int:
         return len(self.rows)

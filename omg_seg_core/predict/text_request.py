@@ -9,7 +9,10 @@ Steps, in order (each step's module says how it works):
    of them (their masks may break into pieces), or POSITION_CANDIDATES when a position picks among matches;
 4. text_candidates.rank_pieces: candidate masks cut at their gaps (split_apart's rule), each piece ranked by phrase
    score x mask confidence ** text_confidence_power x colour fit ** text_colour_power (colour_names.py);
-5. the first max_results pieces (or the one a position word picks), borders snapped to colour edges.
+5. with a spatial hint (points / boxes, text_hint.py) each piece's rank is multiplied by how well it fits the hint
+   (HINT_CANDIDATES queries are considered: the pointed-at object may not be the phrase's best match); a phrase
+   that only points ("this", "that one") with a hint is answered as a click / box prompt;
+6. the first max_results pieces (or the one a position word picks), borders snapped to colour edges.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from .colour_names import ColourNamer, colour_term
 from .postprocess import mask_probs_for_queries
 from .split_apart import gap_pixels
 from .text_candidates import RankedPieces, rank_pieces
+from .text_hint import SpatialHint, hint_factor, is_deictic
 from .text_position import pick_candidate, split_position
 from .text_query import extract_phrase, phrase_scores
 
@@ -31,11 +35,15 @@ from .text_query import extract_phrase, phrase_scores
 TEXT_EXTRA_CANDIDATES = 4
 #: Candidate queries when a position word picks among the matches ("the second red box from the left").
 POSITION_CANDIDATES = 8
+#: Candidate queries with a spatial hint: the object pointed at may rank below other matches of the phrase.
+HINT_CANDIDATES = 12
 
 
-def text_request(p: Any, query: str, max_results: Optional[int] = None) -> Segments:
+def text_request(p: Any, query: str, max_results: Optional[int] = None, hint: Optional[SpatialHint] = None
+                 ) -> Segments:
     """Masks for a free-text request on the cached image of `p` (an OMGSegPredictor, which calls this from its
-    `text`; typed loosely so this module does not import the predictor back), best first."""
+    `text`; typed loosely so this module does not import the predictor back), best first. `hint`: where the
+    object is (text_hint.py), or None."""
     feats, meta = p.features, p.image_meta
     th = p.thresholds
     phrase = extract_phrase(query)
@@ -43,6 +51,8 @@ def text_request(p: Any, query: str, max_results: Optional[int] = None) -> Segme
     n = th.text_max_results if max_results is None else max_results
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"max_results must be a positive integer, got {max_results!r}")
+    if hint is not None and hint.positive and position is None and is_deictic(base):
+        return _pointing_only(p, query, phrase, hint)
     with p.timed("text_encode"):
         p_emb = p.phrase_embedding(base)
     with p.timed("text_score"):
@@ -53,8 +63,12 @@ def text_request(p: Any, query: str, max_results: Optional[int] = None) -> Segme
     with p.timed("postprocess"):
         order = torch.sort(scores, descending=True, stable=True).indices
         top = n + TEXT_EXTRA_CANDIDATES if position is None else POSITION_CANDIDATES
+        if hint is not None:
+            top = max(top, HINT_CANDIDATES)
         order = order[scores[order] >= th.text_score_thr][:top].tolist()
         ranked = rank_text_pieces(p, order, scores[order].numpy(), base)
+        if hint is not None and len(ranked):
+            ranked = _apply_hint(ranked, hint, th.text_hint_scale_px)
         if position is None:
             keep = list(range(min(n, len(ranked))))
         else:
@@ -69,8 +83,34 @@ def text_request(p: Any, query: str, max_results: Optional[int] = None) -> Segme
         seg.extra["rank_scores"] = ranked.rank[keep]
         seg = p.edge_refine(seg, exclusive=False)
     seg.extra.update(query=query, phrase=phrase)
+    if hint is not None:
+        seg.extra["hint"] = {"used": hint.describe(), "fit": [float(f) for f in ranked.hint[keep]]}
     if position is not None:
         seg.extra["position"] = {"side": position.side, "rank": position.rank, "described": base}
+    return seg
+
+
+def _apply_hint(ranked: RankedPieces, hint: SpatialHint, scale_px: float) -> RankedPieces:
+    """Re-rank pieces by rank x hint_factor (stable: ties keep the phrase ranking)."""
+    fit = hint_factor(ranked.masks, hint, scale_px)
+    rank = ranked.rank * fit
+    o = np.argsort(-rank, kind="stable")
+    out = RankedPieces(ranked.rows[o], ranked.masks[o], rank[o], ranked.score[o], ranked.confidence[o],
+                       ranked.colour[o])
+    out.hint = fit[o]
+    return out
+
+
+def _pointing_only(p: Any, query: str, phrase: str, hint: SpatialHint) -> Segments:
+    """"segment this" + a point / box: the click's (box prompt's) answer, as `prompt` gives it."""
+    seg = p.prompt(points=hint.points if len(hint.points) else None,
+                   point_labels=hint.labels if len(hint.points) else None,
+                   boxes=hint.boxes if len(hint.boxes) else None)
+    seg = seg[:1]
+    seg.class_names = [phrase or "this"] * len(seg)
+    seg.task = "text"
+    seg.extra.update(query=query, phrase=phrase, hint={"used": hint.describe(), "fit": [1.0] * len(seg),
+                                                       "as_prompt": True})
     return seg
 
 
