@@ -28,7 +28,7 @@ from ..config import ModelConfig, get_model_config
 from ..model.checkpoint import load_model, save_checkpoint
 from ..model.omg_seg import OMGSeg, build_model
 from ..text import make_text_encoder
-from ..text.sentence_text import TextProjection
+from ..text.sentence_text import TextProjection, set_one_text_per_call
 from ..text.vocabulary import Vocabulary
 from .config import TrainConfig
 from .data import collate
@@ -107,6 +107,8 @@ class Trainer:
         self.vocab: Vocabulary = self.source.vocabulary
         trainable_text = getattr(self.model, "text_projection", None) is not None
         self.encoder = make_text_encoder(self.model.cfg.text_encoder, self.model, weights=meta.get("text_weights"))
+        if self.n_micro > 1:
+            set_one_text_per_call(True)  # micro-batch results must not depend on which process ran before
         self.loss = CoTrainingLoss(cfg.loss, self.vocab, self.encoder, trainable_text, self.model.cfg.logit_scale,
                                    seed=cfg.seed)
         self.sampler = BatchSampler(self.source, cfg.data, self.micro_batch, seed=cfg.seed)
