@@ -22,6 +22,16 @@ ROOT = Path(__file__).resolve().parents[3]
 BOUND = tol.DDP_TWO_PROCESS_REL_UPDATE
 
 
+@pytest.fixture(autouse=True)
+def _batched_phrase_cache_afterwards():
+    """A Trainer with several micro-batches per step switches the process-wide MiniLM cache to one text per call;
+    the other tests of this session get the default back."""
+    from omg_seg_core.text.sentence_text import set_one_text_per_call
+
+    yield
+    set_one_text_per_call(False)
+
+
 def _overrides(root: Path, out: Path, iters: int) -> list[str]:
     return [f"data.root={root / 'img'}", f"data.video_root={root / 'vid'}", "data.source=coco_panoptic",
             "data.image_size=[64,64]", "data.val_images=2", "optim.batch_size=8", "optim.micro_batch_size=4",
