@@ -56,6 +56,21 @@ FP16_STORAGE_RTOL = 1e-3
 UNIT_ROUNDOFF = 2.0 ** -24
 
 
+#: Data-parallel training (test/core/train/test_distributed.py): 2 gloo processes vs 1 process accumulating the same
+#: two micro-batches must give the SAME BITS. Per element, the step's gradient is (a + b) / 2 of the two
+#: micro-batch gradients in both layouts: 1 process accumulates a/2 + b/2 (the loss divided by 2 before backward),
+#: DDP sums a + b over gloo and divides by 2. Scaling by a power of two commutes with float rounding (barring
+#: subnormals), and one addition of two numbers does not depend on their order, so both are round(a + b) / 2;
+#: everything else (data, RNG seeds per micro-batch, kernels at 1 thread) is the same computation. Measured: 0 after
+#: 3 steps of the tiny config. Before the MiniLM phrase cache got its one-text-per-call mode (sentence_text.py) the
+#: processes' text features differed by ~7 ulp (batch padding): update differences of 3e-5..2e-2 relative, and a
+#: same-process re-run with only that rounding changed moved by 2.7e-4..2.6e-3 (Hungarian near-ties flip at init,
+#: AdamW amplifies near-zero gradients). Real faults are O(1): rank 1 re-using rank 0's data 0.62 relative, one
+#: 8-image batch instead of two of 4 (another objective) 0.76. With more than 2 processes, or NCCL's ring order
+#: and non-deterministic GPU kernels, a difference of that float-noise kind is expected instead: no bound here.
+DDP_TWO_PROCESS_REL_UPDATE = 0.0
+
+
 def no_flip(key: str) -> float:
     """Bound for an output computed before any attention-mask bit flipped (README no-flip re-runs x SAFETY)."""
     return SAFETY * RERUN_NO_FLIP[key]

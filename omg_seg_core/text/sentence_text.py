@@ -59,6 +59,11 @@ class _MiniLM:
     _lock = threading.Lock()
     _model = None
     _cache: dict[str, torch.Tensor] = {}
+    #: `set_one_text_per_call(True)`: texts are encoded one per MiniLM call, into a cache of their own. A batched
+    #: call pads its texts to the longest one, which moves an embedding in its last bits (~1e-7) with the texts
+    #: beside it, so the batched cache depends on the order texts were first seen in this process.
+    _one_per_call = False
+    _cache_one: dict[str, torch.Tensor] = {}
 
     @classmethod
     def model(cls):
@@ -74,18 +79,27 @@ class _MiniLM:
     @classmethod
     def embed(cls, texts: Sequence[str]) -> torch.Tensor:
         """[N, 384] float32, L2-normalised sentence embeddings; cached per text."""
-        missing = sorted({t for t in texts if t not in cls._cache})
+        cache = cls._cache_one if cls._one_per_call else cls._cache
+        missing = sorted({t for t in texts if t not in cache})
         if missing:
             m = cls.model()
+            groups = [[t] for t in missing] if cls._one_per_call else [missing]
             with torch.inference_mode():
-                emb = m.encode(missing, convert_to_tensor=True, normalize_embeddings=True, batch_size=64,
-                               show_progress_bar=False)
+                emb = torch.cat([m.encode(g, convert_to_tensor=True, normalize_embeddings=True, batch_size=64,
+                                          show_progress_bar=False) for g in groups])
             emb = emb.detach().float().cpu().clone()
             for t, e in zip(missing, emb):
-                cls._cache[t] = e
+                cache[t] = e
         if not texts:
             return torch.zeros(0, MINILM_DIM)
-        return torch.stack([cls._cache[t] for t in texts])
+        return torch.stack([cache[t] for t in texts])
+
+
+def set_one_text_per_call(on: bool) -> None:
+    """Make the frozen MiniLM features of a text independent of what this process encoded before (one text per
+    call, ~3 ms each, once per text). Data-parallel training turns it on: every process meets other phrases first,
+    and the 2-process run must compute what 1 process accumulating the same micro-batches does."""
+    _MiniLM._one_per_call = bool(on)
 
 
 def raw_features(phrases: Sequence[str]) -> torch.Tensor:
@@ -144,4 +158,5 @@ class SentenceTextEncoder(TextEncoder, nn.Module):
         return self.encode_train(phrases)
 
 
-__all__ = ["SentenceTextEncoder", "TextProjection", "raw_features", "words", "MINILM_DIM", "RAW_DIM"]
+__all__ = ["SentenceTextEncoder", "TextProjection", "raw_features", "set_one_text_per_call", "words", "MINILM_DIM",
+           "RAW_DIM"]

@@ -35,7 +35,9 @@ class OptimConfig:
     grad_clip: float = 1.0
     warmup_iters: int = 50
     iters: int = 3000                     # total iterations (cosine decay to 5 % at the end)
-    batch_size: int = 8
+    batch_size: int = 8                   # GLOBAL batch of one optimiser step (all processes, all accumulation)
+    micro_batch_size: int = 0             # images per process per forward/backward; 0 = batch_size / processes.
+                                          # batch_size / (micro x processes) accumulation steps (distributed.py)
 
 
 @dataclass

@@ -4,6 +4,10 @@ Determinism: every random choice derives from `cfg.seed` (torch / numpy generato
 checkpoint), and the data of iteration i depends only on (data seed, i), so a resumed run continues exactly where
 the interrupted one was. Checkpoints (`<out_dir>/last.pt`) are written atomically (temp file + rename) every
 `ckpt_every_s` seconds, at validation and at the end; `--resume` continues from them.
+
+Several processes (`torchrun`): `distributed.py` states the conventions (global batch, micro-batches, gradient
+accumulation, per-rank data, rank-0 logging / validation / checkpoints). With one process and no accumulation
+(M = 1 micro-batch per step) every number is the same as before data parallelism existed.
 """
 from __future__ import annotations
 
@@ -24,10 +28,12 @@ from ..config import ModelConfig, get_model_config
 from ..model.checkpoint import load_model, save_checkpoint
 from ..model.omg_seg import OMGSeg, build_model
 from ..text import make_text_encoder
-from ..text.sentence_text import TextProjection
+from ..text.sentence_text import TextProjection, set_one_text_per_call
 from ..text.vocabulary import Vocabulary
 from .config import TrainConfig
 from .data import collate
+from .distributed import (DistContext, merge_stats, micro_indices, plan_micro_batches, sync_context,
+                          wrap_ddp)
 from .sources import BatchSampler, make_source
 from .step import CoTrainingLoss
 
@@ -78,14 +84,21 @@ def lr_factor(it: int, warmup: int, total: int) -> float:
 
 
 class Trainer:
-    """Owns model, optimiser, data and loss; `run()` trains to `cfg.optim.iters` or `cfg.max_minutes`."""
+    """Owns model, optimiser, data and loss; `run()` trains to `cfg.optim.iters` or `cfg.max_minutes`.
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False) -> None:
+    `dist`: this process's place in a torchrun job (`init_distributed`); None = a single process. `self.model` is
+    always the unwrapped model (what checkpoints and exports hold); `self.ddp` its DDP wrapper, or None."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, dist: Optional[DistContext] = None) -> None:
         self.cfg = cfg
+        self.dist = dist or DistContext()
+        self.micro_batch, self.accum = plan_micro_batches(cfg.optim.batch_size, cfg.optim.micro_batch_size,
+                                                          self.dist.world_size)
+        self.n_micro = self.dist.world_size * self.accum  # micro-batches per optimiser step, all processes
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
-        self.device = torch.device(cfg.device)
+        self.device = self.dist.device(cfg.device)
         self.out_dir = Path(cfg.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.model, meta = build_train_model(cfg)
@@ -94,9 +107,14 @@ class Trainer:
         self.vocab: Vocabulary = self.source.vocabulary
         trainable_text = getattr(self.model, "text_projection", None) is not None
         self.encoder = make_text_encoder(self.model.cfg.text_encoder, self.model, weights=meta.get("text_weights"))
+        if self.n_micro > 1:
+            set_one_text_per_call(True)  # micro-batch results must not depend on which process ran before
         self.loss = CoTrainingLoss(cfg.loss, self.vocab, self.encoder, trainable_text, self.model.cfg.logit_scale,
                                    seed=cfg.seed)
-        self.sampler = BatchSampler(self.source, cfg.data, cfg.optim.batch_size, seed=cfg.seed)
+        self.sampler = BatchSampler(self.source, cfg.data, self.micro_batch, seed=cfg.seed)
+        if self.n_micro > 1 and cfg.data.video_fraction > 0 and self.source.has_pairs and not self.sampler.n_pairs:
+            log.warning("data: a micro-batch of %d images holds no frame pair at video_fraction=%g; raise "
+                        "optim.micro_batch_size or data.video_fraction", self.micro_batch, cfg.data.video_fraction)
         bb = [p for p in self.model.backbone.parameters() if p.requires_grad]
         bb_ids = {id(p) for p in bb}
         rest = [p for p in self.model.parameters() if p.requires_grad and id(p) not in bb_ids]
@@ -110,6 +128,8 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         if resume and (self.out_dir / "last.pt").exists():
             self.load_state(self.out_dir / "last.pt")
+        # after requires_grad is final and the state is loaded (DDP broadcasts rank 0's parameters and buffers)
+        self.ddp = wrap_ddp(self.model, self.loss, self.dist, self.device) if self.dist.enabled else None
 
     # ---- checkpoints -------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -118,7 +138,9 @@ class Trainer:
                 "elapsed_s": self.elapsed_s, "history": self.history[-2000:],
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                         "loss_gen": self.loss.gen.get_state(), "sampler": self.sampler.state_dict()},
-                "vocabulary": self.vocab.to_dict()}
+                "vocabulary": self.vocab.to_dict(),
+                "parallel": {"world_size": self.dist.world_size, "micro_batch_size": self.micro_batch,
+                             "accum_steps": self.accum}}  # informative: any other layout resumes it
 
     def save_state(self, path: Optional[Path] = None) -> Path:
         path = Path(path or self.out_dir / "last.pt")
@@ -152,7 +174,8 @@ class Trainer:
         random.setstate(rng["python"])
         self.loss.gen.set_state(rng["loss_gen"])
         self.sampler.load_state_dict(rng["sampler"])
-        log.info("resumed %s at iteration %d (%.1f min trained)", path, self.it, self.elapsed_s / 60)
+        log.info("resumed %s at iteration %d (%.1f min trained; written by %s)", path, self.it,
+                 self.elapsed_s / 60, st.get("parallel", {"world_size": 1}))
 
     def export(self, path: Path, half: bool = True, meta: Optional[dict[str, Any]] = None) -> Path:
         """Write the shipped format (`model/checkpoint.py`: {"format": "omg_seg_ros/1", ...})."""
@@ -167,28 +190,44 @@ class Trainer:
             g["lr"] = self.cfg.optim.lr * f * g["lr_mult"]
         return self.cfg.optim.lr * f
 
-    def train_step(self) -> dict[str, float]:
-        self.model.train()
-        if self.cfg.freeze_backbone:
-            self.model.backbone.eval()  # frozen: no dropout / drop-path, fixed normalisation statistics
-        samples, pairs = self.sampler.batch(self.it)
+    def micro_step(self, k: int, last: bool) -> dict[str, float]:
+        """Forward + backward of data step k (distributed.py); gradients accumulate in `.grad`, the loss divided
+        by the accumulation count. With several micro-batches per step, the torch and point-sampling generators
+        are re-seeded from (seed, k) so that the result does not depend on which process runs k."""
+        if self.n_micro > 1:
+            torch.manual_seed(int(self.sampler.rng_for(k, "torch").integers(2 ** 62)))
+            self.loss.gen.manual_seed(int(self.sampler.rng_for(k, "points").integers(2 ** 62)))
+        samples, pairs = self.sampler.batch(k)
         batch = collate(samples, pairs, self.cfg.loss.prompts_per_image, self.cfg.loss.click_fraction,
-                        self.sampler.rng_for(self.it, "prompts"), self.model.cfg.pad_size_divisor)
+                        self.sampler.rng_for(k, "prompts"), self.model.cfg.pad_size_divisor)
         batch.images = batch.images.to(self.device)
         batch.masks = [m.to(self.device) for m in batch.masks]
         batch.labels = [l.to(self.device) for l in batch.labels]
         batch.instance_ids = [i.to(self.device) for i in batch.instance_ids]
+        with sync_context(self.ddp, last):
+            out = self.ddp(batch) if self.ddp is not None else self.loss(self.model, batch)
+            if not torch.isfinite(out.total):
+                where = f" (data step {k}, rank {self.dist.rank})" if self.n_micro > 1 else ""
+                raise FloatingPointError(f"iteration {self.it}{where}: non-finite loss {out.stats}")
+            (out.total / self.accum if self.accum > 1 else out.total).backward()
+        return dict(out.stats, total=float(out.total.detach()))
+
+    def train_step(self) -> dict[str, float]:
+        self.model.train()
+        if self.cfg.freeze_backbone:
+            self.model.backbone.eval()  # frozen: no dropout / drop-path, fixed normalisation statistics
         lr = self.set_lr()
-        out = self.loss(self.model, batch)
-        if not torch.isfinite(out.total):
-            raise FloatingPointError(f"iteration {self.it}: non-finite loss {out.stats}")
         self.opt.zero_grad(set_to_none=True)
-        out.total.backward()
+        ks = list(micro_indices(self.it, self.dist, self.accum))
+        local = [self.micro_step(k, last=j == len(ks) - 1) for j, k in enumerate(ks)]
+        # gradients are now the mean over all M micro-batches on every rank (DDP all-reduce), so clipping and
+        # the optimiser step agree everywhere
         gn = torch.nn.utils.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]],
                                             self.cfg.optim.grad_clip)
         self.opt.step()
-        stats = dict(out.stats, total=float(out.total.detach()), lr=lr, grad_norm=float(gn), iter=self.it,
-                     skipped=float(self.sampler.skipped))
+        gathered = self.dist.gather((local, self.sampler.skipped))
+        stats = dict(merge_stats([s for st, _ in gathered for s in st]), lr=lr, grad_norm=float(gn),
+                     iter=self.it, skipped=float(sum(n for _, n in gathered)))
         self.it += 1
         return stats
 
@@ -219,7 +258,9 @@ class Trainer:
         base_elapsed = self.elapsed_s
         last_ckpt = time.time()
         log_path = self.out_dir / "log.jsonl"
-        bar = tqdm(total=cfg.optim.iters, initial=self.it, desc="omg-seg-train", dynamic_ncols=True)
+        main = self.dist.is_main
+        bar = tqdm(total=cfg.optim.iters, initial=self.it, desc="omg-seg-train", dynamic_ncols=True,
+                   disable=not main)
         stop_reason = "iters"
         while self.it < cfg.optim.iters:
             stats = self.train_step()
@@ -227,6 +268,11 @@ class Trainer:
             stats["elapsed_s"] = self.elapsed_s
             self.history.append({k: round(v, 5) for k, v in stats.items()})
             bar.update(1)
+            if not main:  # other ranks only take part in the collectives (gradients, stats, stop decision)
+                if cfg.max_minutes and self.dist.any(False, self.device):
+                    stop_reason = "max_minutes"
+                    break
+                continue
             if self.it % cfg.log_every == 0 or self.it == 1:
                 bar.set_postfix(loss=f"{stats['total']:.3f}", lr=f"{stats['lr']:.1e}")
                 with open(log_path, "a") as f:
@@ -242,13 +288,15 @@ class Trainer:
             if time.time() - last_ckpt >= cfg.ckpt_every_s:
                 self.save_state()
                 last_ckpt = time.time()
-            if cfg.max_minutes and self.elapsed_s >= cfg.max_minutes * 60:
-                stop_reason = "max_minutes"
+            if cfg.max_minutes and self.dist.any(self.elapsed_s >= cfg.max_minutes * 60, self.device):
+                stop_reason = "max_minutes"  # rank 0's clock decides for all
                 break
         bar.close()
-        self.save_state()
+        if main:
+            self.save_state()
+        self.dist.barrier()  # every rank returns once last.pt is complete
         return {"iters": self.it, "elapsed_s": self.elapsed_s, "stop": stop_reason,
-                "skipped_samples": self.sampler.skipped}
+                "skipped_samples": sum(self.dist.gather(self.sampler.skipped))}
 
 
 __all__ = ["Trainer", "build_train_model", "lr_factor", "seed_everything", "TRAIN_STATE_FORMAT"]

@@ -12,16 +12,6 @@ from omg_seg_core.train.config import load_train_config
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    from omg_seg_core.data.synth.generate import write_dataset
-
-    root = tmp_path_factory.mktemp("synth")
-    write_dataset(root / "img", "train", 0, (96, 64), frames=4, image_format="png", progress=False)
-    write_dataset(root / "vid", "train", 0, (96, 64), sequences=1, length=3, image_format="png", progress=False)
-    return root
-
-
 def _overrides(root: Path, out: Path, *extra: str) -> list[str]:
     return [f"data.root={root / 'img'}", f"data.video_root={root / 'vid'}", "data.source=coco_panoptic",
             "data.image_size=[64,64]", "data.val_images=2", "optim.batch_size=4", "optim.iters=2",
