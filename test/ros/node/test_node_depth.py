@@ -1,4 +1,5 @@
-"""Depth to metres over real DDS: the node pairs ~/input/depth + ~/input/camera_info with colour frames and puts
+"""(Named test_node_*: runs after test_node.py, whose first test needs a node that has seen no frame yet.)
+Depth to metres over real DDS: the node pairs ~/input/depth + ~/input/camera_info with colour frames and puts
 every segment, target and answer in 3D; bad depth input never stops the 2D outputs (issue: depth to metres).
 
 Frames are generated scenes with their rendered metric depth and true 3D boxes (data/synth), sent as a RealSense
