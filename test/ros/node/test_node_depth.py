@@ -1,9 +1,9 @@
-"""(Named test_node_*: runs after test_node.py, whose first test needs a node that has seen no frame yet.)
-Depth to metres over real DDS: the node pairs ~/input/depth + ~/input/camera_info with colour frames and puts
+"""Depth to metres over real DDS: the node pairs ~/input/depth + ~/input/camera_info with colour frames and puts
 every segment, target and answer in 3D; bad depth input never stops the 2D outputs (issue: depth to metres).
 
 Frames are generated scenes with their rendered metric depth and true 3D boxes (data/synth), sent as a RealSense
-driver would (16UC1 millimetres, camera_info of the colour camera). The node runs the shipped omg-seg-tiny."""
+driver would (16UC1 millimetres, camera_info of the colour camera). The node runs the shipped omg-seg-tiny.
+Named test_node_*: it runs after test_node.py, whose first test needs a node that has not seen a frame yet."""
 from __future__ import annotations
 
 import time
