@@ -57,11 +57,15 @@ def segment_boxes_3d(segments: Segments, depth_m: np.ndarray, camera: PinholeCam
             out.quality[i] = QUALITY_FEW_POINTS if len(pts) else QUALITY_NO_DEPTH
             continue
         out.quality[i] = QUALITY_OK
-        out.surface[i] = np.median(pts, axis=0)
+        if segments.is_thing[i] and not cfg.oriented:  # one pass: extent percentiles and the median together
+            lo, out.surface[i], hi = np.percentile(pts, [cfg.percentile, 50.0, 100.0 - cfg.percentile], axis=0)
+        else:
+            lo = hi = None
+            out.surface[i] = np.median(pts, axis=0)
         if segments.is_thing[i]:
             # the erosion took erode_px pixels off every side: give them back at the object's depth
             grow = np.float32(eroded_px * out.surface[i, 2]) * np.array([2 / cam.fx, 2 / cam.fy, 0], np.float32)
-            out.position[i], out.size[i], rot[i] = _box(pts, cfg, grow)
+            out.position[i], out.size[i], rot[i] = _box(pts, cfg, grow, lo, hi)
         else:
             out.position[i] = out.surface[i]
             stuff_points.append((i, pts))
@@ -89,14 +93,24 @@ def _segment_points(mask: np.ndarray, depth: np.ndarray, x0: int, y0: int, cam: 
     vs, us = np.nonzero(m)
     z = depth[vs, us]
     if len(z) >= 3:
-        med = np.median(z)
-        mad = np.median(np.abs(z - med))
+        med = _median(z)
+        mad = _median(np.abs(z - med))
         ok = np.abs(z - med) <= max(cfg.outlier_mads * _MAD_SCALE * mad, cfg.outlier_min_m)
         vs, us, z = vs[ok], us[ok], z[ok]
     return cam.back_project(us * step + x0, vs * step + y0, z), eroded_px
 
 
-def _box(pts: np.ndarray, cfg: DepthConfig, grow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _median(x: np.ndarray) -> float:
+    """np.median of a 1-D array without its wrapper overhead (one partition)."""
+    k = len(x) // 2
+    if len(x) % 2:
+        return float(np.partition(x, k)[k])
+    part = np.partition(x, (k - 1, k))
+    return float(part[k - 1] + part[k]) / 2.0
+
+
+def _box(pts: np.ndarray, cfg: DepthConfig, grow: np.ndarray, lo: Optional[np.ndarray] = None,
+         hi: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(centre [3], size [3], rotation [3, 3]) of one thing's points (module docstring, step 4); `grow` [3]
     metres is added to the camera-aligned extent (x, y) before completing the depth axis."""
     rot = np.eye(3, dtype=np.float32)
@@ -108,7 +122,8 @@ def _box(pts: np.ndarray, cfg: DepthConfig, grow: np.ndarray) -> tuple[np.ndarra
         if np.linalg.det(rot) < 0:
             rot[:, 2] *= -1                               # a right-handed frame
         local = pts @ rot
-    lo, hi = np.percentile(local, [cfg.percentile, 100.0 - cfg.percentile], axis=0)
+    if lo is None or hi is None or cfg.oriented:
+        lo, hi = np.percentile(local, [cfg.percentile, 100.0 - cfg.percentile], axis=0)
     # depth axis: the box axis closest to the viewing direction (z for the camera-aligned box)
     k = int(np.argmax(np.abs(rot[2])))
     g = np.abs(rot.T) @ grow  # the image-plane growth along the box axes, none along the depth axis
