@@ -132,8 +132,8 @@ class Boxes3D:
     def empty(cls, n: int = 0) -> "Boxes3D":
         """n rows without any depth answer (QUALITY_NO_DEPTH)."""
         nan3 = np.full((n, 3), np.nan, np.float32)
-        return cls(nan3, nan3.copy(), np.zeros((n, 3)), np.broadcast_to(np.eye(3), (n, 3, 3)), np.zeros(n),
-                   np.zeros(n), np.full((n, 4), np.nan))
+        return cls(nan3, nan3.copy(), np.zeros((n, 3)), np.tile(np.eye(3), (n, 1, 1)), np.zeros(n), np.zeros(n),
+                   np.full((n, 4), np.nan))
 
     def select(self, idx: np.ndarray) -> "Boxes3D":
         return Boxes3D(self.position[idx], self.surface[idx], self.size[idx], self.rotation[idx], self.num_points[idx],

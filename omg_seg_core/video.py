@@ -163,9 +163,8 @@ class VideoSession:
         registered when `track`). hint_*: where the object is (OMGSegPredictor.text)."""
         with self.lock:
             self._use_image(image)
-            hint = {k: v for k, v in (("hint_points", hint_points), ("hint_labels", hint_labels),
-                                      ("hint_boxes", hint_boxes)) if v is not None}
-            seg = self.predictor.text(query, max_results=max_results, **hint)
+            seg = self.predictor.text(query, max_results=max_results, hint_points=hint_points,
+                                      hint_labels=hint_labels, hint_boxes=hint_boxes)
             self._answer_3d(seg)
             return seg, (self.follow(seg, query, stamp) if track else [])
 

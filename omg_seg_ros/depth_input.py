@@ -15,9 +15,9 @@ from typing import Any, Optional
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
-from omg_seg_core.spatial import DepthFrame, StampedBuffer, match_depth_size
+from omg_seg_core.spatial import DepthFrame, StampedBuffer
 
-from .msgs import DecodeError, camera_from_info, depth_from_msg, stamp_s
+from .msgs import depth_frame_from_msgs, stamp_s
 from .params import input_qos
 
 DEPTH_TOPIC, CAMERA_INFO_TOPIC = "~/input/depth", "~/input/camera_info"
@@ -79,25 +79,25 @@ class DepthInput:
             hit = self.buffer.nearest(stamp, float(self.node.p("depth.max_skew_ms")) / 1000.0)
         if hit is None:
             self.without_depth += 1
-            if len(self.buffer) and self.without_depth % 30 == 1:  # depth arrives, but never close in time
+            if len(self.buffer):  # depth arrives, but never close in time
                 self.node.get_logger().warning(
                     f"no depth image within depth.max_skew_ms={self.node.p('depth.max_skew_ms')} of the colour "
                     f"stamp {stamp:.3f} (newest depth stamps are off by more); frames go out in 2D",
                     throttle_duration_sec=5.0)
             return None
-        d_stamp, msg = hit
+        _, msg = hit
         try:
             if self.camera_info is None:
                 raise ValueError(f"no camera_info received on {self.node.resolve_topic_name(CAMERA_INFO_TOPIC)}: "
                                  "3D needs the colour camera's intrinsics")
-            camera = camera_from_info(self.camera_info)
-            depth = match_depth_size(depth_from_msg(msg, int(self.node.p("limits.max_image_pixels"))), size)
-            if not np.isfinite(depth).any():
+            frame = depth_frame_from_msgs(msg, self.camera_info, size, int(self.node.p("limits.max_image_pixels")))
+            if not np.isfinite(frame.depth_m).any():
                 raise ValueError("every reading of the depth image is invalid (0, NaN or inf)")
+            camera = frame.camera
             if abs(camera.width / camera.height / (size[1] / size[0]) - 1.0) > 0.01:
                 raise ValueError(f"camera_info is for {camera.width}x{camera.height}, the colour image is "
                                  f"{size[1]}x{size[0]}: not the colour camera's camera_info?")
-        except (ValueError, DecodeError) as e:
+        except ValueError as e:  # DecodeError included
             self.without_depth += 1
             self.problems += 1
             self.last_problem = str(e)
@@ -105,7 +105,7 @@ class DepthInput:
                                            throttle_duration_sec=5.0)
             return None
         self.paired += 1
-        return DepthFrame(depth, camera, d_stamp)
+        return frame
 
     def diagnostics(self) -> dict[str, Any]:
         if not self.node.p("depth.enabled"):

@@ -28,9 +28,9 @@ import numpy as np
 
 from omg_seg_core.structures import SEMANTIC_IGNORE, Segments, masks_to_boxes
 
-from omg_seg_core.spatial import DEPTH_ENCODINGS, PinholeCamera, depth_to_metres
+from omg_seg_core.spatial import DEPTH_ENCODINGS, DepthFrame, PinholeCamera, depth_to_metres, match_depth_size
 
-from .msgs3d import Spatial3DEncoders
+from .msgs3d import Spatial3DEncoders, box_quaternions
 
 #: Colour encodings accepted as input -> (channels, channel order).
 INPUT_ENCODINGS: dict[str, tuple[int, str]] = {
@@ -40,7 +40,7 @@ INPUT_ENCODINGS: dict[str, tuple[int, str]] = {
 #: Encodings of the images the codec writes (and `image_to_numpy` reads) -> (channels, numpy dtype).
 OUTPUT_ENCODINGS: dict[str, tuple[int, np.dtype]] = {
     "rgb8": (3, np.dtype(np.uint8)), "mono8": (1, np.dtype(np.uint8)), "8uc1": (1, np.dtype(np.uint8)),
-    "mono16": (1, np.dtype(np.uint16)), "16uc1": (1, np.dtype(np.uint16)), "16UC1": (1, np.dtype(np.uint16)),
+    "mono16": (1, np.dtype(np.uint16)), "16uc1": (1, np.dtype(np.uint16)),
 }
 #: Default largest image (pixels): refused before anything is allocated or decoded (a corrupt header can claim
 #: 4 billion pixels, a 200 kB PNG 67 million). The node's parameter limits.max_image_pixels sets it.
@@ -180,18 +180,15 @@ def depth_from_msg(msg: Any, max_pixels: int) -> np.ndarray:
     enc = str(msg.encoding)
     if enc.upper() not in DEPTH_ENCODINGS:
         raise DecodeError("depth encoding", f"'{enc}' is not a depth encoding: use 16UC1 (mm) or 32FC1 (m)")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    _check_size(w, h, max_pixels)
-    dtype = np.dtype("<u2" if enc.upper() != "32FC1" else "<f4")
-    if msg.is_bigendian:
-        dtype = dtype.newbyteorder(">")
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
-    if h == 0 or w == 0:
-        raise DecodeError("depth size", "empty depth image")
-    if step < w * dtype.itemsize or data.size < step * h:
-        raise DecodeError("depth data", f"{data.size} bytes for {w}x{h} {enc} with step {step}")
-    rows = data[:step * h].reshape(h, step)[:, :w * dtype.itemsize]
-    return depth_to_metres(np.ascontiguousarray(rows).view(dtype).reshape(h, w), enc)
+    return depth_to_metres(_pixels(msg, np.float32 if enc.upper() == "32FC1" else np.uint16, 1, max_pixels), enc)
+
+
+def depth_frame_from_msgs(depth_msg: Any, info_msg: Any, size: tuple[int, int], max_pixels: int = MAX_PIXELS
+                          ) -> DepthFrame:
+    """A depth image + the colour camera's CameraInfo -> DepthFrame at the colour image's size (H, W): metres,
+    resized when only the resolution differs (spatial.match_depth_size). Raises DecodeError / ValueError."""
+    depth = match_depth_size(depth_from_msg(depth_msg, max_pixels), size)
+    return DepthFrame(depth, camera_from_info(info_msg), stamp_s(depth_msg.header.stamp))
 
 
 def camera_from_info(msg: Any) -> PinholeCamera:
@@ -322,10 +319,11 @@ class MessageCodec(Spatial3DEncoders):
                         data=self._bytes(arr.view(np.uint8).reshape(-1)))
 
     def numpy_to_image(self, array: np.ndarray, encoding: str, header: Any) -> Any:
-        """[H, W] (mono8 / mono16) or [H, W, 3] (rgb8) array -> sensor_msgs/Image, little endian."""
-        if encoding not in OUTPUT_ENCODINGS:
+        """[H, W] (mono8 / mono16 / 16UC1) or [H, W, 3] (rgb8) array -> sensor_msgs/Image, little endian; the
+        encoding is matched case-insensitively (as the decoders do) and written as given."""
+        if encoding.lower() not in OUTPUT_ENCODINGS:
             raise ValueError(f"numpy_to_image: unsupported encoding '{encoding}'")
-        ch, dtype = OUTPUT_ENCODINGS[encoding]
+        ch, dtype = OUTPUT_ENCODINGS[encoding.lower()]
         arr = np.asarray(array, dtype=dtype)
         if (ch == 1 and arr.ndim != 2) or (ch > 1 and (arr.ndim != 3 or arr.shape[2] != ch)):
             raise ValueError(f"numpy_to_image: shape {arr.shape} does not fit encoding '{encoding}'")
@@ -374,6 +372,7 @@ class MessageCodec(Spatial3DEncoders):
         """Segments -> omg_seg_msgs/SegmentArray stamped with `header` (the input image's)."""
         h, w = seg.image_size
         boxes = masks_to_boxes(seg.masks)  # tight boxes of the masks themselves: the crop can never lose a pixel
+        quats = box_quaternions(seg.boxes_3d)
         items = []
         for i in range(len(seg)):
             x0, y0, x1, y1 = (int(v) for v in boxes[i])
@@ -385,7 +384,7 @@ class MessageCodec(Spatial3DEncoders):
                 score=score if np.isfinite(score) else 0.0, is_thing=bool(seg.is_thing[i]),
                 roi=self.new("sensor_msgs/msg/RegionOfInterest", x_offset=x0, y_offset=y0, height=y1 - y0,
                              width=x1 - x0, do_rectify=False),
-                mask=self._image(crop, "mono8", header), **self.segment_3d_fields(seg, i)))
+                mask=self._image(crop, "mono8", header), **self.segment_3d_fields(seg, i, quats)))
         return self.new("omg_seg_msgs/msg/SegmentArray", header=header, image_height=int(h), image_width=int(w),
                         task=task if task is not None else (seg.task or ""), segments=items)
 
@@ -450,4 +449,4 @@ class MessageCodec(Spatial3DEncoders):
 __all__ = ["MessageCodec", "DecodeError", "Prompt", "INPUT_ENCODINGS", "OUTPUT_ENCODINGS", "MAX_PIXELS", "stamp_ns",
            "stamp_s", "is_compressed", "is_empty_image", "image_to_rgb", "image_to_numpy", "label_to_array",
            "segments_from_msg", "label_info_names", "prompts_from_msg", "depth_from_msg", "camera_from_info",
-           "objects_3d_from_msg"]
+           "depth_frame_from_msgs", "objects_3d_from_msg"]

@@ -27,11 +27,17 @@ _CLOUD_DTYPE = np.dtype({"names": [f[0] for f in CLOUD_FIELDS], "formats": ["<f4
 MARKER_BOXES, MARKER_LABELS = "boxes", "labels"
 
 
-def _quaternion(rot: np.ndarray) -> tuple[float, float, float, float]:
+#: (x, y, z, w) of the identity rotation.
+_IDENTITY = (0.0, 0.0, 0.0, 1.0)
+
+
+def box_quaternions(b: Optional[Boxes3D]) -> np.ndarray:
+    """(x, y, z, w) [N, 4] of every box's rotation, in one call per message (none without boxes)."""
+    if b is None or len(b) == 0:
+        return np.zeros((0, 4))
     from scipy.spatial.transform import Rotation
 
-    x, y, z, w = Rotation.from_matrix(np.asarray(rot, np.float64)).as_quat()
-    return float(x), float(y), float(z), float(w)
+    return Rotation.from_matrix(b.rotation.astype(np.float64)).as_quat()
 
 
 class Spatial3DEncoders:
@@ -43,21 +49,22 @@ class Spatial3DEncoders:
     def _vector3(self, v: Sequence[float]) -> Any:
         return self.new("geometry_msgs/msg/Vector3", x=float(v[0]), y=float(v[1]), z=float(v[2]))
 
-    def _quat(self, rot: np.ndarray) -> Any:
-        x, y, z, w = _quaternion(rot)
-        return self.new("geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w)
+    def _quat(self, q: Sequence[float]) -> Any:
+        """geometry_msgs/Quaternion from (x, y, z, w)."""
+        return self.new("geometry_msgs/msg/Quaternion", x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))
 
-    def _pose3d(self, b: Boxes3D, i: int) -> Any:
-        return self.new("geometry_msgs/msg/Pose", position=self._point(b.position[i]), orientation=self._quat(b.rotation[i]))
+    def _pose3d(self, position: Sequence[float], q: Sequence[float]) -> Any:
+        return self.new("geometry_msgs/msg/Pose", position=self._point(position), orientation=self._quat(q))
 
-    def segment_3d_fields(self, seg: Segments, i: int) -> dict[str, Any]:
-        """The Segment.msg 3D fields of row i (has_position false without a valid answer)."""
+    def segment_3d_fields(self, seg: Segments, i: int, quats: np.ndarray) -> dict[str, Any]:
+        """The Segment.msg 3D fields of row i (has_position false without a valid answer); quats: box_quaternions of
+        seg.boxes_3d, computed once per message."""
         b = seg.boxes_3d
         if b is None or not b.valid[i]:
             return {"has_position": False, "position": self._point((0, 0, 0)), "size": self._vector3((0, 0, 0)),
-                    "orientation": self._quat(np.eye(3)), "num_points": int(b.num_points[i]) if b is not None else 0}
+                    "orientation": self._quat(_IDENTITY), "num_points": int(b.num_points[i]) if b is not None else 0}
         return {"has_position": True, "position": self._point(b.position[i]), "size": self._vector3(b.size[i]),
-                "orientation": self._quat(b.rotation[i]), "num_points": int(b.num_points[i])}
+                "orientation": self._quat(quats[i]), "num_points": int(b.num_points[i])}
 
     def detections_3d_msg(self, seg: Segments, header: Any) -> Any:
         """Things with a valid 3D answer -> vision_msgs/Detection3DArray (id = track id, "" untracked; one
@@ -65,10 +72,11 @@ class Spatial3DEncoders:
         v = "vision_msgs/msg/"
         dets = []
         b = seg.boxes_3d
+        quats = box_quaternions(b)
         for i in range(len(seg) if b is not None else 0):
             if not seg.is_thing[i] or not b.valid[i]:
                 continue
-            pose = self._pose3d(b, i)
+            pose = self._pose3d(b.position[i], quats[i])
             score = float(seg.scores[i])
             hyp = self.new(v + "ObjectHypothesisWithPose",
                            hypothesis=self.new(v + "ObjectHypothesis", class_id=str(seg.class_names[i]),
@@ -80,13 +88,13 @@ class Spatial3DEncoders:
                                  bbox=self.new(v + "BoundingBox3D", center=pose, size=self._vector3(b.size[i]))))
         return self.new(v + "Detection3DArray", header=header, detections=dets)
 
-    def markers_msg(self, seg: Segments, header: Any, previous: Sequence[int] = (),
-                    colours: Optional[np.ndarray] = None) -> tuple[Any, list[int]]:
+    def markers_msg(self, seg: Segments, header: Any, previous: Sequence[int] = ()) -> tuple[Any, list[int]]:
         """visualization_msgs/MarkerArray: per thing with a valid 3D answer a translucent CUBE (ns "boxes") and a
         text "<class> #<id> <z> m" (ns "labels"); marker id = track id (untracked: 100000 + row). Markers of
         `previous` ids that are gone get DELETE. Returns (message, ids drawn now) - pass the ids back next frame."""
         m = "visualization_msgs/msg/Marker"
         b = seg.boxes_3d
+        quats = box_quaternions(b)
         markers, ids = [], []
         for i in range(len(seg) if b is not None else 0):
             if not seg.is_thing[i] or not b.valid[i]:
@@ -94,18 +102,17 @@ class Spatial3DEncoders:
             tid = int(seg.track_ids[i])
             mid = tid if tid > 0 else 100000 + i
             ids.append(mid)
-            r, g, bl = (colours[i] if colours is not None else _id_colour(mid))
+            r, g, bl = _id_colour(mid)
             colour = self.new("std_msgs/msg/ColorRGBA", r=float(r), g=float(g), b=float(bl), a=0.4)
-            pose = self._pose3d(b, i)
-            markers.append(self.new(m, header=header, ns=MARKER_BOXES, id=mid, type=1, action=0, pose=pose,
+            markers.append(self.new(m, header=header, ns=MARKER_BOXES, id=mid, type=1, action=0,
+                                    pose=self._pose3d(b.position[i], quats[i]),
                                     scale=self._vector3(np.maximum(b.size[i], 0.005)), color=colour,
                                     frame_locked=False))
             label = f"{seg.class_names[i]} #{tid} {float(b.position[i, 2]):.2f} m" if tid > 0 else \
                 f"{seg.class_names[i]} {float(b.position[i, 2]):.2f} m"
             top = b.position[i] - np.array([0, b.size[i, 1] / 2 + 0.02, 0], np.float32)  # above it: -y is up
-            text_pose = self.new("geometry_msgs/msg/Pose", position=self._point(top),
-                                 orientation=self.new("geometry_msgs/msg/Quaternion", x=0.0, y=0.0, z=0.0, w=1.0))
-            markers.append(self.new(m, header=header, ns=MARKER_LABELS, id=mid, type=9, action=0, pose=text_pose,
+            markers.append(self.new(m, header=header, ns=MARKER_LABELS, id=mid, type=9, action=0,
+                                    pose=self._pose3d(top, _IDENTITY),
                                     scale=self._vector3((0.0, 0.0, 0.03)), text=label,
                                     color=self.new("std_msgs/msg/ColorRGBA", r=1.0, g=1.0, b=1.0, a=1.0),
                                     frame_locked=False))
@@ -164,4 +171,4 @@ def _id_colour(i: int) -> tuple[float, float, float]:
     return colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.75, 0.95)
 
 
-__all__ = ["Spatial3DEncoders", "CLOUD_FIELDS", "MARKER_BOXES", "MARKER_LABELS"]
+__all__ = ["Spatial3DEncoders", "box_quaternions", "CLOUD_FIELDS", "MARKER_BOXES", "MARKER_LABELS"]

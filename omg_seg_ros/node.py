@@ -144,8 +144,6 @@ class OmgSegNode(LifecycleNode):
         self._worker = threading.Thread(target=self._worker_loop, name="omg_seg_worker", daemon=True)
         self._worker.start()
         self._subscribe()
-        self.depth_input.subscribe()
-        self.pointing.subscribe()
         self._diag_timer = self._diagnostics_timer(float(self.p("diagnostics_period")))
         self.active = True
         self.get_logger().info(f"active: listening on {self._sub.topic_name} ({self.p('qos.reliability')})")
@@ -206,6 +204,10 @@ class OmgSegNode(LifecycleNode):
 
     # ------------------------------------------------------------------------------------------ input
     def _subscribe(self) -> None:
+        """(Re)create every input subscription: the image (raw or compressed), and depth + camera_info and the
+        pointing gestures when their parameters enable them."""
+        self.depth_input.subscribe()
+        self.pointing.subscribe()
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
@@ -351,8 +353,6 @@ class OmgSegNode(LifecycleNode):
             self.destroy_timer(timer)
         if self.active:
             self._subscribe()
-            self.depth_input.subscribe()
-            self.pointing.subscribe()
             self.get_logger().info(f"input now {self._sub.topic_name}, reliability {self.p('qos.reliability')}, "
                                    f"depth {'on' if self.depth_input.enabled else 'off'}")
 

@@ -32,6 +32,8 @@ TOPICS = {
     "markers": ("MarkerArray", "~/output/markers"),
     "points": ("PointCloud2", "~/output/points"),
 }
+#: The outputs built only for a frame that has depth.
+DEPTH_OUTPUTS = ("detections_3d", "markers", "points")
 
 
 def _msg_type(name: str):
@@ -111,7 +113,7 @@ class Outputs:
         for name, build in builders:
             if (name == "targets" and result.targets is None) or not self.wanted(name):
                 continue
-            if name in ("detections_3d", "markers", "points") and depth is None:
+            if name in DEPTH_OUTPUTS and depth is None:
                 continue
             t0 = time.perf_counter()
             self.pubs[name].publish(build())

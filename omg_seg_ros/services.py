@@ -131,11 +131,9 @@ class Services:
             _check_count(len(req.hint_points) + len(req.hint_boxes) // 4, int(self.node.p("limits.max_prompts")),
                          "hint points + boxes", "limits.max_prompts")
             hint = {}
-            if len(req.hint_points) or len(req.hint_boxes):
+            if len(req.hint_points) or len(req.hint_boxes) or len(req.hint_labels):  # checked by the predictor
                 hint = {"hint_points": [v for p in req.hint_points for v in (p.x, p.y)],
                         "hint_labels": list(req.hint_labels), "hint_boxes": list(req.hint_boxes)}
-            elif len(req.hint_labels):
-                raise RequestError("hint_labels given without hint_points")
             elif rgb is None and session.image_size is not None:
                 pointed = self.node.pointing.hint(self.node.last_header, session.image_size)
                 if pointed is not None:

@@ -31,20 +31,30 @@ class Run:
         self.sequence = 0                     # current video sequence of the source
 
 
-def save_state(path: Path, run: Run) -> None:
-    tmp = path.with_suffix(".tmp")
+def save_pickle(path: Path, obj: Any) -> None:
+    """Pickle `obj` to `path` atomically: an interrupted save leaves the previous file intact."""
+    tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        pickle.dump(run, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)  # atomic: an interrupted save leaves the previous checkpoint intact
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+
+
+def load_pickle(path: Path) -> Any:
+    """The object pickled at `path`, or None when it is missing, truncated or from incompatible code."""
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None
+
+
+def save_state(path: Path, run: Run) -> None:
+    save_pickle(path, run)
 
 
 def load_state(path: Path, fp: str) -> Optional[Run]:
-    try:
-        with open(path, "rb") as f:
-            run = pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-        return None
+    run = load_pickle(path)
     return run if isinstance(run, Run) and run.fp == fp else None
 
 
-__all__ = ["Run", "save_state", "load_state"]
+__all__ = ["Run", "save_state", "load_state", "save_pickle", "load_pickle"]

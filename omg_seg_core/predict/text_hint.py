@@ -6,7 +6,7 @@ candidate's rank by `hint_factor`:
 - positive points: 1 when a point lies inside the candidate's mask, else exp(-d / scale) with d the distance (px)
   from the point to the mask's nearest pixel and scale = thresholds.text_hint_scale_px; several positive points
   count by the best of them (the one the user meant);
-- boxes: the fraction of the mask inside the box (best box), at least exp(-1) x that of a mask touching it;
+- boxes: the fraction of the mask inside the box (best box), at least 1e-3;
 - negative points inside a mask: x NEGATIVE_FACTOR.
 So a point inside beats a point near, a near one beats a far one, and with no hint nothing changes. A request
 whose phrase is only a pointing word ("this", "that one") is a click: `is_deictic`.
@@ -74,20 +74,21 @@ def hint_factor(masks: np.ndarray, hint: SpatialHint, scale_px: float) -> np.nda
         f = 1.0
         if len(pos):
             d = np.sqrt(((xs[None] + 0.5 - pos[:, :1]) ** 2 + (ys[None] + 0.5 - pos[:, 1:]) ** 2).min(1))
-            inside = masks[i, np.clip(pos[:, 1].astype(int), 0, masks.shape[1] - 1),
-                           np.clip(pos[:, 0].astype(int), 0, masks.shape[2] - 1)]
-            f *= float(np.max(np.where(inside, 1.0, np.exp(-d / scale_px))))
+            f *= float(np.max(np.where(_on(masks[i], pos), 1.0, np.exp(-d / scale_px))))
         if len(hint.boxes):
             cx, cy = xs + 0.5, ys + 0.5
             inb = [((cx >= b[0]) & (cx < b[2]) & (cy >= b[1]) & (cy < b[3])).mean() for b in hint.boxes]
             f *= max(float(max(inb)), 1e-3)
-        if len(neg):
-            hit = masks[i, np.clip(neg[:, 1].astype(int), 0, masks.shape[1] - 1),
-                        np.clip(neg[:, 0].astype(int), 0, masks.shape[2] - 1)]
-            if hit.any():
-                f *= NEGATIVE_FACTOR
+        if len(neg) and _on(masks[i], neg).any():
+            f *= NEGATIVE_FACTOR
         out[i] = f
     return out
+
+
+def _on(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """bool [P]: is each point (x, y) [P, 2] on a pixel of `mask` [H, W]."""
+    h, w = mask.shape
+    return mask[np.clip(points[:, 1].astype(int), 0, h - 1), np.clip(points[:, 0].astype(int), 0, w - 1)]
 
 
 def is_deictic(phrase: str) -> bool:

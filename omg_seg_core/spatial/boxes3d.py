@@ -43,7 +43,6 @@ def segment_boxes_3d(segments: Segments, depth_m: np.ndarray, camera: PinholeCam
     out = Boxes3D.empty(n)
     if n == 0:
         return out
-    rot = out.rotation.copy()
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * cfg.erode_px + 1,) * 2) if cfg.erode_px > 0 else None
     stuff_points: list[tuple[int, np.ndarray]] = []
     for i in range(n):
@@ -57,19 +56,15 @@ def segment_boxes_3d(segments: Segments, depth_m: np.ndarray, camera: PinholeCam
             out.quality[i] = QUALITY_FEW_POINTS if len(pts) else QUALITY_NO_DEPTH
             continue
         out.quality[i] = QUALITY_OK
-        if segments.is_thing[i] and not cfg.oriented:  # one pass: extent percentiles and the median together
-            lo, out.surface[i], hi = np.percentile(pts, [cfg.percentile, 50.0, 100.0 - cfg.percentile], axis=0)
-        else:
-            lo = hi = None
-            out.surface[i] = np.median(pts, axis=0)
+        # one pass: the camera-axis extent percentiles and the median together
+        lo, out.surface[i], hi = np.percentile(pts, [cfg.percentile, 50.0, 100.0 - cfg.percentile], axis=0)
         if segments.is_thing[i]:
             # the erosion took erode_px pixels off every side: give them back at the object's depth
             grow = np.float32(eroded_px * out.surface[i, 2]) * np.array([2 / cam.fx, 2 / cam.fy, 0], np.float32)
-            out.position[i], out.size[i], rot[i] = _box(pts, cfg, grow, lo, hi)
+            out.position[i], out.size[i], out.rotation[i] = _box(pts, cfg, grow, lo, hi)
         else:
             out.position[i] = out.surface[i]
             stuff_points.append((i, pts))
-    out.rotation = rot
     for i, pts in sorted(stuff_points, key=lambda t: -len(t[1]))[:cfg.planes]:
         out.plane[i] = fit_plane(pts)
     return out
@@ -109,21 +104,19 @@ def _median(x: np.ndarray) -> float:
     return float(part[k - 1] + part[k]) / 2.0
 
 
-def _box(pts: np.ndarray, cfg: DepthConfig, grow: np.ndarray, lo: Optional[np.ndarray] = None,
-         hi: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(centre [3], size [3], rotation [3, 3]) of one thing's points (module docstring, step 4); `grow` [3]
+def _box(pts: np.ndarray, cfg: DepthConfig, grow: np.ndarray, lo: np.ndarray, hi: np.ndarray
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centre [3], size [3], rotation [3, 3]) of one thing's points (module docstring, step 4); lo / hi [3]: the
+    points' extent percentiles along the camera axes (an oriented box reads its own along its axes); `grow` [3]
     metres is added to the camera-aligned extent (x, y) before completing the depth axis."""
     rot = np.eye(3, dtype=np.float32)
-    local = pts
     if cfg.oriented and len(pts) >= 3:
         c = pts - pts.mean(0)
         _, vecs = np.linalg.eigh((c.T @ c).astype(np.float64))
         rot = vecs[:, ::-1].astype(np.float32)           # principal axis first
         if np.linalg.det(rot) < 0:
             rot[:, 2] *= -1                               # a right-handed frame
-        local = pts @ rot
-    if lo is None or hi is None or cfg.oriented:
-        lo, hi = np.percentile(local, [cfg.percentile, 100.0 - cfg.percentile], axis=0)
+        lo, hi = np.percentile(pts @ rot, [cfg.percentile, 100.0 - cfg.percentile], axis=0)
     # depth axis: the box axis closest to the viewing direction (z for the camera-aligned box)
     k = int(np.argmax(np.abs(rot[2])))
     g = np.abs(rot.T) @ grow  # the image-plane growth along the box axes, none along the depth axis

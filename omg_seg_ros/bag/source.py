@@ -105,15 +105,12 @@ def decode_frame(bf: io.BagFrame, topics: io.FrameTopics, classmap: Any, luts: d
 def _depth(bf: io.BagFrame, size: tuple[int, int], skips: list, where: str) -> Any:
     """The frame's DepthFrame (depth registered to the image + the camera_info at its stamp), or None with a
     (reason, example) entry: the frame is then evaluated in 2D only."""
-    from omg_seg_core.spatial import DepthFrame, match_depth_size
-
     if "depth" not in bf.msgs or "camera_info" not in bf.msgs:
         skips.append(("no depth + camera_info at this stamp (frame evaluated in 2D only)", where))
         return None
     try:
-        depth = msgs.depth_from_msg(bf.msgs["depth"], msgs.MAX_PIXELS)
-        return DepthFrame(match_depth_size(depth, size), msgs.camera_from_info(bf.msgs["camera_info"]))
-    except (msgs.DecodeError, ValueError) as e:
+        return msgs.depth_frame_from_msgs(bf.msgs["depth"], bf.msgs["camera_info"], size)
+    except ValueError as e:  # DecodeError included
         skips.append((f"depth not usable: {str(e).split(':')[0]} (frame evaluated in 2D only)", f"{where}: {e}"))
         return None
 

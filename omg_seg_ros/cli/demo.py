@@ -6,9 +6,10 @@ Three processes talk over DDS (random ROS_DOMAIN_ID, localhost only): the omg_se
 (omg_seg_ros.cli.image_player) publishing data/samples/robot_scene, and this client. Half-way through the video the
 client asks ~/segment_text "segment the red box" and ~/segment_prompt with a click on another object (both with
 track=true, so they are followed in the second half). The player also publishes the sample's registered depth and
-camera_info (depth.enabled), so the red box's answer says where it is in metres, printed next to the truth. It writes to --output: overlay_XXX.png per processed
-frame, demo.gif, text_result.png, prompt_result.png, summary.json, node.log; and prints what it found (IoU with
-the generator's ground truth), the output rate and the end-to-end latency.
+camera_info (depth.enabled), so the red box's answer says where it is in metres, printed next to the truth. It
+writes to --output: overlay_XXX.png per processed frame, demo.gif, text_result.png, prompt_result.png,
+summary.json, node.log; and prints what it found (IoU with the generator's ground truth), the output rate and the
+end-to-end latency.
 """
 from __future__ import annotations
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import pickle
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+from omg_seg_core.eval.resume import load_pickle, save_pickle
 from omg_seg_ros.cli import bag_eval
 from omg_seg_ros.cli.fleet_worker import (BagOutcome, BagWorker, bag_options, check_eval_argv, discover,
                                           evaluate_single_process, merge_outcomes, unique_names)
@@ -63,11 +62,7 @@ def _bag_dir(out: Path, name: str) -> Path:
 
 def load_finished(out: Path, name: str, fp: str) -> Optional[BagOutcome]:
     """The recorded outcome of a finished bag with this fingerprint, or None (missing, stale, unreadable)."""
-    try:
-        with open(_bag_dir(out, name) / "outcome.pkl", "rb") as f:
-            o = pickle.load(f)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-        return None
+    o = load_pickle(_bag_dir(out, name) / "outcome.pkl")
     return o if isinstance(o, BagOutcome) and o.fp == fp and o.ok else None
 
 
@@ -80,10 +75,7 @@ def record(out: Path, o: BagOutcome) -> None:
         bag_eval.fail(d, o.meta, f"{o.name}: {o.error}", o.stream_skips, o.errors)
         return
     bag_eval.finish(argparse.Namespace(out=d), o.run, dict(o.meta), o.stream_skips, o.errors, quiet=True)
-    tmp = d / "outcome.pkl.tmp"
-    with open(tmp, "wb") as f:
-        pickle.dump(o, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, d / "outcome.pkl")
+    save_pickle(d / "outcome.pkl", o)
 
 
 def image_count(bag: Path, eval_argv: Sequence[str]) -> int:
