@@ -156,6 +156,9 @@ class TaskThresholds:
                                      # naming, text/colour_names.py); both 0: phrase score alone (text/candidates.py)
     text_hint_scale_px: float = 20.0  # text() with a hint point: a candidate whose mask is d px from the point is
                                      # ranked x exp(-d / this); inside = x 1 (predict/text_hint.py)
+    like_threshold: float = 0.7      # like(): objects at least this similar to the exemplar are returned (similarity
+                                     # in [0, 1], predict/exemplar.py)
+    like_max_results: int = 10       # like(): at most this many objects
     prompt_source: str = "auto"      # prompt(): auto | decoder (official) | queries (see prompt_select.py)
     box_prompt_margin: float = 0.1   # prompt(): box prompts keep mask pixels within the box grown by this fraction
                                      # of its width/height per side; < 0 keeps the whole mask (official)
@@ -174,13 +177,14 @@ class TaskThresholds:
             v = getattr(self, f.name)
             if _is_number(v) and not math.isfinite(v):
                 raise ValueError(f"{f.name} must be a finite number, got {v!r}")
-        for name in ("object_mask_thr", "iou_thr", "mask_threshold", "instance_score_thr", "text_score_thr"):
+        for name in ("object_mask_thr", "iou_thr", "mask_threshold", "instance_score_thr", "text_score_thr",
+                     "like_threshold"):
             v = getattr(self, name)
             if not _is_number(v) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1], got {v!r}")
         if not 0.0 < self.mask_threshold < 1.0:  # a sigmoid is never 0 or 1: every mask would be empty / full
             raise ValueError(f"mask_threshold must be in (0, 1), got {self.mask_threshold!r}")
-        for name in ("max_per_image", "text_max_results"):
+        for name in ("max_per_image", "text_max_results", "like_max_results"):
             v = getattr(self, name)
             if not _is_number(v) or int(v) != v or v < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {v!r}")

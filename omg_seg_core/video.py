@@ -29,8 +29,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .predict.exemplar import label_exemplars, make_exemplar
 from .spatial import DepthConfig, DepthFrame, segment_boxes_3d
-from .structures import Segments
+from .structures import Segments, mask_iou
 
 #: The per-frame tasks a session can run.
 TASKS = ("panoptic", "instances", "semantic")
@@ -75,6 +76,9 @@ class VideoSession:
         self.image_size: Optional[tuple[int, int]] = None  # (H, W) of the image the cached features belong to
         self.image_passes = 0                         # set_image calls (backbone passes), frames and requests
         self._features_from_request = False           # cached features belong to a request's image
+        self._frame_rgb: Optional[np.ndarray] = None  # the latest frame (a request on another image returns to it)
+        self.latest_targets: Optional[Segments] = None  # the targets found on the latest frame
+        self.exemplar_targets: dict[str, int] = {}     # taught name -> the target following its example
 
     @property
     def task(self) -> str:
@@ -97,8 +101,11 @@ class VideoSession:
             t0 = time.perf_counter()
             self._set_image(rgb)
             self._features_from_request = False
+            self._frame_rgb = rgb
             t1 = time.perf_counter()
             seg = getattr(self.predictor, self.task)()
+            if len(self.predictor.exemplars) and self.task != "semantic":
+                label_exemplars(self.predictor, seg)
             timings = dict(getattr(self.predictor, "last_timings", {}) or {})
             timings["task"] = (time.perf_counter() - t1) * 1e3  # the task's post-processing, wall time
             result = self.track(seg, stamp, frame_index, resegmenter=self.predictor)
@@ -140,7 +147,7 @@ class VideoSession:
                 found = self.targets.update(seg, predictor=resegmenter, frame_index=self.frame_index, stamp=stamp,
                                             image_size=seg.image_size)
                 timings["targets"] = (time.perf_counter() - t2) * 1e3
-            self.latest, self.latest_stamp = seg, stamp
+            self.latest, self.latest_stamp, self.latest_targets = seg, stamp, found
             self.image_size = seg.image_size
             return FrameResult(seg, found, self.frame_index, stamp, (time.perf_counter() - t0) * 1e3, timings)
 
@@ -165,6 +172,8 @@ class VideoSession:
             self._use_image(image)
             seg = self.predictor.text(query, max_results=max_results, hint_points=hint_points,
                                       hint_labels=hint_labels, hint_boxes=hint_boxes)
+            if hint_points is None and hint_boxes is None:
+                seg = self._prefer_target(seg, max_results)
             self._answer_3d(seg)
             return seg, (self.follow(seg, query, stamp) if track else [])
 
@@ -201,6 +210,97 @@ class VideoSession:
             if self.targets is not None:
                 self.targets.clear()
             return n
+
+    # ------------------------------------------------------------------------------------------ exemplars
+    def add_exemplar(self, name: str, points: Any = None, point_labels: Any = None, boxes: Any = None,
+                     mask: Any = None, *, image: Optional[np.ndarray] = None, track: bool = False,
+                     stamp: Optional[float] = None) -> tuple[int, Segments, list[int]]:
+        """Teach `name` by one example object (a click, a box or a mask; OMGSegPredictor.example) on the latest
+        frame or on `image` -> (views of the name now, the example as one segment, [target id] when `track`).
+        A tracked name's text request ("my mug") answers with its target first while the target is in view."""
+        with self.lock:
+            self._use_image(image)
+            seg = self.predictor.example(points, point_labels, boxes, mask)
+            ex = make_exemplar(self.predictor, seg.masks[0], source=seg.extra["source"])
+            views = self.predictor.exemplars.add(name, ex)
+            seg.class_names = [ex.name]
+            self._answer_3d(seg)
+            ids = self.follow(seg, ex.name, stamp) if track else []
+            if ids:
+                self.exemplar_targets[ex.name] = ids[0]
+            return views, seg, ids
+
+    def like(self, points: Any = None, point_labels: Any = None, boxes: Any = None, mask: Any = None, *,
+             name: str = "", example_image: Optional[np.ndarray] = None, threshold: Optional[float] = None,
+             max_results: Optional[int] = None, track: bool = False, stamp: Optional[float] = None
+             ) -> tuple[Segments, list[int]]:
+        """Every object in the latest frame like an example (a click / box / mask on the latest frame, or on
+        `example_image`) or like the taught `name` -> (Segments best first, target ids when `track`)."""
+        with self.lock:
+            if self.image_size is None:
+                raise NoFrameError("no frame yet: ~/segment_like answers on the latest frame")
+            given = any(v is not None for v in (points, boxes, mask))
+            if name and given:
+                raise ValueError("give an example OR a taught name, not both")
+            if name:
+                exemplars, label = self.predictor.exemplars.views(name), ""
+            elif not given:
+                raise ValueError("no example: give a click, a box, a mask or a taught name")
+            else:
+                if example_image is not None or self._features_from_request:
+                    frame_rgb = self._frame_rgb
+                    self._use_image(example_image if example_image is not None else frame_rgb)
+                seg = self.predictor.example(points, point_labels, boxes, mask)
+                exemplars, label = [make_exemplar(self.predictor, seg.masks[0], source=seg.extra["source"])], "like"
+                if example_image is not None:  # back to the latest frame (a second backbone pass)
+                    self._set_image(frame_rgb)
+                    self._features_from_request = False
+            out = self.predictor.like(exemplars, threshold=threshold, max_results=max_results, label=label)
+            self._answer_3d(out)
+            return out, (self.follow(out, out.class_names[0] if len(out) else "like", stamp) if track else [])
+
+    def remove_exemplar(self, name: str = "") -> int:
+        """Forget the taught `name` ('' = every name); returns how many (KeyError listing the names if unknown).
+        Targets that follow a removed name's example keep running (remove_target stops them)."""
+        with self.lock:
+            n = self.predictor.exemplars.remove(name)
+            self.exemplar_targets = {k: v for k, v in self.exemplar_targets.items() if k in self.predictor.exemplars}
+            return n
+
+    def save_exemplars(self, path: str) -> int:
+        """Write the taught exemplars to `path` (.npz; predict/exemplar_book.py); returns the views written."""
+        with self.lock:
+            return self.predictor.exemplars.save(path, model=self.predictor.cfg.name)
+
+    def load_exemplars(self, path: str) -> int:
+        """Replace the taught exemplars by the file's (made by a model of this one's sizes); returns the views."""
+        cfg = self.predictor.cfg
+        with self.lock:
+            n = self.predictor.exemplars.load(path, query_dim=cfg.embed_dim, class_dim=cfg.class_embed_dim)
+            self.exemplar_targets = {}
+            return n
+
+    def _prefer_target(self, seg: Segments, max_results: Optional[int]) -> Segments:
+        """A text answer naming a taught, tracked exemplar: its target's mask first (while it is in view on the
+        latest frame), then the other matches that do not overlap it."""
+        name = seg.extra.get("exemplar")
+        tid = self.exemplar_targets.get(name) if name else None
+        t = self.latest_targets
+        if tid is None or t is None or self._features_from_request:
+            return seg
+        rows = np.flatnonzero((t.track_ids == tid) & t.masks.reshape(len(t), -1).any(1))
+        if not rows.size:
+            return seg
+        mine = t[rows[:1]]
+        mine.class_ids, mine.class_names, mine.task = np.array([-1]), [name], "text"
+        mine.query_index = np.array([-1])
+        others = [i for i in range(len(seg)) if mask_iou(seg.masks[i], mine.masks[0]) < 0.5]
+        n = self.predictor.thresholds.text_max_results if max_results is None else int(max_results)
+        out = Segments.cat([mine, seg[others]])[:n]
+        out.extra = {**seg.extra, "target": int(tid)}
+        out.extra.pop("similarity", None)
+        out.extra.pop("exemplar_view", None)
+        return out
 
     # ------------------------------------------------------------------------------------------ configuration
     def set_vocabulary(self, things: Any, stuff: Sequence[str] = (), max_classes: Optional[int] = None,

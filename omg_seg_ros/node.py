@@ -34,6 +34,7 @@ from omg_seg_core.video import VideoSession
 
 from . import params
 from .depth_input import DepthInput
+from .exemplar_services import load_configured
 from .diagnostics import status
 from .pointing import PointingInput
 from .guard import Guard
@@ -125,6 +126,12 @@ class OmgSegNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
             return TransitionCallbackReturn.FAILURE
         self._released = False
+        try:
+            loaded = load_configured(self)
+        except (ValueError, OSError) as e:  # a bad exemplar file must not stop the node: say so, go on without
+            loaded = f"exemplars.file not loaded: {e}"
+        if loaded:
+            self.get_logger().info(loaded)
         self.get_logger().info(
             f"configured: model {self.session.predictor.cfg.name}, backend {self.session.predictor.backend.name} "
             f"(parameter {self.p('backend')}), device "

@@ -53,6 +53,9 @@ CORE: list[tuple[str, Any, str]] = [
     ("limits.max_text_length", 512, "longest ~/segment_text text, in characters"),
     ("limits.max_results", 1000, "largest max_results of one ~/segment_text request"),
     ("limits.max_vocabulary", 2000, "most classes in a vocabulary (~/set_vocabulary, vocabulary_file)"),
+    ("limits.max_exemplars", 32, "most taught exemplar names (~/add_exemplar; each keeps up to 8 views)"),
+    ("exemplars.file", "", "taught exemplars (.npz from ~/save_exemplars) loaded at configure, and the file "
+                           "~/save_exemplars / ~/load_exemplars use when their path is empty; '' = none"),
     ("depth.enabled", False, "subscribe to ~/input/depth (16UC1 mm or 32FC1 m, registered to the colour image) and "
                              "~/input/camera_info (the colour camera's) and give every segment, target and answer "
                              "its 3D position (docs/ros.md, 'Depth and 3D')"),
@@ -68,7 +71,7 @@ CORE: list[tuple[str, Any, str]] = [
 ]
 
 #: Applied immediately when changed at run time.
-RUNTIME_PREFIXES = ("outputs.", "tracking.", "limits.", "depth.", "points.", "pointing.")
+RUNTIME_PREFIXES = ("outputs.", "tracking.", "limits.", "depth.", "points.", "pointing.", "exemplars.")
 RUNTIME = {"task", "vocabulary_file", "qos.reliability", "qos.depth", "input.compressed", "diagnostics_period"}
 #: Never changed after start-up (ROS read_only): set them in the YAML or on the command line.
 READ_ONLY = {"autostart"}
@@ -109,7 +112,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "depth.erode_px": (0, 64), "depth.min_points": (1, 1_000_000), "depth.percentile": (0.0, 49.0),
     "depth.outlier_mads": (0.1, 100.0), "depth.outlier_min_m": (0.0, 10.0), "depth.planes": (0, 100),
     "depth.max_points": (1, 10_000_000), "points.decimation": (1, 64), "pointing.max_age_s": (0.0, 86400.0),
-    "text_hint_scale_px": (0.5, 10000.0),
+    "text_hint_scale_px": (0.5, 10000.0), "like_threshold": (0.0, 1.0), "like_max_results": (1, 1000),
+    "limits.max_exemplars": (1, 10000),
 }
 
 

@@ -1,4 +1,5 @@
-"""The node's services: ~/segment_prompt, ~/segment_text, ~/set_vocabulary, ~/reset_tracks, ~/remove_target.
+"""The node's services: ~/segment_prompt, ~/segment_text, ~/set_vocabulary, ~/reset_tracks, ~/remove_target (and
+the exemplar services of exemplar_services.py).
 
 They exist in every lifecycle state and answer `success: false` with a reason when the node is not active,
 so a caller never waits on a service that is not there. Prompt and text calls run on the cached features of
@@ -15,6 +16,7 @@ from std_srvs.srv import Trigger
 from .msgs import DecodeError, MessageCodec, image_to_rgb, is_empty_image, stamp_s
 from omg_seg_core.video import NoFrameError
 
+from .exemplar_services import ExemplarServices
 from .worker import RequestError
 
 
@@ -61,6 +63,7 @@ class Services:
                                           (RemoveTarget, "remove_target", self.remove_target, g)):
             node.create_service(srv_type, f"~/{name}", node.guard.wrap(f"~/{name}", fn, on_error=self._internal),
                                 callback_group=group)
+        self.exemplars = ExemplarServices(node, self)  # ~/segment_like, ~/add_exemplar, ... (exemplar_services.py)
 
     # ------------------------------------------------------------------------------------------ helpers
     def _session(self):

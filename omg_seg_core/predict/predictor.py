@@ -29,6 +29,9 @@ from torch import nn
 
 from ..config import ModelConfig, TaskThresholds, checkpoint_thresholds, default_vocabulary_path
 from .edge_refine import refine_segments
+from .exemplar_book import ExemplarBook
+from .exemplar_requests import ExemplarRequests
+from .text_query import extract_phrase
 from ..model.classifier import classify
 from .postprocess import (instance_results, panoptic_postprocess, prompt_postprocess,
                           semantic_postprocess)
@@ -44,7 +47,7 @@ from .text_request import text_request
 from ..text.vocabulary import Vocabulary, class_embeddings, embed_synonyms, load_vocabulary
 
 
-class OMGSegPredictor:
+class OMGSegPredictor(ExemplarRequests):
     """See module docstring. Takes BUILT pieces (segment-anything's `SamPredictor(sam)`); `build_predictor`
     (predict/build.py) makes them from a model name or checkpoint. Construction arguments:
 
@@ -76,6 +79,7 @@ class OMGSegPredictor:
             raise ValueError(f"long_side must be >= 32, got {long_side}")
         self.default_thresholds = checkpoint_thresholds(meta)
         self.thresholds = thresholds if thresholds is not None else self.default_thresholds
+        self.exemplars = ExemplarBook()  # taught names (exemplar_book.py), used by text() and like()
         if backend is None:
             from ..runtime.torch_backend import TorchBackend
 
@@ -345,6 +349,9 @@ class OMGSegPredictor:
 
         _, meta = self._require()
         hint = SpatialHint.parse(hint_points, hint_labels, hint_boxes, meta.ori_shape)
+        name = self.exemplars.find(extract_phrase(query))
+        if name is not None:  # a taught name ("segment my mug"): its exemplars answer (predict/exemplar_book.py)
+            return self._named(query, name, max_results, hint)
         return text_request(self, query, max_results, hint)
 
     # ---- internals -----------------------------------------------------------------------------------------

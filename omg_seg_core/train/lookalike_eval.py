@@ -31,20 +31,32 @@ def _twin(scene, rng: np.random.Generator, tries: int = 60):
     if not cands:
         return None, None
     target = cands[int(rng.integers(len(cands)))]
-    twin = deepcopy(target)
+    out = add_copy(scene, target, rng, tries)
+    return (out, target.uid) if out is not None else (None, None)
+
+
+def add_copy(scene, source, rng: np.random.Generator, tries: int = 60, colour: str = ""):
+    """`scene` with a copy of object `source` (another yaw; `colour`: repainted that world colour) at a free spot of
+    the visible table, uid = the largest + 1; None when no spot is free. The other objects stay where they are."""
+    from ..data.synth import world
+
+    twin = deepcopy(source)
     twin.uid = max(o.uid for o in scene.objects) + 1
     twin.yaw = float(rng.uniform(0, 2 * np.pi))
+    if colour:
+        twin.colour = colour
+        twin.albedo = np.asarray(world.COLOURS[colour], np.float32) / 255.0
     tw, td, th = scene.table_size
     lo = np.maximum(scene.camera.target[:2] - [0.35, 0.25], -np.array([tw, td]) / 2 + twin.radius)
     hi = np.minimum(scene.camera.target[:2] + [0.35, 0.25], np.array([tw, td]) / 2 - twin.radius)
     if np.any(hi <= lo):
-        return None, None
+        return None
     for _ in range(tries):
         xy = rng.uniform(lo, hi)
         if all(np.hypot(*(xy - o.position[:2])) >= (twin.radius + o.radius) * 1.05 for o in scene.objects):
             twin.position = np.array([xy[0], xy[1], th])
-            return scene.with_objects(list(scene.objects) + [twin]), target.uid
-    return None, None
+            return scene.with_objects(list(scene.objects) + [twin])
+    return None
 
 
 def lookalike_frames(n: int, seed: int = 11, size: tuple[int, int] = (320, 240)) -> Iterator[tuple[SynthFrame, int, int]]:
@@ -100,4 +112,4 @@ def evaluate_hints(predictor: Any, n: int = 40, seed: int = 11, progress: bool =
     return {"scenes": total, **{f"top1_{k}": v / total if total else float("nan") for k, v in hits.items()}}
 
 
-__all__ = ["lookalike_frames", "evaluate_hints", "near_point"]
+__all__ = ["lookalike_frames", "evaluate_hints", "near_point", "add_copy"]
