@@ -76,7 +76,6 @@ class VideoSession:
         self.image_size: Optional[tuple[int, int]] = None  # (H, W) of the image the cached features belong to
         self.image_passes = 0                         # set_image calls (backbone passes), frames and requests
         self._features_from_request = False           # cached features belong to a request's image
-        self._frame_rgb: Optional[np.ndarray] = None  # the latest frame (a request on another image returns to it)
         self.latest_targets: Optional[Segments] = None  # the targets found on the latest frame
         self.exemplar_targets: dict[str, int] = {}     # taught name -> the target following its example
 
@@ -101,7 +100,6 @@ class VideoSession:
             t0 = time.perf_counter()
             self._set_image(rgb)
             self._features_from_request = False
-            self._frame_rgb = rgb
             t1 = time.perf_counter()
             seg = getattr(self.predictor, self.task)()
             if len(self.predictor.exemplars) and self.task != "semantic":
@@ -234,8 +232,9 @@ class VideoSession:
              name: str = "", example_image: Optional[np.ndarray] = None, threshold: Optional[float] = None,
              max_results: Optional[int] = None, track: bool = False, stamp: Optional[float] = None
              ) -> tuple[Segments, list[int]]:
-        """Every object in the latest frame like an example (a click / box / mask on the latest frame, or on
-        `example_image`) or like the taught `name` -> (Segments best first, target ids when `track`)."""
+        """Every object in the latest frame (or the latest request image, as for `prompt`) like an example (a click /
+        box / mask on that image, or on `example_image`) or like the taught `name` -> (Segments best first, target
+        ids when `track`)."""
         with self.lock:
             if self.image_size is None:
                 raise NoFrameError("no frame yet: ~/segment_like answers on the latest frame")
@@ -247,14 +246,17 @@ class VideoSession:
             elif not given:
                 raise ValueError("no example: give a click, a box, a mask or a taught name")
             else:
-                if example_image is not None or self._features_from_request:
-                    frame_rgb = self._frame_rgb
-                    self._use_image(example_image if example_image is not None else frame_rgb)
-                seg = self.predictor.example(points, point_labels, boxes, mask)
-                exemplars, label = [make_exemplar(self.predictor, seg.masks[0], source=seg.extra["source"])], "like"
-                if example_image is not None:  # back to the latest frame (a second backbone pass)
-                    self._set_image(frame_rgb)
-                    self._features_from_request = False
+                back = (self.predictor.image, self._features_from_request, self.latest_depth)
+                try:
+                    if example_image is not None:
+                        self._use_image(example_image)
+                    seg = self.predictor.example(points, point_labels, boxes, mask)
+                    exemplars = [make_exemplar(self.predictor, seg.masks[0], source=seg.extra["source"])]
+                finally:
+                    if example_image is not None:  # back to the image the answer is on (a second backbone pass)
+                        self._set_image(back[0])
+                        self._features_from_request, self.latest_depth = back[1], back[2]
+                label = "like"
             out = self.predictor.like(exemplars, threshold=threshold, max_results=max_results, label=label)
             self._answer_3d(out)
             return out, (self.follow(out, out.class_names[0] if len(out) else "like", stamp) if track else [])

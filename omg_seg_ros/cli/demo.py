@@ -6,9 +6,11 @@ Three processes talk over DDS (random ROS_DOMAIN_ID, localhost only): the omg_se
 (omg_seg_ros.cli.image_player) publishing data/samples/robot_scene, and this client. Half-way through the video the
 client asks ~/segment_text "segment the red box" and ~/segment_prompt with a click on another object (both with
 track=true, so they are followed in the second half). The player also publishes the sample's registered depth and
-camera_info (depth.enabled), so the red box's answer says where it is in metres, printed next to the truth. It
+camera_info (depth.enabled), so the red box's answer says where it is in metres, printed next to the truth. At the
+end, on a generated scene with two identical objects (sent as a request image): a text request with a pointing hint
+picks the one pointed at, the other is taught as an exemplar ("my <shape>"), ~/segment_like finds both. It
 writes to --output: overlay_XXX.png per processed frame, demo.gif, text_result.png, prompt_result.png,
-summary.json, node.log; and prints what it found (IoU with the generator's ground truth), the output rate and the
+exemplar_result.png, summary.json, node.log; and prints what it found (IoU with the generator's ground truth), the output rate and the
 end-to-end latency.
 """
 from __future__ import annotations
@@ -254,6 +256,7 @@ def run(args: argparse.Namespace) -> dict:
                 _render_response(rgb, r.segments, out / "prompt_result.png")
         stamps.update(player.play(half, player.n_frames))
         _wait_output(client, max(stamps, key=lambda s: stamps[s]), 120.0)
+        summary["requests"]["lookalikes"] = _lookalikes(client, out)
         time.sleep(1.5)  # one more diagnostics period
         summary["frames_published"] = len(stamps)
         return _finish(client, stamps, args, out, summary, image_to_numpy)
@@ -263,6 +266,45 @@ def run(args: argparse.Namespace) -> dict:
         if client is not None:
             client.close()
         _stop(node)
+
+
+def _lookalikes(client: "DemoClient", out: Path) -> dict:
+    """Two identical objects in a generated scene (sent as the request image): "the <colour> <shape>" + a point on
+    the right one picks it; the other is taught as "my <shape>"; ~/segment_like finds both; "segment my <shape>"
+    finds the taught one. Prints and returns what happened."""
+    from geometry_msgs.msg import Point
+    from omg_seg_msgs.srv import AddExemplar, SegmentLike, SegmentText
+    from omg_seg_core.train.data import click_point
+    from omg_seg_core.train.lookalike_eval import lookalike_frames
+    from omg_seg_ros.msgs import MessageCodec, segments_from_msg
+
+    frame, tid, wid = next(iter(lookalike_frames(1, seed=3)))
+    codec = MessageCodec.rclpy()
+    info = next(s for s in frame.segments if s.id == tid)
+    target, twin = frame.panoptic == tid, frame.panoptic == wid
+    (tx, ty), (wx, wy) = click_point(target), click_point(twin)
+    phrase, name = f"the {info.colour} {info.shape}", f"my {info.shape}"
+    image = codec.rgb_to_image(frame.rgb, codec.header())
+    r = client.call(SegmentText, f"{NS}/segment_text", SegmentText.Request(
+        text=phrase, image=image, hint_points=[Point(x=float(tx), y=float(ty))]))
+    iou = mask_iou(segments_from_msg(r.segments).masks[0], target) if r.success and r.segments.segments else 0.0
+    print(f"[demo] two identical objects ({info.colour} {info.shape}) in a generated scene; '{phrase}' + pointing at one: "
+          f"{r.message} | IoU with the pointed one {iou:.2f}")
+    a = client.call(AddExemplar, f"{NS}/add_exemplar", AddExemplar.Request(
+        name=name, points=[Point(x=float(wx), y=float(wy))]))
+    print(f"[demo] add_exemplar '{name}' (a click on the other one): {a.message}")
+    like = client.call(SegmentLike, f"{NS}/segment_like", SegmentLike.Request(name=name))
+    found = segments_from_msg(like.segments).masks if like.success and like.segments.segments else []
+    both = sum(any(mask_iou(m, g) >= 0.5 for m in found) for g in (target, twin))
+    print(f"[demo] segment_like '{name}': {like.message} | {both} of the 2 look-alikes among them")
+    mine = client.call(SegmentText, f"{NS}/segment_text", SegmentText.Request(text=f"segment {name}"))
+    got = segments_from_msg(mine.segments).masks if mine.success and mine.segments.segments else []
+    print(f"[demo] segment_text 'segment {name}': {mine.message} | IoU with the taught one "
+          f"{mask_iou(got[0], twin) if len(got) else 0.0:.2f}")
+    if len(got):
+        _render_response(frame.rgb, mine.segments, out / "exemplar_result.png")
+    return {"phrase": phrase, "hint_iou": iou, "taught": a.success, "like_found": both,
+            "like_message": like.message, "mine_message": mine.message}
 
 
 def _finish(client: DemoClient, stamps: dict, args, out: Path, summary: dict, image_to_numpy) -> dict:
@@ -321,7 +363,8 @@ def _finish(client: DemoClient, stamps: dict, args, out: Path, summary: dict, im
     if target_iou:
         print(f"[demo] red box followed as a target in {len(target_iou)} later frames, mean IoU "
               f"{summary['red_box_target_mean_iou']:.2f}")
-    print(f"[demo] wrote {len(frames)} overlays, demo.gif, text_result.png, prompt_result.png, summary.json to {out}")
+    print(f"[demo] wrote {len(frames)} overlays, demo.gif, text_result.png, prompt_result.png, exemplar_result.png, "
+          f"summary.json to {out}")
     return summary
 
 

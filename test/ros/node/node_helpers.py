@@ -102,10 +102,13 @@ def prompt_req(points=(), labels=(), boxes=(), **kw):
 
 
 def srv(name: str):
-    from omg_seg_msgs.srv import RemoveTarget, SegmentPrompt, SegmentText, SetVocabulary
+    from omg_seg_msgs.srv import (AddExemplar, ExemplarFile, ListExemplars, RemoveExemplar, RemoveTarget,
+                                  SegmentLike, SegmentPrompt, SegmentText, SetVocabulary)
 
     return {"segment_text": SegmentText, "segment_prompt": SegmentPrompt, "set_vocabulary": SetVocabulary,
-            "remove_target": RemoveTarget, "reset_tracks": Trigger}[name]
+            "remove_target": RemoveTarget, "reset_tracks": Trigger, "segment_like": SegmentLike,
+            "add_exemplar": AddExemplar, "remove_exemplar": RemoveExemplar, "list_exemplars": ListExemplars,
+            "save_exemplars": ExemplarFile, "load_exemplars": ExemplarFile}[name]
 
 
 def call(client, name: str, req):
