@@ -282,5 +282,6 @@ def _empty(feats: Any, meta: Any, label: str) -> Segments:
     return seg
 
 
-__all__ = ["Exemplar", "make_exemplar", "like", "score_segments", "label_exemplars", "similarity_parts", "combine", "EXEMPLAR_WEIGHTS", "MIN_QUERY_IOU",
+__all__ = ["Exemplar", "make_exemplar", "like", "score_segments", "label_exemplars", "similarity_parts", "combine",
+           "EXEMPLAR_WEIGHTS", "MIN_QUERY_IOU",
            "PARTS"]

@@ -3,9 +3,9 @@
 A name is lower-case words (letters, digits, '-', '_', apostrophes) separated by single spaces, at most
 MAX_NAME_LENGTH characters; a leading article or demonstrative ("the", "a", "an", "this", "that") is not part of
 it, a possessive is: "My  Mug" and "this my mug" name "my mug", which "segment my mug" asks for (the request's
-command words are stripped by text_query.extract_phrase) while "segment the mug" still asks for every mug. Teaching a name again adds a view (another
-example of the same object, up to `max_views`; the oldest view is dropped beyond that): a candidate's score is its
-best over the views.
+command words are stripped by text_query.extract_phrase) while "segment the mug" still asks for every mug.
+Teaching a name again adds a view (another example of the same object, up to `max_views`; the oldest view is
+dropped beyond that): a candidate's score is its best over the views.
 
 File format (`save` / `load`): one .npz written atomically (temporary file + rename) holding, per view, the
 exemplar vectors stacked (`query`, `class_embed`, `pooled`, `colour`, `query_iou`, `area`) and a JSON header
@@ -34,7 +34,8 @@ _LEADING = ("the", "a", "an", "this", "that")
 
 
 def normalise_name(name: str) -> str:
-    """"  My  Mug " -> "my mug", "the box-7" -> "box-7" (module docstring); ValueError naming the problem for an empty or invalid name."""
+    """"  My  Mug " -> "my mug", "the box-7" -> "box-7" (module docstring); ValueError naming the problem for an
+    empty or invalid name."""
     if not isinstance(name, str):
         raise ValueError(f"exemplar name must be a string, got {type(name).__name__}")
     words = name.lower().split()

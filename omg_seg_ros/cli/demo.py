@@ -10,8 +10,8 @@ camera_info (depth.enabled), so the red box's answer says where it is in metres,
 end, on a generated scene with two identical objects (sent as a request image): a text request with a pointing hint
 picks the one pointed at, the other is taught as an exemplar ("my <shape>"), ~/segment_like finds both. It
 writes to --output: overlay_XXX.png per processed frame, demo.gif, text_result.png, prompt_result.png,
-exemplar_result.png, summary.json, node.log; and prints what it found (IoU with the generator's ground truth), the output rate and the
-end-to-end latency.
+exemplar_result.png, summary.json, node.log; and prints what it found (IoU with the generator's ground truth), the
+output rate and the end-to-end latency.
 """
 from __future__ import annotations
 
@@ -288,8 +288,8 @@ def _lookalikes(client: "DemoClient", out: Path) -> dict:
     r = client.call(SegmentText, f"{NS}/segment_text", SegmentText.Request(
         text=phrase, image=image, hint_points=[Point(x=float(tx), y=float(ty))]))
     iou = mask_iou(segments_from_msg(r.segments).masks[0], target) if r.success and r.segments.segments else 0.0
-    print(f"[demo] two identical objects ({info.colour} {info.shape}) in a generated scene; '{phrase}' + pointing at one: "
-          f"{r.message} | IoU with the pointed one {iou:.2f}")
+    print(f"[demo] two identical objects ({info.colour} {info.shape}) in a generated scene; '{phrase}' + pointing at "
+          f"one: {r.message} | IoU with the pointed one {iou:.2f}")
     a = client.call(AddExemplar, f"{NS}/add_exemplar", AddExemplar.Request(
         name=name, points=[Point(x=float(wx), y=float(wy))]))
     print(f"[demo] add_exemplar '{name}' (a click on the other one): {a.message}")
