@@ -83,7 +83,10 @@ class ExemplarServices:
         return kw, rgb, header
 
     def _session(self):
-        return self.base._session()
+        """The active session, its exemplar book holding the current limits.max_exemplars."""
+        session = self.base._session()
+        session.predictor.exemplars.max_exemplars = int(self.node.p("limits.max_exemplars"))
+        return session
 
     # ------------------------------------------------------------------------------------------ handlers
     def segment_like(self, req, resp):
@@ -116,8 +119,6 @@ class ExemplarServices:
     def add_exemplar(self, req, resp):
         try:
             session = self._session()
-            book = session.predictor.exemplars
-            book.max_exemplars = int(self.node.p("limits.max_exemplars"))
             kw, rgb, header = self._example(req, "image")
             if not kw:
                 raise RequestError("no example: give a click (points), a box or a mask")
@@ -175,7 +176,6 @@ class ExemplarServices:
     def load_exemplars(self, req, resp):
         try:
             session, path = self._session(), self._path(req)
-            session.predictor.exemplars.max_exemplars = int(self.node.p("limits.max_exemplars"))
             resp.views = int(session.load_exemplars(path))
             names = session.predictor.exemplars.names()
             resp.success, resp.message = True, f"{resp.views} view(s) of {', '.join(names)} loaded from {path}"

@@ -184,7 +184,7 @@ def like(p: Any, exemplars: Sequence[Exemplar], threshold: float, max_results: i
                 masks.append(piece)
                 conf.append(float(prob[piece].mean()))
     if not cand:
-        return _empty(feats, meta, label)
+        return _empty(feats, meta)
     masks = np.stack(masks)
     score, which, parts = _score(p, exemplars, cand, masks, np.asarray(conf, np.float32), weights)
     order = [int(i) for i in np.argsort(-score, kind="stable") if score[i] >= threshold]
@@ -258,25 +258,21 @@ def label_exemplars(p: Any, seg: Segments) -> Segments:
     class_ids unchanged; extra["exemplar_names"] [N] ("" = none). In place; returns `seg`."""
     names = p.exemplars.names()
     seg.extra["exemplar_names"] = [""] * len(seg)
-    if not names or not len(seg):
-        return seg
-    things = seg[np.flatnonzero(seg.is_thing)]
     rows = np.flatnonzero(seg.is_thing)
-    if not len(rows):
+    if not names or not len(rows):
         return seg
-    scores = np.stack([score_segments(p, things, p.exemplars.views(n))[0] for n in names])  # [names, things]
-    best = scores.argmax(0)
+    views = [(n, v) for n in names for v in p.exemplars.views(n)]
+    # every view of every name scored in one pass (the segments' features are read once); the best view's name is
+    # the best name
+    score, which = score_segments(p, seg[rows], [v for _, v in views])
     for k, i in enumerate(rows):
-        if scores[best[k], k] >= p.thresholds.like_threshold:
-            seg.class_names[i] = seg.extra["exemplar_names"][i] = names[best[k]]
+        if score[k] >= p.thresholds.like_threshold:
+            seg.class_names[i] = seg.extra["exemplar_names"][i] = views[which[k]][0]
     return seg
 
 
-def _empty(feats: Any, meta: Any, label: str) -> Segments:
-    seg = Segments(masks=np.zeros((0, *meta.ori_shape), bool), scores=np.zeros(0, np.float32),
-                   class_ids=np.zeros(0, np.int64), class_names=[], is_thing=np.zeros(0, bool),
-                   query_index=np.zeros(0, np.int64),
-                   embeddings=np.zeros((0, feats.query_feat.shape[-1]), np.float32), task="like")
+def _empty(feats: Any, meta: Any) -> Segments:
+    seg = Segments.empty(meta.ori_shape, "like", feats.query_feat.shape[-1])
     seg.extra["similarity"] = {k: np.zeros(0, np.float32) for k in PARTS}
     seg.extra["exemplar_view"] = np.zeros(0, np.int64)
     return seg

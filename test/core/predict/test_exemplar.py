@@ -98,14 +98,8 @@ def test_similarity_arithmetic():
 
 
 @pytest.fixture(scope="module")
-def predictor():
-    from omg_seg_core.config import default_checkpoint_path
-    from omg_seg_core.data.synth import world
-    from omg_seg_core.predict import build_predictor
-
-    if default_checkpoint_path() is None:
-        pytest.skip("needs the shipped omg_seg_tiny checkpoint")
-    return build_predictor(str(default_checkpoint_path()), vocabulary=world.vocabulary_path())
+def predictor(shipped_predictor):
+    return shipped_predictor
 
 
 def test_like_finds_the_kind(predictor):
