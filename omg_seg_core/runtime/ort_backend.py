@@ -131,8 +131,9 @@ class OrtBackend:
         return {n: torch.from_numpy(o) for n, o in zip(self._out_names[graph], outs)}
 
     def run_image(self, image: torch.Tensor) -> ImageFeatures:
-        """image [1, 3, h, w] with h <= Hp, w <= Wp (normalised, padded to 32) -> ImageFeatures; the graph runs at
-        (Hp, Wp), mask_logits / clip_feat are cropped back to (h/4, w/4) / (h/32, w/32)."""
+        """image [B, 3, h, w] with h <= Hp, w <= Wp (normalised, padded to 32) -> ImageFeatures of batch B (one
+        session run: the graph's batch dimension is dynamic); the graph runs at (Hp, Wp), mask_logits / clip_feat
+        are cropped back to (h/4, w/4) / (h/32, w/32)."""
         if self.bundle.variant == "head":
             raise RuntimeError(f"{self.bundle.root} holds the head-only graph (features in): use run_features")
         hw = (int(image.shape[-2]), int(image.shape[-1]))

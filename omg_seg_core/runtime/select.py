@@ -64,7 +64,7 @@ def _load_errors() -> tuple[type[BaseException], ...]:
 def _build(name: str, model: Optional[torch.nn.Module], device: str, dtype: Any, *, compile: bool,
            input_size: Optional[tuple[int, int]], onnx_dir: Optional[Union[str, Path]], threads: Optional[int],
            max_prompts: int, cache_root: Optional[Path], build_only: bool, progress: Callable[[str], None],
-           spinning: bool = False) -> Backend:
+           spinning: bool = False, max_batch: int = 1) -> Backend:
     if name == "torch":
         from .torch_backend import TorchBackend  # noqa: PLC0415
 
@@ -98,7 +98,7 @@ def _build(name: str, model: Optional[torch.nn.Module], device: str, dtype: Any,
     dev = str(device) if str(device).startswith("cuda") else "cuda:0"
     return TrtBackend(bundle, precision="fp16" if half else "fp32", device=dev,
                       cache=EngineCache(cache_root / "trt") if cache_root else None, build_only=build_only,
-                      progress=progress, region_fn=make_region_fn(model))
+                      progress=progress, region_fn=make_region_fn(model), max_batch=max_batch)
 
 
 class PerSizeBackend:
@@ -158,7 +158,7 @@ def make_backend(kind: Union[str, Backend], model: Optional[torch.nn.Module] = N
                  onnx_dir: Optional[Union[str, Path]] = None, threads: Optional[int] = None, max_prompts: int = 16,
                  cache_root: Optional[Union[str, Path]] = None, fallback: bool = True, build_only: bool = False,
                  long_side: Optional[int] = None, progress: Callable[[str], None] = print, spinning: bool = False,
-                 **unused: Any) -> Backend:
+                 max_batch: int = 1, **unused: Any) -> Backend:
     """Backend `kind` ("tensorrt" | "onnxruntime" | "torch" | "auto", or aliases trt/ort/onnx/pytorch; a Backend
     instance passes through) for `model` (an OMGSeg). "auto": TensorRT where tensorrt and a GPU exist, else ONNX
     Runtime. input_size: one static (Hp, Wp) for ONNX Runtime / TensorRT (multiples of 32); None (default) gives a
@@ -166,8 +166,9 @@ def make_backend(kind: Union[str, Backend], model: Optional[torch.nn.Module] = N
     onnx_dir: use that export bundle (its size). cache_root: replaces cache_dir() for exports and engines.
     fallback: on a load failure try the next backend in TensorRT -> ONNX Runtime -> PyTorch with a warning;
     False raises BackendUnavailableError instead. spinning: ONNX Runtime worker threads spin while a run lasts
-    (faster on a quiet CPU, worse on a busy one; default off: they sleep). Other keyword arguments are ignored
-    (predictor pass-through)."""
+    (faster on a quiet CPU, worse on a busy one; default off: they sleep). max_batch: the most images one image-graph
+    call takes (one per camera): TensorRT builds its optimisation profile for it (PyTorch and ONNX Runtime take any
+    batch). Other keyword arguments are ignored (predictor pass-through)."""
     if not isinstance(kind, str):
         return kind
     if str(kind).lower() == "auto":
@@ -184,7 +185,7 @@ def make_backend(kind: Union[str, Backend], model: Optional[torch.nn.Module] = N
         def build(size: Optional[tuple[int, int]], name: str = name, dev: str = dev) -> Backend:
             return _build(name, model, dev, dtype, compile=compile, input_size=size, onnx_dir=onnx_dir,
                           threads=threads, max_prompts=max_prompts, cache_root=root, build_only=build_only,
-                          progress=progress, spinning=spinning)
+                          progress=progress, spinning=spinning, max_batch=max_batch)
 
         try:
             if name != "torch" and input_size is None and onnx_dir is None and model is not None and not build_only:
