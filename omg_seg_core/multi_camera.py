@@ -1,0 +1,184 @@
+"""`CameraSessions`: every camera of a robot through ONE model, the newest frames of several cameras as one batch.
+
+    sessions = CameraSessions(build_predictor("tiny"), ["front", "left", "right"],
+                              tracking=lambda: (Tracker(cfg), TargetManager(cfg)))
+    results = sessions.step({"front": CameraFrame(front_rgb, stamp), "left": CameraFrame(left_rgb, stamp)})
+    seg, ids = sessions["left"].text("segment the red box", track=True)   # on the left camera's latest frame
+
+Each camera has its own `VideoSession` (tracker, persistent targets, cached image features, frame counter) on a
+view of the one predictor (predict/view.py): the model, backend, vocabulary / text embeddings and thresholds are
+shared, so a vocabulary or threshold change reaches every camera (`set_vocabulary` resets every camera's tracks).
+
+`step` takes the frames of the cameras that have one (a camera without a new frame is simply not in the call and
+keeps its state) and runs them through backbone + pixel decoder + decoder in ONE image-graph call per padded size
+(predict/batch.set_images), then each camera's task, tracking and 3D. All sessions share one lock: a request on
+any camera never interleaves with a frame (the backend, e.g. a TensorRT execution context, serves one call at a
+time), exactly as for one camera.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from .predict.batch import set_images
+from .predict.view import PredictorView
+from .spatial import DepthConfig, DepthFrame
+from .video import FrameResult, VideoSession, check_depth
+
+
+@dataclass
+class CameraFrame:
+    """One camera's frame for `CameraSessions.step`: RGB uint8 [H, W, 3], stamp (s), optional registered depth."""
+
+    rgb: np.ndarray
+    stamp: Optional[float] = None
+    depth: Optional[DepthFrame] = None
+
+
+class CameraSessions:
+    """See module docstring.
+
+    predictor: the OMGSegPredictor every camera shares (each session gets `PredictorView(predictor)`).
+    names: camera names, in order (unique; "" is a valid name for a single unnamed camera).
+    tracking: called once per camera -> (tracker, targets) for its session, or None (tracking off for all).
+    task, depth_config: as VideoSession (the same for every camera; change them here).
+    """
+
+    def __init__(self, predictor: Any, names: Sequence[str],
+                 tracking: Optional[Callable[[], tuple[Any, Any]]] = None, task: str = "panoptic",
+                 depth_config: Optional[DepthConfig] = None) -> None:
+        names = list(names)
+        if not names:
+            raise ValueError("CameraSessions needs at least one camera")
+        if len(set(names)) != len(names):
+            raise ValueError(f"camera names must be unique, got {names}")
+        self.predictor = predictor
+        self.lock = threading.RLock()
+        self.sessions: dict[str, VideoSession] = {}
+        for name in names:
+            tracker, targets = tracking() if tracking is not None else (None, None)
+            self.sessions[name] = VideoSession(PredictorView(predictor), tracker=tracker, targets=targets,
+                                               task=task, depth_config=depth_config, lock=self.lock)
+        self.batches = 0          # step calls that ran the image graph
+        self.batched_frames = 0   # frames those calls held (batched_frames / batches = mean batch size)
+        self.last_batch_ms = 0.0  # pre-processing + image graph of the last batch, all its images
+
+    # ------------------------------------------------------------------------------------------ cameras
+    @property
+    def names(self) -> list[str]:
+        return list(self.sessions)
+
+    def __getitem__(self, name: str) -> VideoSession:
+        """The session of camera `name`; KeyError naming the cameras there are."""
+        try:
+            return self.sessions[name]
+        except KeyError:
+            raise KeyError(f"unknown camera {name!r}; cameras: {self.names}") from None
+
+    def __iter__(self) -> Iterator[VideoSession]:
+        return iter(self.sessions.values())
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    # ------------------------------------------------------------------------------------------ frames
+    def step(self, frames: Mapping[str, CameraFrame],
+             on_result: Optional[Callable[[str, FrameResult], None]] = None
+             ) -> dict[str, Union[FrameResult, Exception]]:
+        """Process the newest frame of every camera in `frames` (name -> CameraFrame): ONE image-graph call per
+        padded size for all of them, then per camera (in `frames` order) task -> tracking -> 3D, and
+        `on_result(name, result)` right after each camera's result (still holding the lock: publish there, so a
+        camera's outputs do not wait for the cameras after it). Returns name -> FrameResult, or the exception
+        that camera's post-processing or on_result raised (the other cameras go on). Unknown cameras and a bad
+        image or depth raise before anything runs; an error of the image graph itself is raised (no results).
+        Each result's model_ms = the batch's pre-processing + image graph + that camera's own work."""
+        items = [(self[name], name, f) for name, f in frames.items()]  # KeyError naming the cameras
+        for _, _, f in items:
+            check_depth(f.rgb, f.depth)
+        out: dict[str, Union[FrameResult, Exception]] = {}
+        if not items:
+            return out
+        with self.lock:
+            t0 = time.perf_counter()
+            set_images([s.predictor for s, _, _ in items], [f.rgb for _, _, f in items])
+            batch_s = time.perf_counter() - t0
+            self.batches += 1
+            self.batched_frames += len(items)
+            self.last_batch_ms = batch_s * 1e3
+            for session, _, f in items:
+                session.frame_image_set(f.rgb.shape)
+            for session, name, f in items:
+                try:
+                    result = session.finish_frame(time.perf_counter() - batch_s, f.stamp, depth=f.depth)
+                    if on_result is not None:
+                        on_result(name, result)
+                    out[name] = result
+                except Exception as e:  # noqa: BLE001 - one camera's failure must not stop the others
+                    out[name] = e
+        return out
+
+    # ------------------------------------------------------------------------------------------ shared settings
+    def set_vocabulary(self, things: Any, stuff: Sequence[str] = (), max_classes: Optional[int] = None,
+                       cancel: Optional[threading.Event] = None) -> int:
+        """VideoSession.set_vocabulary for every camera at once: embedded WITHOUT the lock (frames go on with the
+        old vocabulary), swapped in once for the shared predictor, every camera's tracks reset. Returns the
+        number of classes."""
+        vocab, emb = self.predictor.vocabulary_embeddings(things, stuff, max_classes=max_classes, cancel=cancel)
+        with self.lock:
+            self.predictor.set_vocabulary(vocab, embeddings=emb)
+            for session in self:
+                if session.tracker is not None:
+                    session.tracker.reset("vocabulary changed")
+            return vocab.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.predictor.class_names)
+
+    def set_thresholds(self, **kw: Any) -> None:
+        with self.lock:
+            self.predictor.set_thresholds(**kw)
+
+    def set_tracker_config(self, cfg: Any) -> None:
+        for session in self:
+            session.set_tracker_config(cfg)
+
+    @property
+    def task(self) -> str:
+        return next(iter(self)).task
+
+    @task.setter
+    def task(self, task: str) -> None:
+        with self.lock:
+            for session in self:
+                session.task = task
+
+    @property
+    def depth_config(self) -> DepthConfig:
+        return next(iter(self)).depth_config
+
+    @depth_config.setter
+    def depth_config(self, cfg: DepthConfig) -> None:
+        with self.lock:
+            for session in self:
+                session.depth_config = cfg
+
+    def release(self) -> None:
+        """Free every camera's cached features and the shared backend's device memory (node deactivate on a GPU);
+        the sessions are unusable afterwards."""
+        with self.lock:
+            for session in self:
+                session.predictor.release()
+            self.predictor.release()
+
+    @property
+    def image_passes(self) -> int:
+        """Backbone passes of every camera's images (frames and request images; a batch counts each image)."""
+        return sum(s.image_passes for s in self)
+
+
+__all__ = ["CameraSessions", "CameraFrame"]
