@@ -189,7 +189,8 @@ def make_backend(kind: Union[str, Backend], model: Optional[torch.nn.Module] = N
 
         try:
             if name != "torch" and input_size is None and onnx_dir is None and model is not None and not build_only:
-                backend = PerSizeBackend(name, build, default_input_size(model, long_side))
+                # one size per camera may be in use at once (cameras of other aspects): keep them all
+                backend = PerSizeBackend(name, build, default_input_size(model, long_side), max(2, max_batch))
             else:
                 backend = build(input_size)
         except errors as e:
