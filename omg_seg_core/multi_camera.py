@@ -11,9 +11,11 @@ shared, so a vocabulary or threshold change reaches every camera (`set_vocabular
 
 `step` takes the frames of the cameras that have one (a camera without a new frame is simply not in the call and
 keeps its state) and runs them through backbone + pixel decoder + decoder in ONE image-graph call per padded size
-(predict/batch.set_images), then each camera's task, tracking and 3D. All sessions share one lock: a request on
-any camera never interleaves with a frame (the backend, e.g. a TensorRT execution context, serves one call at a
-time), exactly as for one camera.
+(predict/batch.encode_images), then each camera's task, tracking and 3D. It is `encode` (the image graph, without
+the lock) followed by `finish` (under the lock), so a worker can run the image graph of the next batch while the
+current one is post-processed. All sessions share one lock: a request on any camera never interleaves with a
+frame's post-processing, exactly as for one camera; image-graph calls are serialised by the predictor's
+`graph_lock` (a TensorRT execution context serves one call at a time).
 """
 from __future__ import annotations
 
@@ -24,10 +26,20 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .predict.batch import set_images
+from .predict.batch import encode_images, install_images
 from .predict.view import PredictorView
 from .spatial import DepthConfig, DepthFrame
 from .video import FrameResult, VideoSession, check_depth
+
+
+@dataclass
+class EncodedFrames:
+    """Frames through the image graph, not yet given to their cameras (`CameraSessions.encode` -> `finish`):
+    per frame (features of batch 1, ImageMeta, ms per stage), in `frames` order; batch_ms: the whole encode."""
+
+    frames: dict[str, "CameraFrame"]
+    encoded: list[tuple[Any, Any, dict[str, float]]]
+    batch_ms: float
 
 
 @dataclass
@@ -89,31 +101,42 @@ class CameraSessions:
     def step(self, frames: Mapping[str, CameraFrame],
              on_result: Optional[Callable[[str, FrameResult], None]] = None
              ) -> dict[str, Union[FrameResult, Exception]]:
-        """Process the newest frame of every camera in `frames` (name -> CameraFrame): ONE image-graph call per
-        padded size for all of them, then per camera (in `frames` order) task -> tracking -> 3D, and
-        `on_result(name, result)` right after each camera's result (still holding the lock: publish there, so a
-        camera's outputs do not wait for the cameras after it). Returns name -> FrameResult, or the exception
-        that camera's post-processing or on_result raised (the other cameras go on). Unknown cameras and a bad
-        image or depth raise before anything runs; an error of the image graph itself is raised (no results).
-        Each result's model_ms = the batch's pre-processing + image graph + that camera's own work."""
-        items = [(self[name], name, f) for name, f in frames.items()]  # KeyError naming the cameras
-        for _, _, f in items:
+        """Process the newest frame of every camera in `frames` (name -> CameraFrame): `encode` then `finish`."""
+        return self.finish(self.encode(frames), on_result)
+
+    def encode(self, frames: Mapping[str, CameraFrame]) -> "EncodedFrames":
+        """First half of `step`: pre-processing and ONE image-graph call per padded size for all `frames`, WITHOUT
+        the sessions' lock, so requests and the previous batch's `finish` go on meanwhile (a pipelined worker
+        encodes batch k+1 while batch k is post-processed). Unknown cameras (KeyError naming the cameras), a bad
+        image or depth (ValueError) raise before anything runs."""
+        for name, f in frames.items():
+            self[name]
             check_depth(f.rgb, f.depth)
+        t0 = time.perf_counter()
+        encoded = encode_images(self.predictor, [f.rgb for f in frames.values()]) if frames else []
+        return EncodedFrames(dict(frames), encoded, (time.perf_counter() - t0) * 1e3)
+
+    def finish(self, batch: "EncodedFrames", on_result: Optional[Callable[[str, FrameResult], None]] = None
+               ) -> dict[str, Union[FrameResult, Exception]]:
+        """Second half of `step`, holding the lock: every camera of the batch takes its image's features, then per
+        camera (in order) task -> tracking -> 3D and `on_result(name, result)` right after its result (still
+        holding the lock: publish there, so a camera's outputs do not wait for the cameras after it). Returns name
+        -> FrameResult, or the exception that camera's post-processing or on_result raised (the others go on).
+        Each result's model_ms = the batch's pre-processing + image graph + that camera's own work."""
         out: dict[str, Union[FrameResult, Exception]] = {}
-        if not items:
+        if not batch.frames:
             return out
         with self.lock:
-            t0 = time.perf_counter()
-            set_images([s.predictor for s, _, _ in items], [f.rgb for _, _, f in items])
-            batch_s = time.perf_counter() - t0
+            items = [(self[name], name, f) for name, f in batch.frames.items()]
+            install_images([s.predictor for s, _, _ in items], [f.rgb for _, _, f in items], batch.encoded)
             self.batches += 1
             self.batched_frames += len(items)
-            self.last_batch_ms = batch_s * 1e3
+            self.last_batch_ms = batch.batch_ms
             for session, _, f in items:
                 session.frame_image_set(f.rgb.shape)
             for session, name, f in items:
                 try:
-                    result = session.finish_frame(time.perf_counter() - batch_s, f.stamp, depth=f.depth)
+                    result = session.finish_frame(time.perf_counter() - batch.batch_ms / 1e3, f.stamp, depth=f.depth)
                     if on_result is not None:
                         on_result(name, result)
                     out[name] = result
@@ -181,4 +204,4 @@ class CameraSessions:
         return sum(s.image_passes for s in self)
 
 
-__all__ = ["CameraSessions", "CameraFrame"]
+__all__ = ["CameraSessions", "CameraFrame", "EncodedFrames"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from std_msgs.msg import Header
 
 from omg_seg_core.multi_camera import CameraFrame
@@ -32,8 +33,9 @@ class Camera:
         self.node, self.name = node, name
         self.mailbox = mailbox
         self.stats = Stats()
+        self.group = MutuallyExclusiveCallbackGroup()  # this camera's input callbacks (node.py: why one per camera)
         self.outputs = Outputs(node, name, diagnostics=first)
-        self.depth_input = DepthInput(node, name)
+        self.depth_input = DepthInput(node, name, self.group)
         self.session: Optional[VideoSession] = None   # set at configure (CameraSessions[name])
         self.sub: Any = None                          # the image subscription (node._subscribe)
         self.last_header: Optional[Header] = None     # header of the latest processed frame

@@ -28,8 +28,9 @@ class DepthInput:
     """Subscriptions and pairing for one camera (see module docstring): ~/input/depth and ~/input/camera_info, or
     ~/<camera>/input/... for a named camera."""
 
-    def __init__(self, node: Any, camera: str = "") -> None:
+    def __init__(self, node: Any, camera: str = "", group: Any = None) -> None:
         self.node = node
+        self.group = group  # callback group of the subscriptions (None: the node's input group)
         self.depth_topic, self.info_topic = camera_topic(DEPTH_TOPIC, camera), camera_topic(CAMERA_INFO_TOPIC, camera)
         self.buffer: StampedBuffer = StampedBuffer(8)
         self.camera_info: Optional[Any] = None
@@ -50,7 +51,7 @@ class DepthInput:
         if not self.node.p("depth.enabled"):
             return
         qos = input_qos(self.node.p("qos.reliability"), max(2, int(self.node.p("qos.depth"))))
-        wrap, group = self.node.guard.wrap, self.node.input_group
+        wrap, group = self.node.guard.wrap, self.group or self.node.input_group
         self._subs = [
             self.node.create_subscription(Image, self.depth_topic, wrap("depth callback", self._on_depth), qos,
                                           callback_group=group),

@@ -9,10 +9,11 @@ input, tracker and targets; ONE model serves them all (omg_seg_core/multi_camera
 unnamed camera on ~/input/image and ~/output/....
 
 Threads: the executor delivers each camera's images to its `Camera.on_image`, which only stores the message in
-that camera's one-slot mailbox; a single worker thread gathers the newest frame of every camera that has one
-(waiting at most `batch_window_ms` for the other live cameras: worker.Inbox), runs them through the model as one
-batch and publishes each camera's outputs as soon as its frame is done; services (services.py) run in their own
-callback group of a MultiThreadedExecutor and share the sessions' lock.
+that camera's one-slot mailbox; the worker (pipeline.py) gathers the newest frame of every camera that has one
+(waiting at most `batch_window_ms` for the other live cameras: worker.Inbox) and runs them through the image graph
+as one batch while a second thread post-processes the previous batch and publishes each camera's outputs as soon
+as its frame is done; services (services.py) run in their own callback group of a MultiThreadedExecutor
+(executor.py) and share the sessions' lock.
 
 Robustness (docs/ros.md, "Limits and bad input"): every callback, timer and service handler is wrapped by the
 last-resort `Guard` (guard.py); requests are capped by the `limits.*` parameters; a vocabulary is embedded without
@@ -40,11 +41,13 @@ from omg_seg_core.multi_camera import CameraSessions
 from . import params
 from .camera import Camera
 from .diagnostics import status
+from .executor import NodeExecutor
 from .pointing import PointingInput
 from .guard import Guard
 from .msgs import MessageCodec
 from .loader import ModelLoadError, build_sessions, release_device_memory, threshold_overrides, tracker_config_from
-from .worker import Frame, Inbox
+from .pipeline import FramePipeline
+from .worker import Inbox
 from .services import Services
 
 NODE_NAME = "omg_seg"
@@ -71,7 +74,10 @@ class OmgSegNode(LifecycleNode):
         self._stop = threading.Event()
         self._diag_timer = None
         self._resubscribe_timer = None
+        # Callback groups: one per camera for its inputs (camera.py: a camera's callback never waits for another
+        # camera's), one for the diagnostics timer, one for the rest of the input side (pointing, re-subscribing).
         self.input_group = MutuallyExclusiveCallbackGroup()
+        self.diagnostics_group = MutuallyExclusiveCallbackGroup()
         self.service_group = MutuallyExclusiveCallbackGroup()
         self.vocabulary_group = MutuallyExclusiveCallbackGroup()
         self.service_handlers = Services(self)
@@ -146,7 +152,8 @@ class OmgSegNode(LifecycleNode):
         self.publish_label_info()
         self.inbox.reopen()
         self._stop.clear()
-        self._worker = threading.Thread(target=self._worker_loop, name="omg_seg_worker", daemon=True)
+        self._worker = threading.Thread(target=FramePipeline(self).run, args=(self._stop,), name="omg_seg_worker",
+                                        daemon=True)
         self._worker.start()
         self._subscribe()
         self._diag_timer = self._diagnostics_timer(float(self.p("diagnostics_period")))
@@ -222,53 +229,13 @@ class OmgSegNode(LifecycleNode):
             on_image = self.guard.wrap("image callback", cam.on_image)
             if self.p("input.compressed"):
                 cam.sub = self.create_subscription(CompressedImage, cam.topic("~/input/image/compressed"), on_image,
-                                                   qos, callback_group=self.input_group)
+                                                   qos, callback_group=cam.group)
             else:
                 cam.sub = self.create_subscription(Image, cam.topic("~/input/image"), on_image, qos,
-                                                   callback_group=self.input_group)
+                                                   callback_group=cam.group)
 
     def _input_topics(self) -> str:
         return ", ".join(c.sub.topic_name for c in self.cameras if c.sub is not None)
-
-    def _worker_loop(self) -> None:
-        while not self._stop.is_set():
-            frames = self.inbox.gather(timeout=0.2, window=float(self.p("batch_window_ms")) / 1000.0)
-            if self._stop.is_set() or not any(frames):
-                continue
-            try:
-                self._process(frames)
-            except Exception as e:  # keep serving: one bad batch must not kill the worker
-                self.guard.report("worker", e)
-                for cam, frame in zip(self.cameras, frames):
-                    if frame is not None:
-                        cam.stats.errors += 1
-                        cam.note_error(f"frame failed: {type(e).__name__}: {e}")
-
-    def _process(self, frames: list[Optional[Frame]]) -> None:
-        """Decode the gathered frames (per camera, None = no new frame), run them as one batch, publish each
-        camera's outputs as soon as its frame is done."""
-        sessions = self.sessions
-        if sessions is None:
-            return
-        work = {}
-        for cam, frame in zip(self.cameras, frames):
-            prepared = cam.prepare(frame) if frame is not None else None
-            if prepared is not None:  # a bad image was dropped (counted, warned)
-                work[cam.name] = (cam, frame, *prepared)
-        if not work:
-            return
-
-        def publish(name: str, result) -> None:
-            cam, frame, inp, decode_ms, wait_ms = work[name]
-            cam.publish(frame, inp, result, decode_ms, wait_ms)
-
-        results = sessions.step({name: w[2] for name, w in work.items()}, on_result=publish)
-        for name, result in results.items():
-            if isinstance(result, Exception):  # that camera failed after the batch; the others are published
-                cam = work[name][0]
-                cam.stats.errors += 1
-                self.guard.report("worker", result)
-                cam.note_error(f"frame failed: {type(result).__name__}: {result}")
 
     # ------------------------------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
@@ -358,7 +325,7 @@ class OmgSegNode(LifecycleNode):
 
     def _diagnostics_timer(self, period: float):
         return self.create_timer(period, self.guard.wrap("diagnostics timer", self._publish_diagnostics),
-                                 callback_group=self.input_group)
+                                 callback_group=self.diagnostics_group)
 
     def _resubscribe_once(self) -> None:
         timer, self._resubscribe_timer = self._resubscribe_timer, None
@@ -379,7 +346,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = None
     # input + diagnostics, prompt/text services, vocabulary service, parameter and lifecycle services
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = NodeExecutor(num_threads=4)  # MultiThreadedExecutor without its busy loop under load (executor.py)
     try:
         node = OmgSegNode()
         node.get_logger().info(f"malloc tuning: {malloc or 'not applied'} ({ENV_SWITCH}=0 disables)")

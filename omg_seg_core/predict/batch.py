@@ -52,13 +52,23 @@ def encode_images(predictor: Any, images: Sequence[np.ndarray]
         groups[(int(x.shape[-2]), int(x.shape[-1]))].append(i)
     out: list[Any] = [None] * len(images)
     for idx in groups.values():
-        t0 = time.perf_counter()
-        feats = predictor.backend.run_image(torch.cat([xs[i] for i in idx]) if len(idx) > 1 else xs[idx[0]])
-        sync_device(predictor.device)
-        graph_ms = (time.perf_counter() - t0) * 1e3
+        x = torch.cat([xs[i] for i in idx]) if len(idx) > 1 else xs[idx[0]]
+        with predictor.graph_lock:  # one image-graph call at a time (OMGSegPredictor.graph_lock)
+            t0 = time.perf_counter()
+            feats = predictor.backend.run_image(x)
+            sync_device(predictor.device)
+            graph_ms = (time.perf_counter() - t0) * 1e3
         for i, f in zip(idx, feats.unbatch()):
             out[i] = (f, metas[i], {"preprocess": pre_ms[i], "image_graph": graph_ms})
     return out
+
+
+def install_images(predictors: Sequence[Any], images: Sequence[np.ndarray],
+                   encoded: Sequence[tuple[ImageFeatures, ImageMeta, dict[str, float]]]) -> None:
+    """Give predictor i image i with its `encode_images` result i (the second half of set_images, for callers that
+    encode a batch while the predictors still serve the previous one: multi_camera.CameraSessions)."""
+    for p, image, (feats, meta, timings) in zip(predictors, images, encoded):
+        p.cache_image(image, feats, meta, timings)
 
 
 def set_images(predictors: Sequence[Any], images: Sequence[np.ndarray]) -> None:
@@ -79,8 +89,7 @@ def set_images(predictors: Sequence[Any], images: Sequence[np.ndarray]) -> None:
     for p in predictors:
         p.last_timings = {}
         p._features = p._meta = p._cls_logits = p._image = None
-    for p, image, (feats, meta, timings) in zip(predictors, images, encode_images(base, images)):
-        p.cache_image(image, feats, meta, timings)
+    install_images(predictors, images, encode_images(base, images))
 
 
 def sync_device(device: torch.device) -> None:
@@ -97,4 +106,4 @@ def _validate_all(images: Sequence[np.ndarray]) -> None:
             raise type(e)(f"image {i}: {e}" if len(images) > 1 else str(e)) from None
 
 
-__all__ = ["base_of", "encode_images", "set_images", "sync_device"]
+__all__ = ["base_of", "encode_images", "install_images", "set_images", "sync_device"]

@@ -101,6 +101,9 @@ class OMGSegPredictor:
         self._image: Optional[np.ndarray] = None
         self._phrase_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.text_lock = threading.Lock()  # one caller of the text tower at a time (tokenizers are not thread-safe)
+        # one image-graph call at a time: a batch computed for several cameras while another thread post-processes
+        # (TensorRT execution contexts are not re-entrant); predict/batch.encode_images holds it
+        self.graph_lock = threading.Lock()
         if vocabulary is None:
             vocabulary = meta.get("vocabulary") or default_vocabulary_path()
         self.set_vocabulary(vocabulary)

@@ -275,3 +275,45 @@ def test_launch_maps_a_camera_list_to_the_parameter_and_remappings():
         f["camera_topic"]("/a,/b,/c", "front", 0, 2)
     with pytest.raises(ValueError, match="is one topic for 3 cameras"):
         f["camera_topic"]("/camera/image_raw", "front", 0, 3)
+
+
+# ---- the executor (executor.py): no busy loop on callbacks queued behind a busy thread pool ---------------------
+def test_executor_does_not_resubmit_a_queued_callback():
+    """One pool thread held by a slow callback, a timer firing meanwhile: rclpy's MultiThreadedExecutor submits the
+    queued timer task again on every spin (its futures pile up while it spins, holding the GIL); NodeExecutor
+    submits each task once."""
+    import rclpy
+    from rclpy.callback_groups import ReentrantCallbackGroup
+    from rclpy.executors import MultiThreadedExecutor
+
+    from omg_seg_ros.executor import NodeExecutor
+
+    def submissions(executor_type) -> tuple[int, int]:
+        """(pool submissions, distinct tasks submitted) in 0.5 s of spinning."""
+        ctx = rclpy.Context()
+        rclpy.init(context=ctx)
+        node = rclpy.create_node(f"executor_probe_{executor_type.__name__}", context=ctx)
+        ex = executor_type(num_threads=2, context=ctx)
+        ex.add_node(node)
+        submitted: list = []
+        real_submit = ex._executor.submit
+        ex._executor.submit = lambda fn, *a: (submitted.append(fn), real_submit(fn, *a))[1]
+        group = ReentrantCallbackGroup()
+        for _ in range(2):  # hold both pool threads
+            node.create_timer(0.01, lambda: time.sleep(0.7), callback_group=group)
+        node.create_timer(0.01, lambda: None, callback_group=group)  # queued behind them
+        try:
+            end = time.monotonic() + 0.5
+            while time.monotonic() < end:
+                ex.spin_once(timeout_sec=0.05)
+            time.sleep(1.0)  # the held and queued callbacks finish before the node goes
+        finally:
+            ex.shutdown(timeout_sec=2.0)
+            node.destroy_node()
+            rclpy.shutdown(context=ctx)
+        return len(submitted), len({id(t) for t in submitted})
+
+    n, distinct = submissions(NodeExecutor)
+    assert n == distinct, f"NodeExecutor submitted {n} times for {distinct} tasks"
+    n, distinct = submissions(MultiThreadedExecutor)
+    assert n > 2 * distinct, "rclpy no longer re-submits queued tasks: executor.py can go"
