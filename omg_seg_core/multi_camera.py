@@ -29,7 +29,7 @@ import numpy as np
 from .predict.batch import encode_images, install_images
 from .predict.view import PredictorView
 from .spatial import DepthConfig, DepthFrame
-from .video import FrameResult, VideoSession, check_depth
+from .video import FrameResult, VideoSession, check_depth, swap_vocabulary
 
 
 @dataclass
@@ -150,45 +150,45 @@ class CameraSessions:
         """VideoSession.set_vocabulary for every camera at once: embedded WITHOUT the lock (frames go on with the
         old vocabulary), swapped in once for the shared predictor, every camera's tracks reset. Returns the
         number of classes."""
-        vocab, emb = self.predictor.vocabulary_embeddings(things, stuff, max_classes=max_classes, cancel=cancel)
-        with self.lock:
-            self.predictor.set_vocabulary(vocab, embeddings=emb)
-            for session in self:
-                if session.tracker is not None:
-                    session.tracker.reset("vocabulary changed")
-            return vocab.num_classes
+        return swap_vocabulary(self.predictor, self.lock, [s.tracker for s in self], things, stuff, max_classes,
+                               cancel)
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.predictor.class_names)
+        return self._first.class_names  # one predictor: every camera's
 
     def set_thresholds(self, **kw: Any) -> None:
-        with self.lock:
-            self.predictor.set_thresholds(**kw)
+        self._first.set_thresholds(**kw)  # on the shared predictor: every camera's
 
     def set_tracker_config(self, cfg: Any) -> None:
         for session in self:
             session.set_tracker_config(cfg)
 
     @property
+    def _first(self) -> VideoSession:
+        return next(iter(self))
+
+    @property
     def task(self) -> str:
-        return next(iter(self)).task
+        return self._first.task
 
     @task.setter
     def task(self, task: str) -> None:
-        with self.lock:
-            for session in self:
-                session.task = task
+        self._set_everywhere("task", task)
 
     @property
     def depth_config(self) -> DepthConfig:
-        return next(iter(self)).depth_config
+        return self._first.depth_config
 
     @depth_config.setter
     def depth_config(self, cfg: DepthConfig) -> None:
+        self._set_everywhere("depth_config", cfg)
+
+    def _set_everywhere(self, name: str, value: Any) -> None:
+        """Set a VideoSession attribute of every camera (a bad value raises at the first: nothing changed)."""
         with self.lock:
             for session in self:
-                session.depth_config = cfg
+                setattr(session, name, value)
 
     def release(self) -> None:
         """Free every camera's cached features and the shared backend's device memory (node deactivate on a GPU);

@@ -219,12 +219,7 @@ class VideoSession:
         classes. The text embeddings are computed WITHOUT the session lock (frames and requests go on with the old
         vocabulary meanwhile), then swapped in at once; tracks are reset (class ids change meaning). max_classes /
         cancel: see OMGSegPredictor.vocabulary_embeddings."""
-        vocab, emb = self.predictor.vocabulary_embeddings(things, stuff, max_classes=max_classes, cancel=cancel)
-        with self.lock:
-            self.predictor.set_vocabulary(vocab, embeddings=emb)
-            if self.tracker is not None:
-                self.tracker.reset("vocabulary changed")
-            return vocab.num_classes
+        return swap_vocabulary(self.predictor, self.lock, [self.tracker], things, stuff, max_classes, cancel)
 
     @property
     def class_names(self) -> list[str]:
@@ -276,6 +271,21 @@ class VideoSession:
             raise NoFrameError("no frame yet: process a frame first or send an image with the request")
 
 
+def swap_vocabulary(predictor: Any, lock: threading.RLock, trackers: Sequence[Any], things: Any,
+                    stuff: Sequence[str] = (), max_classes: Optional[int] = None,
+                    cancel: Optional[threading.Event] = None) -> int:
+    """The vocabulary change of one or several sessions on ONE predictor: the text embeddings are computed WITHOUT
+    `lock` (frames and requests go on with the old vocabulary), swapped in at once holding it, and every tracker
+    reset (class ids change meaning). Returns the number of classes."""
+    vocab, emb = predictor.vocabulary_embeddings(things, stuff, max_classes=max_classes, cancel=cancel)
+    with lock:
+        predictor.set_vocabulary(vocab, embeddings=emb)
+        for tracker in trackers:
+            if tracker is not None:
+                tracker.reset("vocabulary changed")
+        return vocab.num_classes
+
+
 def check_depth(rgb: np.ndarray, depth: Optional[DepthFrame]) -> None:
     """ValueError unless `depth` (if any) has the frame's H x W."""
     if depth is not None and depth.depth_m.shape != rgb.shape[:2]:
@@ -291,4 +301,4 @@ def _index_ids(seg: Segments) -> Segments:
     return seg
 
 
-__all__ = ["VideoSession", "FrameResult", "NoFrameError", "TASKS", "check_depth"]
+__all__ = ["VideoSession", "FrameResult", "NoFrameError", "TASKS", "check_depth", "swap_vocabulary"]

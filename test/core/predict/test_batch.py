@@ -7,18 +7,13 @@ import pytest
 import torch
 
 import tolerances as tol
-from omg_seg_core.config import default_checkpoint_path
 from omg_seg_core.predict.batch import base_of, set_images
 from omg_seg_core.predict.view import PredictorView
 
 
 @pytest.fixture(scope="module")
-def predictor():
-    from omg_seg_core.data.synth import world
-    from omg_seg_core.predict import build_predictor
-
-    torch.manual_seed(0)
-    return build_predictor(str(default_checkpoint_path()), vocabulary=world.vocabulary_path())
+def predictor(shipped_predictor):
+    return shipped_predictor
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from node_helpers import CODEC, object_scene, prompt_req, scene, srv, stamp, text_req, wait_matched
-from ros_helpers import ROOT, Collector, start_node, wait_active
+from ros_helpers import ROOT, Collector, running_node, start_node
 
 NAME = "multicam"
 NS = f"/{NAME}"
@@ -31,13 +31,9 @@ RUN_S = 12.0
 
 @pytest.fixture(scope="module")
 def multicam(client, tmp_path_factory):
-    proc = start_node(tmp_path_factory, NAME, ["-p", "cameras:=[front, left, right]", "-p", "batch_window_ms:=5.0"])
-    try:
-        wait_active(client, proc, NAME)
+    with running_node(client, tmp_path_factory, NAME, ["-p", "cameras:=[front, left, right]",
+                                                       "-p", "batch_window_ms:=5.0"]) as proc:
         yield proc
-    finally:
-        rc = proc.stop()
-        assert rc == 0, f"node exited with {rc}:\n{proc.log()[-3000:]}"
 
 
 class Publisher:

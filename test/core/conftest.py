@@ -1,0 +1,14 @@
+"""Fixtures shared by the core tests that run the shipped model."""
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def shipped_predictor():
+    """The shipped omg-seg-tiny (PyTorch) with the generated scenes' vocabulary, one per test module."""
+    from omg_seg_core.config import default_checkpoint_path
+    from omg_seg_core.data.synth import world
+    from omg_seg_core.predict import build_predictor
+
+    torch.manual_seed(0)
+    return build_predictor(str(default_checkpoint_path()), vocabulary=world.vocabulary_path())
