@@ -1,16 +1,17 @@
 """One node serving N cameras vs N separate nodes on the same machine (issue: every camera through one model).
 
     scripts/with_env.sh .venv/bin/python benchmarks/multi_camera.py [--cameras 1 2 4] [--sizes 320x240 640x480]
-        [--rate 15] [--seconds 20] [--warmup 8] [--backend onnxruntime] [--device cpu]
+        [--rate 30] [--seconds 20] [--warmup 8] [--backend onnxruntime] [--device cpu] [--cpu-threads 0]
         [--json benchmarks/results/multi_camera.json]
 
 Per image size and camera count N, two set-ups run one after the other: ONE node with parameter
 cameras: [cam0 .. camN-1], and N node processes with one (unnamed) camera each (N = 1: the same set-up, run once).
-A publisher process sends every camera's frames (generated robot scenes the shipped model finds objects in) at
---rate Hz per camera, the cameras' clocks out of phase as real cameras are, faster than 2 CPU cores serve them:
-the nodes run flat out and their one-slot mailboxes drop what they cannot take, as on a robot. This process
-subscribes to every camera's ~/output/segments (the only output built: outputs nobody subscribes to are not) and,
-after --warmup s, measures for --seconds s:
+A publisher process sends every camera's frames (a generated video per camera: a moving robot-workspace scene the
+shipped model finds objects in, tracks persist from frame to frame, played forth and back) at --rate Hz per
+camera, the cameras' clocks out of phase as real cameras are, faster than 2 CPU cores serve them: the nodes run
+flat out and their one-slot mailboxes drop what they cannot take, as on a robot. This process subscribes to every
+camera's ~/output/segments (the only output built: outputs nobody subscribes to are not) and, after --warmup s,
+measures for --seconds s:
 - memory: the node processes' RSS and PSS summed (PSS shares the pages several processes map, e.g. the libraries'
   code, among them; RSS counts them in every process), the largest of one sample per second;
 - GPU memory of the node processes (nvidia-smi) when a GPU is used (--device cuda);
@@ -18,7 +19,8 @@ after --warmup s, measures for --seconds s:
 - per-camera latency: image stamp -> segments received, p50 / p95 over every camera's frames (per camera in JSON).
 Every node runs the shipped omg_seg_tiny with the same --backend (default onnxruntime, what backend auto picks on
 this CPU; auto itself would time the backends at start-up while the other nodes load) and cpu_threads 0 (the
-libraries' default: all cores), as a robot's launch would. Prints a table and writes JSON.
+libraries' default: all cores; --cpu-threads sets it for every node), as a robot's launch would. Prints a table and
+writes JSON.
 """
 from __future__ import annotations
 
@@ -46,18 +48,29 @@ from omg_seg_ros.cli.demo import _spawn, _stop  # noqa: E402  (same process help
 
 
 # ---------------------------------------------------------------------------------------------- publisher process
+#: Frames of each camera's generated video (a moving robot-workspace scene; tracks persist across frames).
+SEQUENCE = 40
+
+
 def publish(topics: list[str], size: tuple[int, int], rate: float) -> int:
     """Publisher process: every topic at `rate` Hz, topic i's clock offset by i/(n rate); prints 'ready'."""
     import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from omg_seg_core.train.synth_eval import heldout_frames
+    from omg_seg_core.data.synth import SynthGenerator
     from omg_seg_ros.msgs import MessageCodec
 
     codec = MessageCodec.rclpy()
-    frames = [f.rgb for f in heldout_frames(8, seed=11, size=size)]
-    msgs = [codec.rgb_to_image(f, codec.header(), "rgb8") for f in frames]
+    gen = SynthGenerator(size[0], size[1], split="heldout", seed=11)
+    try:  # camera i: video sequence i, played forth and back (no jump when it loops, as a robot's view)
+        videos = [[codec.rgb_to_image(f.rgb, codec.header(), "rgb8") for f in gen.sequence(i, SEQUENCE)]
+                  for i in range(len(topics))]
+    finally:
+        gen.close()
+    videos = [v + v[-2:0:-1] for v in videos]
     rclpy.init()
     node = rclpy.create_node(f"multicam_bench_publisher_{os.getpid()}")
     pubs = [node.create_publisher(Image, t, qos_profile_sensor_data) for t in topics]
@@ -72,12 +85,15 @@ def publish(topics: list[str], size: tuple[int, int], rate: float) -> int:
                 due = t0 + (k + i / n) * period
                 if stop.wait(max(0.0, due - time.monotonic())):
                     break
-                msg = msgs[(k + 3 * i) % len(msgs)]
+                msg = videos[i][k % len(videos[i])]
                 msg.header.stamp = node.get_clock().now().to_msg()
                 msg.header.frame_id = f"cam{i}_optical"
-                pub.publish(msg)
+                try:
+                    pub.publish(msg)
+                except _rclpy.RCLError:  # SIGINT: rclpy's handler shut the context down
+                    return 0
             k += 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         node.destroy_node()
@@ -146,7 +162,7 @@ def _node_args(name: str, cameras: list[str], args: argparse.Namespace) -> list[
     cams = ["-p", "cameras:=[" + ", ".join(cameras) + "]"] if cameras != [""] else []
     return ["-m", "omg_seg_ros.node", "--ros-args", "--params-file", str(ROOT / "config" / "perception.yaml"),
             "-r", f"__node:={name}", *cams, "-p", f"backend:={args.backend}", "-p", f"device:={args.device}",
-            "-p", "diagnostics_period:=1.0"]
+            "-p", f"cpu_threads:={args.cpu_threads}", "-p", "diagnostics_period:=1.0"]
 
 
 def run_setup(kind: str, n: int, size: tuple[int, int], args: argparse.Namespace, log_dir: Path) -> dict:
@@ -205,7 +221,7 @@ def run_setup(kind: str, n: int, size: tuple[int, int], args: argparse.Namespace
         per_cam = {t: {"frames_per_s": len(v) / (t1 - t0), "latency_p50_ms": _pct(v, 50),
                        "latency_p95_ms": _pct(v, 95)} for t, v in lat.items()}
         return {"setup": kind, "cameras": n, "size": f"{w}x{h}", "node_processes": len(nodes),
-                "start_s": round(start_s, 1),
+                "cpu_threads": args.cpu_threads, "start_s": round(start_s, 1),
                 "rss_mb": max(s[0] for s in samples), "pss_mb": max(s[1] for s in samples),
                 "gpu_mb": max(gpu) if gpu else None,
                 "total_frames_per_s": len(pooled) / (t1 - t0),
@@ -242,11 +258,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cameras", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--sizes", nargs="+", default=["320x240"])
-    ap.add_argument("--rate", type=float, default=15.0, help="frames per second of EACH camera")
+    ap.add_argument("--rate", type=float, default=30.0, help="frames per second of EACH camera")
     ap.add_argument("--seconds", type=float, default=20.0, help="measurement window per set-up")
     ap.add_argument("--warmup", type=float, default=8.0, help="seconds after every camera's first output")
     ap.add_argument("--backend", default="onnxruntime")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--cpu-threads", type=int, default=0, help="node parameter cpu_threads of every node (0 = the "
+                                                                 "libraries' default: all cores)")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "multi_camera.json")
     ap.add_argument("--publish", default="", help=argparse.SUPPRESS)  # publisher process mode (internal)
     ap.add_argument("--size", default="320x240", help=argparse.SUPPRESS)
