@@ -20,6 +20,7 @@ The chosen backend's `name` tells which one runs.
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -106,7 +107,9 @@ class PerSizeBackend:
     made on first use and cached on disk (cache_dir()/onnx, /trt), so only the very first frame of a new camera
     size pays for it (robots pre-build with `omg-seg-export --long-side .. --aspect .. --engine --build-only`).
     Outputs then equal PyTorch's exactly (no extra letterbox padding). The first size is built eagerly, so a
-    backend that cannot load fails at construction, where make_backend can fall back. Keeps `max_sizes` sizes."""
+    backend that cannot load fails at construction, where make_backend can fall back. Keeps `max_sizes` sizes.
+    Thread-safe: the node runs the image graph of the next frames while the current ones are post-processed
+    (prompt graph), so two threads may look up sizes at once; making a size's backend holds the lookup lock."""
 
     input_size = None  # accepts any size, like TorchBackend
 
@@ -115,18 +118,20 @@ class PerSizeBackend:
         self.name = name
         self._factory, self._max = factory, max_sizes
         self._by_size: dict[tuple[int, int], Backend] = {}
+        self._lock = threading.Lock()
         self.device = self._get(first_size).device
 
     def _get(self, size: tuple[int, int]) -> Backend:
-        if size in self._by_size:
-            self._by_size[size] = self._by_size.pop(size)  # most recently used last
-            return self._by_size[size]
-        backend = self._factory(size)
-        self._by_size[size] = backend
-        while len(self._by_size) > self._max:
-            oldest = next(iter(self._by_size))
-            self._by_size.pop(oldest).release()
-        return backend
+        with self._lock:
+            if size in self._by_size:
+                self._by_size[size] = self._by_size.pop(size)  # most recently used last
+                return self._by_size[size]
+            backend = self._factory(size)
+            self._by_size[size] = backend
+            while len(self._by_size) > self._max:
+                oldest = next(iter(self._by_size))
+                self._by_size.pop(oldest).release()
+            return backend
 
     def run_image(self, image: torch.Tensor) -> ImageFeatures:
         return self._get((int(image.shape[-2]), int(image.shape[-1]))).run_image(image)
@@ -136,13 +141,16 @@ class PerSizeBackend:
         return self._get((int(mf.shape[-2]) * 4, int(mf.shape[-1]) * 4)).run_prompt(features, boxes, image_size)
 
     def region_embed(self, features: ImageFeatures, mask_logits: torch.Tensor) -> Optional[torch.Tensor]:
-        fn = getattr(next(reversed(self._by_size.values())), "region_embed", None)
+        with self._lock:
+            latest = next(reversed(self._by_size.values()))
+        fn = getattr(latest, "region_embed", None)
         return None if fn is None else fn(features, mask_logits)
 
     def release(self) -> None:
-        for b in self._by_size.values():
-            b.release()
-        self._by_size = {}
+        with self._lock:
+            for b in self._by_size.values():
+                b.release()
+            self._by_size = {}
 
 
 def _trt_present() -> bool:

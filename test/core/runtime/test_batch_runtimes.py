@@ -171,3 +171,41 @@ def test_trt_batch_equals_single_and_onnxruntime(needs_trt, tiny_bundle, tmp_pat
     assert (ref.mask_logits - batched.mask_logits.cpu()).abs().max().item() < 1e-3 * scale
     with pytest.raises(ValueError, match="outside the engine's profile"):
         trt_b.run_image(_images(4).cuda())
+
+
+def test_per_size_backend_is_safe_to_share_between_threads():
+    """The node encodes the next frames (image graph) while the post thread runs prompts: two threads look sizes
+    up at once. Each size is made once and lookups never fail."""
+    import threading
+    import time as _time
+
+    from omg_seg_core.runtime.select import PerSizeBackend
+
+    made: list = []
+
+    class Fake:
+        device = "cpu"
+
+        def __init__(self, size):
+            _time.sleep(0.01)  # making a size takes a while (an export): a race would make it twice
+            made.append(size)
+
+        def release(self):
+            pass
+
+    backend = PerSizeBackend("fake", Fake, (256, 320), max_sizes=2)
+    errors: list = []
+
+    def hammer(size):
+        try:
+            for _ in range(200):
+                backend._get(size)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=hammer, args=(s,)) for s in [(256, 320), (320, 320)] * 3]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and sorted(made) == [(256, 320), (320, 320)]
