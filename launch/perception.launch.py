@@ -1,12 +1,18 @@
 """Launch the omg_seg node (and optionally RViz showing its overlay).
 
     ros2 launch omg_seg_ros perception.launch.py image_topic:=/camera/color/image_raw rviz:=true
+    # a robot with three cameras, ONE node and model (topics /front/color/image_raw, /left/..., /right/...):
+    ros2 launch omg_seg_ros perception.launch.py cameras:=front,left,right image_topic:=/{camera}/color/image_raw
 
 Arguments (each overrides the parameters file):
-    image_topic   input sensor_msgs/Image topic (the compressed variant is <image_topic>/compressed)
+    cameras       comma-separated camera names served by ONE node and model (node parameter cameras; its inputs
+                  ~/<name>/input/..., outputs ~/<name>/output/...); '' (default) = one unnamed camera, today's topics
+    image_topic   input sensor_msgs/Image topic (the compressed variant is <image_topic>/compressed); with several
+                  cameras a pattern with {camera} (/{camera}/color/image_raw) or one topic per camera, comma-separated
     depth         true: 3D from a registered depth camera (node parameter depth.enabled)
     depth_topic   depth image registered to the colour image (16UC1 mm / 32FC1 m), e.g. RealSense's aligned one
-    camera_info_topic  the COLOUR camera's sensor_msgs/CameraInfo
+                  (several cameras: a {camera} pattern or a list, as image_topic)
+    camera_info_topic  the COLOUR camera's sensor_msgs/CameraInfo (several cameras: as depth_topic)
     params_file   ros__parameters YAML (default: the package's config/perception.yaml)
     model         omg_seg_tiny | omg_seg_convl
     weights       checkpoint path ('' = the shipped models/<model>.pth)
@@ -20,7 +26,7 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -30,7 +36,8 @@ PACKAGE = "omg_seg_ros"
 
 #: launch argument -> (default, description); arguments named like a node parameter override it.
 ARGUMENTS = {
-    "image_topic": ("/camera/image_raw", "input image topic"),
+    "cameras": ("", "comma-separated camera names (front,left,right) for ONE node and model; '' = one unnamed camera"),
+    "image_topic": ("/camera/image_raw", "input image topic (several cameras: /{camera}/image_raw or a comma list)"),
     "depth": ("false", "3D answers from a registered depth camera (node parameter depth.enabled)"),
     "depth_topic": ("/camera/aligned_depth_to_color/image_raw", "depth image registered to the colour image"),
     "camera_info_topic": ("/camera/color/camera_info", "the colour camera's CameraInfo"),
@@ -45,23 +52,72 @@ ARGUMENTS = {
 }
 #: Launch arguments passed to the node as parameters of the same name.
 NODE_PARAMETERS = ("model", "weights", "backend", "device", "use_sim_time")
+#: Node inputs of one camera (for camera "front": "~/front/input/image") -> (launch argument with the topic, suffix,
+#: depth input). With depth:=false a depth argument that is ONE topic for several cameras is not remapped (nothing
+#: subscribes to it then); with depth:=true every camera needs its own (pattern or list).
+REMAPPINGS = (("~/input/image", "image_topic", "", False),
+              ("~/input/image/compressed", "image_topic", "/compressed", False),
+              ("~/input/depth", "depth_topic", "", True),
+              ("~/input/camera_info", "camera_info_topic", "", True))
 
 
-def generate_launch_description() -> LaunchDescription:
+def camera_names(text: str) -> list:
+    """Launch argument `cameras` -> node parameter: "front, left,right" -> ["front", "left", "right"]; "" -> [""]
+    (one unnamed camera). The node checks the names (ROS name tokens, no duplicates, limits.max_cameras)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    return names or [""]
+
+
+def camera_topic(value: str, camera: str, index: int, count: int) -> str:
+    """One camera's topic from a topic argument: a comma-separated list (one topic per camera, in camera order), a
+    pattern with {camera}, or (one camera only) a plain topic. ValueError saying what to give otherwise."""
+    topics = [t.strip() for t in value.split(",")]
+    if len(topics) > 1:
+        if len(topics) != count:
+            raise ValueError(f"'{value}' lists {len(topics)} topics for {count} camera(s): give one per camera")
+        return topics[index]
+    if "{camera}" in value:
+        if not camera:
+            raise ValueError(f"'{value}' has {{camera}} but the camera has no name (launch argument cameras)")
+        return value.replace("{camera}", camera)
+    if count > 1:
+        raise ValueError(f"'{value}' is one topic for {count} cameras: give a pattern with {{camera}} "
+                         "(/{camera}/color/image_raw) or one topic per camera, comma-separated")
+    return value
+
+
+def camera_remappings(cameras: list, topics: dict, depth: bool) -> list:
+    """(node topic, robot topic) for every camera's inputs; `topics`: launch argument name -> value."""
+    out = []
+    for i, cam in enumerate(cameras):
+        for rel, arg, suffix, depth_input in REMAPPINGS:
+            try:
+                topic = camera_topic(topics[arg], cam, i, len(cameras))
+            except ValueError:
+                if depth_input and not depth:
+                    continue
+                raise
+            out.append((rel.replace("~/", f"~/{cam}/", 1) if cam else rel, topic + suffix))
+    return out
+
+
+def _perception_node(context) -> list:
+    """The omg_seg node for the launch arguments' values (the camera list decides its remappings)."""
     share = get_package_share_directory(PACKAGE)
-    default_params = os.path.join(share, "config", "perception.yaml")
-    args = [DeclareLaunchArgument(name, default_value=default_params if default is None else default,
-                                  description=desc) for name, (default, desc) in ARGUMENTS.items()]
+    conf = context.launch_configurations
     params_file = LaunchConfiguration("params_file")
     overrides = {name: LaunchConfiguration(name) for name in NODE_PARAMETERS if name != "use_sim_time"}
     overrides["use_sim_time"] = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
     overrides["depth.enabled"] = ParameterValue(LaunchConfiguration("depth"), value_type=bool)
-    image_topic = LaunchConfiguration("image_topic")
+    cameras = camera_names(conf["cameras"])
+    if conf["cameras"].strip():  # otherwise the parameters file's (default: one unnamed camera)
+        overrides["cameras"] = cameras
+    depth = conf["depth"].strip().lower() in ("true", "1", "yes")
     # Shared memory large enough for camera images (see the XML); a profile the user already set wins.
     profile = os.path.join(share, "config", "perception_fastdds.xml")
     env = {"FASTRTPS_DEFAULT_PROFILES_FILE": profile} if os.path.exists(profile) and \
         "FASTRTPS_DEFAULT_PROFILES_FILE" not in os.environ else {}
-    node = Node(
+    return [Node(
         package=PACKAGE,
         executable="omg-seg-node",
         name="omg_seg",
@@ -70,13 +126,15 @@ def generate_launch_description() -> LaunchDescription:
         emulate_tty=True,
         additional_env=env,
         parameters=[params_file, overrides],
-        remappings=[
-            ("~/input/image", image_topic),
-            ("~/input/image/compressed", [image_topic, "/compressed"]),
-            ("~/input/depth", LaunchConfiguration("depth_topic")),
-            ("~/input/camera_info", LaunchConfiguration("camera_info_topic")),
-        ],
-    )
+        remappings=camera_remappings(cameras, conf, depth),
+    )]
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory(PACKAGE)
+    default_params = os.path.join(share, "config", "perception.yaml")
+    args = [DeclareLaunchArgument(name, default_value=default_params if default is None else default,
+                                  description=desc) for name, (default, desc) in ARGUMENTS.items()]
     rviz = Node(
         package="rviz2",
         executable="rviz2",
@@ -85,4 +143,5 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[{"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}],
         condition=IfCondition(LaunchConfiguration("rviz")),
     )
-    return LaunchDescription(args + [node, rviz])
+    # the camera list decides the remappings, so the node is made once the arguments are known
+    return LaunchDescription(args + [OpaqueFunction(function=_perception_node), rviz])

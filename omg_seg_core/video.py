@@ -19,6 +19,9 @@ Order of one `step` (sam2's video predictor keeps its per-video state explicit t
 Requests (`prompt`, `text`) run on the cached features of the latest frame, or on their own `image`. Every call
 holds `lock` (an RLock), so a request never interleaves with a frame. Errors: ValueError for a bad request,
 `NoFrameError` (a RuntimeError) for a request before any frame. Stamps are seconds.
+
+Several cameras on one model: `multi_camera.CameraSessions` gives each camera a VideoSession on its own predictor
+view (predict/batch.py) and runs their frames through the image graph as one batch, then `finish_frame` each.
 """
 from __future__ import annotations
 
@@ -62,14 +65,14 @@ class VideoSession:
     """
 
     def __init__(self, predictor: Any, tracker: Any = None, targets: Any = None, task: str = "panoptic",
-                 depth_config: Optional[DepthConfig] = None) -> None:
+                 depth_config: Optional[DepthConfig] = None, lock: Optional[threading.RLock] = None) -> None:
         self.predictor = predictor
         self.depth_config = depth_config or DepthConfig()
         self.latest_depth: Optional[DepthFrame] = None  # the depth of the latest frame (None: 2D only)
         self.tracker = tracker
         self.targets = targets
         self.task = task
-        self.lock = threading.RLock()
+        self.lock = lock if lock is not None else threading.RLock()  # shared by the cameras of one model
         self.frame_index = -1
         self.latest: Optional[Segments] = None       # tracked segments of the latest frame
         self.latest_stamp: Optional[float] = None
@@ -94,11 +97,18 @@ class VideoSession:
              depth: Optional[DepthFrame] = None) -> FrameResult:
         """Run the task on one frame (RGB uint8 [H, W, 3]), track it and re-find the targets; with `depth` (metres
         at the frame's H x W, see spatial.match_depth_size) every segment and target gets `boxes_3d`."""
-        if depth is not None and depth.depth_m.shape != rgb.shape[:2]:
-            raise ValueError(f"depth {depth.depth_m.shape} must match the image {rgb.shape[:2]}")
+        check_depth(rgb, depth)
         with self.lock:
             t0 = time.perf_counter()
             self._set_image(rgb)
+            return self.finish_frame(t0, stamp, frame_index, depth)
+
+    def finish_frame(self, t0: float, stamp: Optional[float] = None, frame_index: Optional[int] = None,
+                     depth: Optional[DepthFrame] = None) -> FrameResult:
+        """The rest of `step` once the predictor holds the frame (`step`, or one batched pass for several cameras:
+        `multi_camera.CameraSessions.step`, which calls `frame_image_set` first): task -> tracking -> 3D.
+        `t0`: time.perf_counter() the frame's model time counts from."""
+        with self.lock:
             self._features_from_request = False
             t1 = time.perf_counter()
             seg = getattr(self.predictor, self.task)()
@@ -266,7 +276,7 @@ class VideoSession:
         Targets that follow a removed name's example keep running (remove_target stops them)."""
         with self.lock:
             n = self.predictor.exemplars.remove(name)
-            self.exemplar_targets = {k: v for k, v in self.exemplar_targets.items() if k in self.predictor.exemplars}
+            self.forget_exemplar_targets()
             return n
 
     def save_exemplars(self, path: str) -> int:
@@ -279,8 +289,15 @@ class VideoSession:
         cfg = self.predictor.cfg
         with self.lock:
             n = self.predictor.exemplars.load(path, query_dim=cfg.embed_dim, class_dim=cfg.class_embed_dim)
-            self.exemplar_targets = {}
+            self.forget_exemplar_targets(everything=True)
             return n
+
+    def forget_exemplar_targets(self, everything: bool = False) -> None:
+        """Stop preferring targets of names no longer taught (`everything`: of every name, after a load). The
+        targets themselves keep running (remove_target stops them)."""
+        with self.lock:
+            book = self.predictor.exemplars
+            self.exemplar_targets = {} if everything else {k: v for k, v in self.exemplar_targets.items() if k in book}
 
     def _prefer_target(self, seg: Segments, max_results: Optional[int]) -> Segments:
         """A text answer naming a taught, tracked exemplar: its target's mask first (while it is in view on the
@@ -311,12 +328,7 @@ class VideoSession:
         classes. The text embeddings are computed WITHOUT the session lock (frames and requests go on with the old
         vocabulary meanwhile), then swapped in at once; tracks are reset (class ids change meaning). max_classes /
         cancel: see OMGSegPredictor.vocabulary_embeddings."""
-        vocab, emb = self.predictor.vocabulary_embeddings(things, stuff, max_classes=max_classes, cancel=cancel)
-        with self.lock:
-            self.predictor.set_vocabulary(vocab, embeddings=emb)
-            if self.tracker is not None:
-                self.tracker.reset("vocabulary changed")
-            return vocab.num_classes
+        return swap_vocabulary(self.predictor, self.lock, [self.tracker], things, stuff, max_classes, cancel)
 
     @property
     def class_names(self) -> list[str]:
@@ -350,8 +362,13 @@ class VideoSession:
     # ------------------------------------------------------------------------------------------ internals
     def _set_image(self, rgb: np.ndarray) -> None:
         self.predictor.set_image(rgb)
+        self.frame_image_set(rgb.shape)
+
+    def frame_image_set(self, shape: Sequence[int]) -> None:
+        """Book-keeping after the predictor was given an image of `shape` (H, W, 3): one more backbone pass of this
+        camera, the size the cached features belong to (`_set_image`, or a batched pass of several cameras)."""
         self.image_passes += 1
-        self.image_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        self.image_size = (int(shape[0]), int(shape[1]))
 
     def _use_image(self, image: Optional[np.ndarray]) -> None:
         """Select the image a request runs on: its own (a backbone pass) or the latest frame's cached features."""
@@ -363,6 +380,27 @@ class VideoSession:
             raise NoFrameError("no frame yet: process a frame first or send an image with the request")
 
 
+def swap_vocabulary(predictor: Any, lock: threading.RLock, trackers: Sequence[Any], things: Any,
+                    stuff: Sequence[str] = (), max_classes: Optional[int] = None,
+                    cancel: Optional[threading.Event] = None) -> int:
+    """The vocabulary change of one or several sessions on ONE predictor: the text embeddings are computed WITHOUT
+    `lock` (frames and requests go on with the old vocabulary), swapped in at once holding it, and every tracker
+    reset (class ids change meaning). Returns the number of classes."""
+    vocab, emb = predictor.vocabulary_embeddings(things, stuff, max_classes=max_classes, cancel=cancel)
+    with lock:
+        predictor.set_vocabulary(vocab, embeddings=emb)
+        for tracker in trackers:
+            if tracker is not None:
+                tracker.reset("vocabulary changed")
+        return vocab.num_classes
+
+
+def check_depth(rgb: np.ndarray, depth: Optional[DepthFrame]) -> None:
+    """ValueError unless `depth` (if any) has the frame's H x W."""
+    if depth is not None and depth.depth_m.shape != rgb.shape[:2]:
+        raise ValueError(f"depth {depth.depth_m.shape} must match the image {rgb.shape[:2]}")
+
+
 def _index_ids(seg: Segments) -> Segments:
     """Without a tracker: things get per-frame ids 1..N so an instance image matches the detections."""
     ids = np.zeros(len(seg), np.int64)
@@ -372,4 +410,4 @@ def _index_ids(seg: Segments) -> Segments:
     return seg
 
 
-__all__ = ["VideoSession", "FrameResult", "NoFrameError", "TASKS"]
+__all__ = ["VideoSession", "FrameResult", "NoFrameError", "TASKS", "check_depth", "swap_vocabulary"]

@@ -18,16 +18,20 @@ from sensor_msgs.msg import CameraInfo, Image
 from omg_seg_core.spatial import DepthFrame, StampedBuffer
 
 from .msgs import depth_frame_from_msgs, stamp_s
+from .outputs import camera_topic
 from .params import input_qos
 
 DEPTH_TOPIC, CAMERA_INFO_TOPIC = "~/input/depth", "~/input/camera_info"
 
 
 class DepthInput:
-    """Subscriptions and pairing for one node (see module docstring)."""
+    """Subscriptions and pairing for one camera (see module docstring): ~/input/depth and ~/input/camera_info, or
+    ~/<camera>/input/... for a named camera."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Any, camera: str = "", group: Any = None) -> None:
         self.node = node
+        self.group = group  # callback group of the subscriptions (None: the node's input group)
+        self.depth_topic, self.info_topic = camera_topic(DEPTH_TOPIC, camera), camera_topic(CAMERA_INFO_TOPIC, camera)
         self.buffer: StampedBuffer = StampedBuffer(8)
         self.camera_info: Optional[Any] = None
         self._lock = threading.Lock()
@@ -47,11 +51,11 @@ class DepthInput:
         if not self.node.p("depth.enabled"):
             return
         qos = input_qos(self.node.p("qos.reliability"), max(2, int(self.node.p("qos.depth"))))
-        wrap, group = self.node.guard.wrap, self.node.input_group
+        wrap, group = self.node.guard.wrap, self.group or self.node.input_group
         self._subs = [
-            self.node.create_subscription(Image, DEPTH_TOPIC, wrap("depth callback", self._on_depth), qos,
+            self.node.create_subscription(Image, self.depth_topic, wrap("depth callback", self._on_depth), qos,
                                           callback_group=group),
-            self.node.create_subscription(CameraInfo, CAMERA_INFO_TOPIC, wrap("camera_info callback", self._on_info),
+            self.node.create_subscription(CameraInfo, self.info_topic, wrap("camera_info callback", self._on_info),
                                           qos, callback_group=group),
         ]
 
@@ -88,7 +92,7 @@ class DepthInput:
         _, msg = hit
         try:
             if self.camera_info is None:
-                raise ValueError(f"no camera_info received on {self.node.resolve_topic_name(CAMERA_INFO_TOPIC)}: "
+                raise ValueError(f"no camera_info received on {self.node.resolve_topic_name(self.info_topic)}: "
                                  "3D needs the colour camera's intrinsics")
             frame = depth_frame_from_msgs(msg, self.camera_info, size, int(self.node.p("limits.max_image_pixels")))
             if not np.isfinite(frame.depth_m).any():

@@ -23,16 +23,17 @@ _REQUEST_ERRORS = (RequestError, ValueError, TypeError, RuntimeError, KeyError, 
 
 
 def load_configured(node: Any) -> Optional[str]:
-    """Load the parameter exemplars.file into the configured session, if set; returns a log line (or None)."""
+    """Load the parameter exemplars.file into the configured sessions (every camera), if set; returns a log line
+    (or None)."""
     path = str(node.p("exemplars.file") or "")
-    if not path or node.session is None:
+    if not path or node.sessions is None:
         return None
     from pathlib import Path
 
     if not Path(path).expanduser().is_file():
         return f"exemplars.file {path} does not exist yet: no exemplars loaded (~/save_exemplars writes it)"
-    n = node.session.load_exemplars(path)
-    return f"exemplars: {n} view(s) of {len(node.session.predictor.exemplars)} name(s) loaded from {path}"
+    n = node.sessions.load_exemplars(path)
+    return f"exemplars: {n} view(s) of {len(node.sessions.exemplars)} name(s) loaded from {path}"
 
 
 class ExemplarServices:
@@ -54,7 +55,7 @@ class ExemplarServices:
                                 callback_group=g)
 
     # ------------------------------------------------------------------------------------------ helpers
-    def _example(self, req: Any, image_field: str) -> tuple[dict, Optional[np.ndarray], Any]:
+    def _example(self, req: Any, image_field: str, camera: Any) -> tuple[dict, Optional[np.ndarray], Any]:
         """(example kwargs for the session, the example's image or None, header) from a request's points /
         point_labels / boxes / mask and its optional image (RequestError naming the problem)."""
         n_prompts = len(req.points) + len(req.boxes) // 4
@@ -65,7 +66,7 @@ class ExemplarServices:
             raise RequestError(f"boxes: an example is ONE object, give one box (4 values xyxy), got {len(req.boxes)}"
                                " values")
         image_msg = getattr(req, image_field)
-        rgb, header = self.base._image(image_msg)
+        rgb, header = self.base._image(image_msg, camera)
         kw: dict = {}
         if len(req.points):
             kw["points"] = [v for p in req.points for v in (p.x, p.y)]
@@ -82,17 +83,24 @@ class ExemplarServices:
             kw["mask"] = mask != 0
         return kw, rgb, header
 
-    def _session(self):
-        """The active session, its exemplar book holding the current limits.max_exemplars."""
-        session = self.base._session()
-        session.predictor.exemplars.max_exemplars = int(self.node.p("limits.max_exemplars"))
-        return session
+    def _camera(self, name: str = ""):
+        """The camera a request names ('' = the first; RequestError when inactive or unknown), the shared exemplar
+        book holding the current limits.max_exemplars."""
+        camera = self.base._camera(name)
+        self.node.sessions.exemplars.max_exemplars = int(self.node.p("limits.max_exemplars"))
+        return camera
+
+    def _sessions(self):
+        """Every camera's sessions (CameraSessions; one exemplar book), when active."""
+        self._camera()
+        return self.node.sessions
 
     # ------------------------------------------------------------------------------------------ handlers
     def segment_like(self, req, resp):
         try:
-            session = self._session()
-            kw, example_rgb, _ = self._example(req, "example_image")
+            camera = self._camera(req.camera)
+            session = camera.session
+            kw, example_rgb, _ = self._example(req, "example_image", camera)
             n = int(req.max_results)
             most = int(self.node.p("limits.max_results"))
             if n < 0 or n > most:
@@ -101,7 +109,7 @@ class ExemplarServices:
             thr = float(req.threshold)
             if not np.isfinite(thr) or not 0.0 <= thr <= 1.0:
                 raise RequestError(f"threshold must be in [0, 1] (0 = the parameter like_threshold), got {thr}")
-            header = self.node.last_header or Header()  # the answer is on the latest frame
+            header = camera.last_header or Header()  # the answer is on the camera's latest frame
             seg, ids = session.like(**kw, name=req.name.strip(), example_image=example_rgb,
                                     threshold=thr or None, max_results=n or None, track=bool(req.track),
                                     stamp=stamp_s(header.stamp))
@@ -118,8 +126,9 @@ class ExemplarServices:
 
     def add_exemplar(self, req, resp):
         try:
-            session = self._session()
-            kw, rgb, header = self._example(req, "image")
+            camera = self._camera(req.camera)
+            session = camera.session
+            kw, rgb, header = self._example(req, "image", camera)
             if not kw:
                 raise RequestError("no example: give a click (points), a box or a mask")
             views, seg, ids = session.add_exemplar(req.name, **kw, image=rgb, track=bool(req.track),
@@ -138,7 +147,7 @@ class ExemplarServices:
 
     def remove_exemplar(self, req, resp):
         try:
-            n = self._session().remove_exemplar(req.name.strip())
+            n = self._sessions().remove_exemplar(req.name.strip())
             resp.success, resp.removed = True, int(n)
             resp.message = f"removed {n} exemplar name(s)" if not req.name.strip() else f"removed '{req.name}'"
             return resp
@@ -147,7 +156,7 @@ class ExemplarServices:
 
     def list_exemplars(self, req, resp):
         try:
-            book = self._session().predictor.exemplars
+            book = self._sessions().exemplars
             names = book.names()
             views = [book.views(n) for n in names]
             resp.names, resp.views = names, [len(v) for v in views]
@@ -166,8 +175,8 @@ class ExemplarServices:
 
     def save_exemplars(self, req, resp):
         try:
-            session, path = self._session(), self._path(req)
-            resp.views = int(session.save_exemplars(path))
+            sessions, path = self._sessions(), self._path(req)
+            resp.views = int(sessions.save_exemplars(path))
             resp.success, resp.message = True, f"{resp.views} view(s) saved to {path}"
             return resp
         except _REQUEST_ERRORS as e:
@@ -175,9 +184,9 @@ class ExemplarServices:
 
     def load_exemplars(self, req, resp):
         try:
-            session, path = self._session(), self._path(req)
-            resp.views = int(session.load_exemplars(path))
-            names = session.predictor.exemplars.names()
+            sessions, path = self._sessions(), self._path(req)
+            resp.views = int(sessions.load_exemplars(path))
+            names = sessions.exemplars.names()
             resp.success, resp.message = True, f"{resp.views} view(s) of {', '.join(names)} loaded from {path}"
             return resp
         except _REQUEST_ERRORS as e:

@@ -1,4 +1,6 @@
-"""Build the node's `VideoSession` (predictor + tracker + targets) from its parameter values (ROS-free).
+"""Build the node's sessions from its parameter values (ROS-free): `build_sessions` gives every camera of parameter
+`cameras` its own `VideoSession` (tracker + targets) on ONE predictor (omg_seg_core/multi_camera.py);
+`build_session` one session for tools that run one video (bag evaluation).
 
 The node refuses to start without weights: a missing checkpoint is an error that names the file and the
 parameter to set. Only `allow_random_weights: true` runs an untrained model (for plumbing tests), and says so.
@@ -12,7 +14,10 @@ from typing import Any, Callable, Optional
 
 from omg_seg_core.config import DATA_ROOT, TaskThresholds, default_checkpoint_path, get_model_config
 
+from omg_seg_core.multi_camera import CameraSessions
 from omg_seg_core.video import VideoSession
+
+from .params import depth_config_from
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +57,27 @@ def tracker_config_from(values: dict[str, Any]):
 
 def build_session(values: dict[str, Any], warn: Callable[[str], None] = log.warning,
                   info: Callable[[str], None] = log.info) -> VideoSession:
-    """Load the model named by the parameters and wrap it with tracking. Raises ModelLoadError."""
+    """Load the model named by the parameters and wrap it with tracking (one video). Raises ModelLoadError."""
+    predictor = load_predictor(values, warn, info)
+    tracker, targets = _tracking(values, warn)()
+    return VideoSession(predictor, tracker=tracker, targets=targets, task=values.get("task", "panoptic"),
+                        depth_config=depth_config_from(values))
+
+
+def build_sessions(values: dict[str, Any], cameras: list[str], warn: Callable[[str], None] = log.warning,
+                   info: Callable[[str], None] = log.info) -> CameraSessions:
+    """Load the model ONCE (its largest batch: one image per camera) and give every camera of `cameras` its own
+    session with its own tracker and targets. Raises ModelLoadError."""
+    predictor = load_predictor(values, warn, info, batch=len(cameras))
+    return CameraSessions(predictor, cameras, tracking=_tracking(values, warn), task=values.get("task", "panoptic"),
+                          depth_config=depth_config_from(values))
+
+
+def load_predictor(values: dict[str, Any], warn: Callable[[str], None] = log.warning,
+                   info: Callable[[str], None] = log.info, batch: int = 1) -> Any:
+    """The predictor the parameters name (model, weights, backend, device, thresholds, vocabulary, text tower
+    warmed up); `batch`: the most images one image-graph call gets (TensorRT's profile; backend auto times its
+    choice at this batch). Raises ModelLoadError."""
     from omg_seg_core.predict import build_predictor
 
     name = values.get("model", "omg_seg_tiny")
@@ -104,10 +129,11 @@ def build_session(values: dict[str, Any], warn: Callable[[str], None] = log.warn
             model, checkpoint=weights if isinstance(model, str) else None, backbone_weights=backbone_weights,
             backend="torch" if backend == "auto" and on_cpu else backend, device=values.get("device", "cpu"),
             dtype=values.get("dtype", "float32"), long_side=long_side, vocabulary=vocab, threads=threads,
-            spinning=bool(values.get("onnxruntime_spinning", False)))
+            spinning=bool(values.get("onnxruntime_spinning", False)), max_batch=batch)
         predictor.set_thresholds(**threshold_overrides(values))
         if backend == "auto" and on_cpu:
-            _fastest_cpu_backend(predictor, threads, bool(values.get("onnxruntime_spinning", False)), warn, info)
+            _fastest_cpu_backend(predictor, threads, bool(values.get("onnxruntime_spinning", False)), warn, info,
+                                 batch=batch)
     except (FileNotFoundError, ValueError, TypeError, KeyError, ImportError) as e:
         raise ModelLoadError(f"cannot load model '{cfg.name}' (backend {values.get('backend')}, device "
                              f"{values.get('device')}): {e}") from e
@@ -121,19 +147,20 @@ def build_session(values: dict[str, Any], warn: Callable[[str], None] = log.warn
         warm_up()
     except Exception as e:  # text requests will report their own error; frames do not need the text tower
         warn(f"text encoder warm-up failed: {type(e).__name__}: {e}")
-    tracker = targets = None
-    if values.get("tracking.enabled", True):
-        try:
-            from omg_seg_core.tracking import TargetManager, Tracker
-        except ImportError as e:  # tracking is optional: without it ids are per-frame indices
-            warn(f"tracking unavailable ({e}); instance ids are per-frame indices")
-        else:
-            tcfg = tracker_config_from(values)
-            tracker, targets = Tracker(tcfg), TargetManager(tcfg)
-    from .params import depth_config_from
+    return predictor
 
-    return VideoSession(predictor, tracker=tracker, targets=targets, task=values.get("task", "panoptic"),
-                        depth_config=depth_config_from(values))
+
+def _tracking(values: dict[str, Any], warn: Callable[[str], None]) -> Callable[[], tuple[Any, Any]]:
+    """A factory of (tracker, targets) for one camera as the parameters say ((None, None) with tracking off)."""
+    if not values.get("tracking.enabled", True):
+        return lambda: (None, None)
+    try:
+        from omg_seg_core.tracking import TargetManager, Tracker
+    except ImportError as e:  # tracking is optional: without it ids are per-frame indices
+        warn(f"tracking unavailable ({e}); instance ids are per-frame indices")
+        return lambda: (None, None)
+    tcfg = tracker_config_from(values)
+    return lambda: (Tracker(tcfg), TargetManager(tcfg))
 
 
 def _cuda_available() -> bool:
@@ -143,10 +170,10 @@ def _cuda_available() -> bool:
 
 
 def _fastest_cpu_backend(predictor: Any, threads: Optional[int], spinning: bool, warn: Callable[[str], None],
-                         info: Callable[[str], None], repeats: int = 5) -> None:
+                         info: Callable[[str], None], repeats: int = 5, batch: int = 1) -> None:
     """backend "auto" on a CPU: time the image graph of PyTorch eager and ONNX Runtime (exported once into the
-    cache) on a 4:3 frame at the predictor's size, keep the faster one and say so. ONNX Runtime failing to load
-    keeps PyTorch (with the reason)."""
+    cache) on `batch` 4:3 frames (one per camera) at the predictor's size, keep the faster one and say so. ONNX
+    Runtime failing to load keeps PyTorch (with the reason)."""
     import time
 
     import numpy as np
@@ -163,6 +190,7 @@ def _fastest_cpu_backend(predictor: Any, threads: Optional[int], spinning: bool,
         return
     side = predictor.long_side
     x, _ = preprocess(np.full((side * 3 // 4, side, 3), 127, np.uint8), side, predictor.cfg.pad_size_divisor)
+    x = x.expand(batch, -1, -1, -1).contiguous()
     times = {}
     for name, backend in (("torch", predictor.backend), ("onnxruntime", ort)):
         runs = []
@@ -179,7 +207,7 @@ def _fastest_cpu_backend(predictor: Any, threads: Optional[int], spinning: bool,
     else:
         ort.release()
     info(f"backend auto: image graph {times['onnxruntime']:.1f} ms with onnxruntime, {times['torch']:.1f} ms with "
-         f"torch on this CPU -> {best}")
+         f"torch on this CPU" + (f" (batch of {batch})" if batch > 1 else "") + f" -> {best}")
 
 
 _initial_torch_threads: Optional[int] = None
@@ -196,13 +224,14 @@ def _set_torch_threads(threads: Optional[int]) -> None:
     torch.set_num_threads(threads or _initial_torch_threads)
 
 
-def release_device_memory(session: Optional[VideoSession]) -> None:
-    """Free the predictor's device memory (node deactivate on a GPU); the session is unusable afterwards."""
+def release_device_memory(session: Optional[Any]) -> None:
+    """Free the device memory of a VideoSession or CameraSessions (node deactivate on a GPU): every cached image and
+    the backend; the session is unusable afterwards."""
     if session is None:
         return
     with session.lock:
         try:
-            session.predictor.release()
+            getattr(session, "release", session.predictor.release)()
         finally:
             try:
                 import torch
@@ -213,5 +242,5 @@ def release_device_memory(session: Optional[VideoSession]) -> None:
                 pass
 
 
-__all__ = ["ModelLoadError", "build_session", "release_device_memory", "threshold_overrides", "tracker_config_from",
+__all__ = ["ModelLoadError", "build_session", "build_sessions", "load_predictor", "release_device_memory", "threshold_overrides", "tracker_config_from",
            "resolve_path"]

@@ -436,10 +436,11 @@ class MessageCodec(Spatial3DEncoders):
         return self.new("vision_msgs/msg/Detection2DArray", header=header, detections=dets)
 
     def diagnostics_msg(self, node_name: str, stamp: Any, level: int, message: str, values: dict,
-                        hardware_id: str = "") -> Any:
-        """One DiagnosticStatus ("<node>: pipeline") in a DiagnosticArray; `stamp` a builtin_interfaces/Time."""
+                        hardware_id: str = "", what: str = "pipeline") -> Any:
+        """One DiagnosticStatus ("<node>: <what>", e.g. "omg_seg: front pipeline") in a DiagnosticArray; `stamp` a
+        builtin_interfaces/Time."""
         d = "diagnostic_msgs/msg/"
-        status = self.new(d + "DiagnosticStatus", level=self._byte(level), name=f"{node_name}: pipeline",
+        status = self.new(d + "DiagnosticStatus", level=self._byte(level), name=f"{node_name}: {what}",
                           message=message, hardware_id=hardware_id,
                           values=[self.new(d + "KeyValue", key=str(k), value=str(v)) for k, v in values.items()])
         header = self.new("std_msgs/msg/Header", stamp=stamp, frame_id="")

@@ -4,9 +4,16 @@ Lifecycle: configure loads the model (loader.py builds core's VideoSession), act
 subscription and starts the worker, deactivate stops them (and frees GPU memory on CUDA devices), cleanup
 drops the model. `autostart` (default true) runs configure + activate at start-up.
 
-Threads: the executor delivers images to `_on_image`, which only stores the message in a one-slot mailbox;
-a single worker thread decodes and processes the latest frame and publishes the outputs; services
-(services.py) run in their own callback group of a MultiThreadedExecutor and share the session's lock.
+Cameras (parameter `cameras`, camera.py): every camera has its own topics, mailbox, statistics, publishers, depth
+input, tracker and targets; ONE model serves them all (omg_seg_core/multi_camera.py). The default [''] is one
+unnamed camera on ~/input/image and ~/output/....
+
+Threads: the executor delivers each camera's images to its `Camera.on_image`, which only stores the message in
+that camera's one-slot mailbox; the worker (pipeline.py) gathers the newest frame of every camera that has one
+(waiting at most `batch_window_ms` for the other live cameras: worker.Inbox) and runs them through the image graph
+as one batch while a second thread post-processes the previous batch and publishes each camera's outputs as soon
+as its frame is done; services (services.py) run in their own callback group of a MultiThreadedExecutor
+(executor.py) and share the sessions' lock.
 
 Robustness (docs/ros.md, "Limits and bad input"): every callback, timer and service handler is wrapped by the
 last-resort `Guard` (guard.py); requests are capped by the `limits.*` parameters; a vocabulary is embedded without
@@ -28,20 +35,20 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header
 
-from omg_seg_core.video import VideoSession
+from omg_seg_core.multi_camera import CameraSessions
 
 from . import params
-from .depth_input import DepthInput
+from .camera import Camera
 from .exemplar_services import load_configured
 from .diagnostics import status
+from .executor import NodeExecutor
 from .pointing import PointingInput
 from .guard import Guard
-from .msgs import DecodeError, MessageCodec, image_to_rgb, stamp_s
-from .loader import ModelLoadError, build_session, release_device_memory, threshold_overrides, tracker_config_from
-from .outputs import Outputs
-from .worker import Frame, FrameMailbox, Stats
+from .msgs import MessageCodec
+from .loader import ModelLoadError, build_sessions, release_device_memory, threshold_overrides, tracker_config_from
+from .pipeline import FramePipeline
+from .worker import Inbox
 from .services import Services
 
 NODE_NAME = "omg_seg"
@@ -58,24 +65,20 @@ class OmgSegNode(LifecycleNode):
         for name, default, desc in params.all_params():
             self._defaults[name] = default
             self.declare_parameter(name, default, params.descriptor(name, default, desc))
-        self.session: Optional[VideoSession] = None
-        self.mailbox = FrameMailbox()
-        self.stats = Stats()
-        self.outputs = Outputs(self)
-        self.depth_input = DepthInput(self)
+        self.sessions: Optional[CameraSessions] = None  # one model, a session per camera (configure)
+        self.cameras: list[Camera] = []                 # parameter `cameras`, made at configure
+        self.inbox = Inbox(0)                           # the cameras' mailboxes
         self.pointing = PointingInput(self)
-        self.last_header: Optional[Header] = None
-        self.bad_frames = 0
         self.active = False
         self._released = False
-        self._sub = None
         self._worker: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._diag_timer = None
         self._resubscribe_timer = None
-        self._last_frame_time: Optional[float] = None
-        self._recent_errors: list[str] = []
+        # Callback groups: one per camera for its inputs (camera.py: a camera's callback never waits for another
+        # camera's), one for the diagnostics timer, one for the rest of the input side (pointing, re-subscribing).
         self.input_group = MutuallyExclusiveCallbackGroup()
+        self.diagnostics_group = MutuallyExclusiveCallbackGroup()
         self.service_group = MutuallyExclusiveCallbackGroup()
         self.vocabulary_group = MutuallyExclusiveCallbackGroup()
         self.service_handlers = Services(self)
@@ -118,13 +121,20 @@ class OmgSegNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         t0 = time.monotonic()
         try:
-            self.session = build_session(self.values(), warn=self.get_logger().warning, info=self.get_logger().info)
-        except ModelLoadError as e:
+            names = params.check_cameras(self.p("cameras"), int(self.p("limits.max_cameras")))
+            self.sessions = build_sessions(self.values(), names, warn=self.get_logger().warning,
+                                           info=self.get_logger().info)
+        except (ModelLoadError, ValueError) as e:
             self.get_logger().error(f"configure failed: {e}")
             return TransitionCallbackReturn.FAILURE
         except Exception as e:  # an unexpected loader error must still be visible (rclpy would swallow it)
             self.get_logger().error(f"configure failed: {type(e).__name__}: {e}")
             return TransitionCallbackReturn.FAILURE
+        if [c.name for c in self.cameras] != names:
+            self.inbox = Inbox(len(names))
+            self.cameras = [Camera(self, n, box, first=i == 0) for i, (n, box) in enumerate(zip(names, self.inbox.boxes))]
+        for cam in self.cameras:
+            cam.session = self.sessions[cam.name]
         self._released = False
         try:
             loaded = load_configured(self)
@@ -132,11 +142,11 @@ class OmgSegNode(LifecycleNode):
             loaded = f"exemplars.file not loaded: {e}"
         if loaded:
             self.get_logger().info(loaded)
+        pred = self.sessions.predictor
         self.get_logger().info(
-            f"configured: model {self.session.predictor.cfg.name}, backend {self.session.predictor.backend.name} "
-            f"(parameter {self.p('backend')}), device "
-            f"{self.p('device')}, {len(self.session.class_names)} classes, task {self.p('task')} "
-            f"({time.monotonic() - t0:.1f} s)")
+            f"configured: model {pred.cfg.name}, backend {pred.backend.name} (parameter {self.p('backend')}), device "
+            f"{self.p('device')}, {len(self.sessions.class_names)} classes, task {self.p('task')}, "
+            f"{len(names)} camera(s) {names} ({time.monotonic() - t0:.1f} s)")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -144,38 +154,44 @@ class OmgSegNode(LifecycleNode):
             rc = self.on_configure(state)
             if rc != TransitionCallbackReturn.SUCCESS:
                 return rc
-        self.outputs.create()
-        self.outputs.publish_label_info(self.session.class_names, self.last_header)
-        self.mailbox.reopen()
+        for cam in self.cameras:
+            cam.outputs.create()
+        self.publish_label_info()
+        self.inbox.reopen()
         self._stop.clear()
-        self._worker = threading.Thread(target=self._worker_loop, name="omg_seg_worker", daemon=True)
+        self._worker = threading.Thread(target=FramePipeline(self).run, args=(self._stop,), name="omg_seg_worker",
+                                        daemon=True)
         self._worker.start()
         self._subscribe()
         self._diag_timer = self._diagnostics_timer(float(self.p("diagnostics_period")))
         self.active = True
-        self.get_logger().info(f"active: listening on {self._sub.topic_name} ({self.p('qos.reliability')})")
+        self.get_logger().info(f"active: listening on {self._input_topics()} ({self.p('qos.reliability')})")
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         self._stop_io()
         # The device the predictor really runs on ("auto" may have picked a GPU); CPU memory is kept so that
         # re-activating is instant.
-        if self.session is not None and getattr(self.session.predictor.device, "type", "cpu") == "cuda":
-            release_device_memory(self.session)
+        if self.sessions is not None and getattr(self.sessions.predictor.device, "type", "cpu") == "cuda":
+            release_device_memory(self.sessions)
             self._released = True
         self.get_logger().info("inactive")
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._stop_io()
-        self.session = None
+        self._drop_model()
         self.get_logger().info("cleaned up (model unloaded)")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._stop_io()
-        self.session = None
+        self._drop_model()
         return TransitionCallbackReturn.SUCCESS
+
+    def _drop_model(self) -> None:
+        self._stop_io()
+        self.sessions = None
+        for cam in self.cameras:
+            cam.session = None
 
     def on_error(self, state: State) -> TransitionCallbackReturn:
         self._stop_io()
@@ -185,23 +201,22 @@ class OmgSegNode(LifecycleNode):
         """Stop input, worker, timer and publishers (idempotent). The worker finishes its frame first (up to
         `worker_timeout` s; it is a daemon thread, so a frame still running then cannot keep the process alive)."""
         self.active = False
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
-            self._sub = None
-        self.depth_input.unsubscribe()
+        for cam in self.cameras:
+            cam.stop()
         self.pointing.unsubscribe()
         if self._resubscribe_timer is not None:
             self.destroy_timer(self._resubscribe_timer)
             self._resubscribe_timer = None
         self._stop.set()
-        self.mailbox.close()
+        self.inbox.close()
         if self._worker is not None:
             self._worker.join(timeout=worker_timeout)
             self._worker = None
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
-        self.outputs.destroy()
+        for cam in self.cameras:
+            cam.outputs.destroy()
 
     def shutdown(self) -> None:
         """Stop the worker before the executor and context go away (exiting with it running aborts). Long work
@@ -211,83 +226,39 @@ class OmgSegNode(LifecycleNode):
 
     # ------------------------------------------------------------------------------------------ input
     def _subscribe(self) -> None:
-        """(Re)create every input subscription: the image (raw or compressed), and depth + camera_info and the
-        pointing gestures when their parameters enable them."""
-        self.depth_input.subscribe()
+        """(Re)create every input subscription: each camera's image (raw or compressed) and, when their parameters
+        enable them, its depth + camera_info, and the pointing gestures."""
         self.pointing.subscribe()
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
-            self._sub = None
         qos = params.input_qos(self.p("qos.reliability"), int(self.p("qos.depth")))
-        on_image = self.guard.wrap("image callback", self._on_image)
-        if self.p("input.compressed"):
-            self._sub = self.create_subscription(CompressedImage, "~/input/image/compressed", on_image, qos,
-                                                 callback_group=self.input_group)
-        else:
-            self._sub = self.create_subscription(Image, "~/input/image", on_image, qos,
-                                                 callback_group=self.input_group)
+        for cam in self.cameras:
+            cam.stop()
+            cam.depth_input.subscribe()
+            on_image = self.guard.wrap("image callback", cam.on_image)
+            if self.p("input.compressed"):
+                cam.sub = self.create_subscription(CompressedImage, cam.topic("~/input/image/compressed"), on_image,
+                                                   qos, callback_group=cam.group)
+            else:
+                cam.sub = self.create_subscription(Image, cam.topic("~/input/image"), on_image, qos,
+                                                   callback_group=cam.group)
 
-    def _on_image(self, msg) -> None:
-        # Only store: decoding and inference happen on the worker so the executor never falls behind.
-        self.mailbox.put(Frame(msg=msg, header=msg.header, stamp_s=stamp_s(msg.header.stamp),
-                               received=time.monotonic(), index=self.mailbox.received))
-
-    def _worker_loop(self) -> None:
-        while not self._stop.is_set():
-            frame = self.mailbox.take(timeout=0.2)
-            if frame is None or self._stop.is_set():
-                continue
-            try:
-                self._process(frame)
-            except Exception as e:  # keep serving: one bad frame must not kill the worker
-                self.stats.errors += 1
-                self.guard.report("worker", e)
-                self._note_error(f"frame failed: {type(e).__name__}: {e}")
-
-    def _process(self, frame: Frame) -> None:
-        wait_ms = (time.monotonic() - frame.received) * 1000.0
-        t0 = time.perf_counter()
-        try:
-            rgb = image_to_rgb(frame.msg, int(self.p("limits.max_image_pixels")))  # Image or CompressedImage
-        except DecodeError as e:
-            self.bad_frames += 1
-            self._note_error(f"dropping input image: {e}")
-            return
-        session = self.session
-        if session is None:
-            return
-        depth = self.depth_input.pair(frame.stamp_s, rgb.shape[:2])
-        decode_ms = (time.perf_counter() - t0) * 1e3
-        result = session.step(rgb, stamp=frame.stamp_s, depth=depth)
-        self.last_header = frame.header
-        self._last_frame_time = time.monotonic()
-        published = self.outputs.publish_frame(frame.header, rgb, result, depth)
-        t = result.timings
-        stages = {"decode": decode_ms, **{k: t[k] for k in ("preprocess", "image_graph", "tracker", "recovery",
-                                                           "targets", "depth") if k in t}, **published}
-        if "task" in t:
-            stages["postprocess"] = t["task"]
-        self.stats.record(self._latency_ms(frame), result.model_ms, wait_ms, frame.stamp_s, stages)
-
-    def _latency_ms(self, frame: Frame) -> float:
-        """Image stamp -> outputs published (ROS clock, so sim time works); receive time if unstamped."""
-        if frame.stamp_s > 0:
-            return (self.get_clock().now().nanoseconds * 1e-9 - frame.stamp_s) * 1000.0
-        return (time.monotonic() - frame.received) * 1000.0
-
-    def _note_error(self, text: str) -> None:
-        self._recent_errors = (self._recent_errors + [text])[-5:]
-        self.get_logger().warning(text, throttle_duration_sec=2.0)
+    def _input_topics(self) -> str:
+        return ", ".join(c.sub.topic_name for c in self.cameras if c.sub is not None)
 
     # ------------------------------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
-        if not self.p("outputs.diagnostics"):
+        if not self.p("outputs.diagnostics") or not self.cameras:
             return
-        level, msg, values = status(self)
-        self._recent_errors = []
-        self.outputs.publish_diagnostics(
-            MessageCodec.rclpy().diagnostics_msg(self.get_name(), self.get_clock().now().to_msg(), level, msg, values,
-                                                 hardware_id=str(self.p("device"))))
+        codec, stamp = MessageCodec.rclpy(), self.get_clock().now().to_msg()
+        arrays = []
+        for cam in self.cameras:  # one status per camera, all in one DiagnosticArray
+            level, msg, values = status(self, cam)
+            cam.recent_errors = []
+            arrays.append(codec.diagnostics_msg(self.get_name(), stamp, level, msg, values,
+                                                hardware_id=str(self.p("device")),
+                                                what=f"{cam.name} pipeline" if cam.name else "pipeline"))
+        out = arrays[0]
+        out.status = [st for a in arrays for st in a.status]
+        self.cameras[0].outputs.publish_diagnostics(out)
 
     # ------------------------------------------------------------------------------------------ parameters
     def _on_set_parameters(self, changes: list[Parameter]) -> SetParametersResult:
@@ -304,7 +275,10 @@ class OmgSegNode(LifecycleNode):
                 tracker_config_from(merged)  # raises ValueError naming the bad field
             if any(k.startswith("depth.") for k in new):
                 params.depth_config_from({**self.values(), **new})  # raises ValueError naming the bad field
-            if "vocabulary_file" in new and self.session is not None:
+            if "cameras" in new or "limits.max_cameras" in new:
+                merged = {**self.values(), **new}
+                params.check_cameras(merged["cameras"], int(merged["limits.max_cameras"]))
+            if "vocabulary_file" in new and self.sessions is not None:
                 self._apply_vocabulary_file(new["vocabulary_file"])
         except (ValueError, TypeError, FileNotFoundError, KeyError) as e:
             return SetParametersResult(successful=False, reason=str(e))
@@ -317,13 +291,19 @@ class OmgSegNode(LifecycleNode):
         if not path:
             raise ValueError("vocabulary_file: '' restores the checkpoint vocabulary only at the next configure")
         src = str(resolve_path(path)) if path.endswith((".yaml", ".yml")) else path
-        n = self.session.set_vocabulary(src, max_classes=int(self.p("limits.max_vocabulary")),
-                                        cancel=self.shutting_down)
-        self.outputs.publish_label_info(self.session.class_names, self.last_header)
+        n = self.sessions.set_vocabulary(src, max_classes=int(self.p("limits.max_vocabulary")),
+                                         cancel=self.shutting_down)
+        self.publish_label_info()
         self.get_logger().info(f"vocabulary {path}: {n} classes")
 
+    def publish_label_info(self) -> None:
+        """Every camera's latched ~/output/label_info (the one shared vocabulary) with its latest frame's header."""
+        if self.sessions is not None:
+            for cam in self.cameras:
+                cam.outputs.publish_label_info(self.sessions.class_names, cam.last_header)
+
     def _apply_runtime(self, new: dict[str, Any]) -> None:
-        session = self.session
+        session = self.sessions  # every camera's settings at once
         thr = threshold_overrides(new)
         if thr and session is not None:
             session.set_thresholds(**thr)
@@ -352,7 +332,7 @@ class OmgSegNode(LifecycleNode):
 
     def _diagnostics_timer(self, period: float):
         return self.create_timer(period, self.guard.wrap("diagnostics timer", self._publish_diagnostics),
-                                 callback_group=self.input_group)
+                                 callback_group=self.diagnostics_group)
 
     def _resubscribe_once(self) -> None:
         timer, self._resubscribe_timer = self._resubscribe_timer, None
@@ -360,8 +340,9 @@ class OmgSegNode(LifecycleNode):
             self.destroy_timer(timer)
         if self.active:
             self._subscribe()
-            self.get_logger().info(f"input now {self._sub.topic_name}, reliability {self.p('qos.reliability')}, "
-                                   f"depth {'on' if self.depth_input.enabled else 'off'}")
+            depth = self.cameras[0].depth_input.enabled if self.cameras else False
+            self.get_logger().info(f"input now {self._input_topics()}, reliability {self.p('qos.reliability')}, "
+                                   f"depth {'on' if depth else 'off'}")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -372,7 +353,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = None
     # input + diagnostics, prompt/text services, vocabulary service, parameter and lifecycle services
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = NodeExecutor(num_threads=4)  # MultiThreadedExecutor without its busy loop under load (executor.py)
     try:
         node = OmgSegNode()
         node.get_logger().info(f"malloc tuning: {malloc or 'not applied'} ({ENV_SWITCH}=0 disables)")

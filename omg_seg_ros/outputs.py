@@ -1,4 +1,6 @@
 """The node's publishers: created on activate, destroyed on deactivate; each output switchable by parameter.
+One `Outputs` per camera: a named camera publishes under ~/<name>/output/... (camera_topic), the unnamed one under
+~/output/...; /diagnostics has one publisher per node (the first camera's Outputs holds it).
 
 Messages are only built for outputs that are enabled AND have a subscriber: building a full-frame overlay or
 per-segment masks nobody listens to would add to the latency of the outputs somebody does listen to.
@@ -56,11 +58,18 @@ def _msg_type(name: str):
     return SegmentArray
 
 
-class Outputs:
-    """Publishers of one node (see module docstring)."""
+def camera_topic(topic: str, camera: str) -> str:
+    """A node-relative topic of camera `camera`: "~/output/overlay" -> "~/front/output/overlay" ('' unchanged)."""
+    return topic.replace("~/", f"~/{camera}/", 1) if camera else topic
 
-    def __init__(self, node: Any) -> None:
+
+class Outputs:
+    """Publishers of one camera (see module docstring); `diagnostics`: also the node's /diagnostics publisher."""
+
+    def __init__(self, node: Any, camera: str = "", diagnostics: bool = True) -> None:
         self.node = node
+        self.camera = camera
+        self.with_diagnostics = diagnostics
         self.codec = MessageCodec.rclpy()
         self.pubs: dict[str, Any] = {}
         self.label_pub = None
@@ -71,11 +80,13 @@ class Outputs:
         self.destroy()
         qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
         for name, (tname, topic) in TOPICS.items():
-            self.pubs[name] = self.node.create_publisher(_msg_type(tname), topic, qos)
+            self.pubs[name] = self.node.create_publisher(_msg_type(tname), camera_topic(topic, self.camera), qos)
         from vision_msgs.msg import LabelInfo
 
-        self.label_pub = self.node.create_publisher(LabelInfo, "~/output/label_info", latched_qos())
-        self.diag_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.label_pub = self.node.create_publisher(LabelInfo, camera_topic("~/output/label_info", self.camera),
+                                                    latched_qos())
+        if self.with_diagnostics:
+            self.diag_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def destroy(self) -> None:
         for pub in list(self.pubs.values()) + [self.label_pub, self.diag_pub]:

@@ -3,7 +3,8 @@
 Names are the user interface (config/perception.yaml, launch arguments, `ros2 param set`):
 - thresholds use the `TaskThresholds` field names unchanged (flat: `object_mask_thr`, `text_max_results`, ...);
 - tracker settings are `tracking.<TrackerConfig field>` plus `tracking.enabled`;
-- outputs are `outputs.<name>` booleans; input and QoS under `input.*` / `qos.*`.
+- outputs are `outputs.<name>` booleans; input and QoS under `input.*` / `qos.*`;
+- `cameras` names the cameras served by the one model (camera names: `check_cameras`).
 Which parameters apply at run time and which need a reconfigure is listed in `RUNTIME` / `RECONFIGURE`.
 """
 from __future__ import annotations
@@ -32,6 +33,11 @@ CORE: list[tuple[str, Any, str]] = [
     ("cpu_threads", 0, "CPU threads for inference (torch intra-op, ONNX Runtime); 0 = the libraries' default"),
     ("onnxruntime_spinning", False, "ONNX Runtime workers spin while a frame runs: faster on cores the node has to "
                                     "itself, slower on a shared CPU"),
+    ("cameras", [""], "camera names served by this ONE model, e.g. [front, left, right]: each gets ~/<name>/input/"
+                      "image (+ compressed, depth, camera_info) and ~/<name>/output/...; [''] = one unnamed camera on "
+                      "~/input/image and ~/output/... (applied at the next configure)"),
+    ("batch_window_ms", 5.0, "after the first camera's frame, wait at most this long for the other live cameras' "
+                             "frames so they run in the same batch (a camera without a new frame is not waited for)"),
     ("task", "panoptic", "per-frame task: panoptic | instances | semantic"),
     ("vocabulary_file", "", "vocabulary YAML (things/stuff); '' = the checkpoint's vocabulary"),
     ("input.compressed", False, "subscribe to ~/input/image/compressed (sensor_msgs/CompressedImage)"),
@@ -56,6 +62,7 @@ CORE: list[tuple[str, Any, str]] = [
     ("limits.max_exemplars", 32, "most taught exemplar names (~/add_exemplar; each keeps up to 8 views)"),
     ("exemplars.file", "", "taught exemplars (.npz from ~/save_exemplars) loaded at configure, and the file "
                            "~/save_exemplars / ~/load_exemplars use when their path is empty; '' = none"),
+    ("limits.max_cameras", 8, "most cameras one node serves (parameter cameras; the model's largest batch)"),
     ("depth.enabled", False, "subscribe to ~/input/depth (16UC1 mm or 32FC1 m, registered to the colour image) and "
                              "~/input/camera_info (the colour camera's) and give every segment, target and answer "
                              "its 3D position (docs/ros.md, 'Depth and 3D')"),
@@ -72,12 +79,13 @@ CORE: list[tuple[str, Any, str]] = [
 
 #: Applied immediately when changed at run time.
 RUNTIME_PREFIXES = ("outputs.", "tracking.", "limits.", "depth.", "points.", "pointing.", "exemplars.")
-RUNTIME = {"task", "vocabulary_file", "qos.reliability", "qos.depth", "input.compressed", "diagnostics_period"}
+RUNTIME = {"task", "vocabulary_file", "qos.reliability", "qos.depth", "input.compressed", "diagnostics_period",
+           "batch_window_ms"}
 #: Never changed after start-up (ROS read_only): set them in the YAML or on the command line.
 READ_ONLY = {"autostart"}
 #: Stored, applied at the next configure (model weights must be reloaded).
 RECONFIGURE = {"model", "weights", "backbone_weights", "allow_random_weights", "backend", "device", "dtype",
-               "input_long_side", "cpu_threads", "onnxruntime_spinning"}
+               "input_long_side", "cpu_threads", "onnxruntime_spinning", "cameras"}
 
 
 #: Thresholds that are fractions in [0, 1]. For these a negative parameter value means "the model's default": the
@@ -93,6 +101,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "input_long_side": (0, 4096), "cpu_threads": (0, 256), "qos.depth": (1, 100), "diagnostics_period": (0.05, 60.0),
     "limits.max_image_pixels": (1, 16384 * 16384), "limits.max_prompts": (1, 10000),
     "limits.max_text_length": (1, 100000), "limits.max_results": (1, 100000), "limits.max_vocabulary": (1, 65534),
+    "limits.max_cameras": (1, 64), "batch_window_ms": (0.0, 1000.0),
     **{n: (-1.0, 1.0) for n in UNIT_THRESHOLDS},
     "max_per_image": (1, 10000), "text_max_results": (1, 1000), "text_position_rel": (0.0, 1.0),
     "text_confidence_power": (0.0, 16.0), "text_colour_power": (0.0, 16.0), "box_prompt_margin": (-1.0, 10.0),
@@ -202,7 +211,35 @@ def coerce(name: str, default: Any, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"{name} must be a string, got {value!r}")
         return value
+    if isinstance(default, list):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{name} must be a list of strings, got {value!r}")
+        return list(value)
     return value
+
+
+#: A camera name: one ROS name token (topics ~/<name>/input/image): a letter, then letters, digits, single '_'.
+_CAMERA_NAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|_(?!_))*$")
+
+
+def check_cameras(names: Any, max_cameras: int) -> list[str]:
+    """The camera list of parameter `cameras`, checked: at least one, at most `max_cameras` (limits.max_cameras),
+    each a valid ROS name token, no duplicates; [''] alone = the one unnamed camera. ValueError with the reason."""
+    names = list(names)
+    if not names:
+        raise ValueError("cameras: give at least one camera name ([''] = one unnamed camera on ~/input/image)")
+    if len(names) > max_cameras:
+        raise ValueError(f"cameras: {len(names)} cameras, limit {max_cameras} (parameter limits.max_cameras)")
+    if "" in names and len(names) > 1:
+        raise ValueError("cameras: '' (the unnamed camera on ~/input/image) only alone; name every camera of several")
+    for n in names:
+        if n and not _CAMERA_NAME.match(n):
+            raise ValueError(f"cameras: '{n}' is not a valid camera name (a ROS name token: a letter first, then "
+                             "letters, digits and single underscores; it becomes ~/<name>/input/image)")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"cameras: duplicate name(s) {dup}")
+    return names
 
 
 #: Devices the node can be told to use.
@@ -226,6 +263,8 @@ def validate(name: str, value: Any) -> None:
             get_model_config(value)
         except KeyError as e:
             raise ValueError(f"model: {e.args[0]}") from None
+    if name == "cameras":
+        check_cameras(value, RANGES["limits.max_cameras"][1])  # the configured limit is checked with the list
     if name == "task" and value not in TASKS:
         raise ValueError(f"task must be one of {list(TASKS)}, got '{value}'")
     if name == "qos.reliability" and value not in ("best_effort", "reliable"):
@@ -270,4 +309,5 @@ def latched_qos():
 
 __all__ = ["CORE", "RUNTIME", "RUNTIME_PREFIXES", "RECONFIGURE", "READ_ONLY", "UNIT_THRESHOLDS", "THRESHOLD_DEFAULTS",
            "RANGES", "descriptor", "all_params", "threshold_params", "is_model_default",
-           "tracker_params", "depth_params", "depth_config_from", "coerce", "validate", "input_qos", "latched_qos"]
+           "tracker_params", "depth_params", "depth_config_from", "coerce", "validate", "input_qos", "latched_qos",
+           "check_cameras"]

@@ -4,7 +4,8 @@ RViz's "Publish Point" tool on /clicked_point; '' = off) projected into the colo
 A point in the colour camera's frame (the images' frame_id) is projected with the camera intrinsics of
 ~/input/camera_info (depth.enabled). A point in another frame is transformed with tf2 when tf2_ros is importable
 (it is on robots); without tf2 the request is answered with a clear message. The latest gesture younger than
-pointing.max_age_s is the hint of a ~/segment_text request that brings no hint of its own.
+pointing.max_age_s is the hint of a ~/segment_text request that brings no hint of its own. With several cameras the
+one subscription serves all: a request on camera X projects the gesture with X's camera_info into X's frame.
 """
 from __future__ import annotations
 
@@ -51,15 +52,15 @@ class PointingInput:
     def _on_point(self, msg) -> None:
         self.latest = (msg, time.monotonic())
 
-    def hint(self, image_header: Any, image_size: tuple[int, int]) -> Optional[np.ndarray]:
-        """The latest gesture as a pixel [1, 2] (x, y) of the latest frame, None when pointing is off or no recent
-        gesture exists; ValueError with the reason when a gesture exists but cannot be used."""
+    def hint(self, image_header: Any, image_size: tuple[int, int], info: Any) -> Optional[np.ndarray]:
+        """The latest gesture as a pixel [1, 2] (x, y) of a camera's latest frame (its header, size (H, W) and
+        sensor_msgs/CameraInfo `info`, None when it has none), None when pointing is off or no recent gesture
+        exists; ValueError with the reason when a gesture exists but cannot be used."""
         if self._sub is None or self.latest is None:
             return None
         msg, received = self.latest
         if time.monotonic() - received > float(self.node.p("pointing.max_age_s")):
             return None
-        info = self.node.depth_input.camera_info
         if info is None:
             raise ValueError("pointing: no camera model (set depth.enabled and publish the colour camera's "
                              "camera_info) to project the pointed-at 3D point into the image")

@@ -3,7 +3,9 @@ the exemplar services of exemplar_services.py).
 
 They exist in every lifecycle state and answer `success: false` with a reason when the node is not active,
 so a caller never waits on a service that is not there. Prompt and text calls run on the cached features of
-the latest processed frame (core's VideoSession holds the lock), or on the request's own image when one is sent.
+the latest processed frame of the request's `camera` ('' = the first camera; core's VideoSession holds the lock),
+or on the request's own image when one is sent. `~/set_vocabulary` changes the one vocabulary of every camera,
+`~/reset_tracks` (std_srvs/Trigger: no fields) resets every camera's tracks and targets.
 Every failure is an error response; nothing a caller sends can stop the node.
 """
 from __future__ import annotations
@@ -20,8 +22,9 @@ from .exemplar_services import ExemplarServices
 from .worker import RequestError
 
 
-#: The answer to a request before the first frame (and without an image of its own).
-NO_FRAME = "no image received yet on ~/input/image; send one or pass an image in the request"
+def no_frame(camera: Any) -> str:
+    """The answer to a request before the camera's first frame (and without an image of its own)."""
+    return f"no image received yet on {camera.topic('~/input/image')}; send one or pass an image in the request"
 
 
 def _check_text(text: str, max_results: int, max_length: int, most_results: int) -> str:
@@ -66,15 +69,27 @@ class Services:
         self.exemplars = ExemplarServices(node, self)  # ~/segment_like, ~/add_exemplar, ... (exemplar_services.py)
 
     # ------------------------------------------------------------------------------------------ helpers
-    def _session(self):
-        if not self.node.active or self.node.session is None:
+    def _camera(self, name: str = ""):
+        """The camera a request names ('' = the first); RequestError when inactive or unknown."""
+        if not self.node.active or self.node.sessions is None:
             raise RequestError("node is not active (lifecycle state must be 'active'; see ~/change_state)")
-        return self.node.session
+        cameras = self.node.cameras
+        if not name:
+            return cameras[0]
+        for cam in cameras:
+            if cam.name == name:
+                return cam
+        raise RequestError(f"unknown camera '{name}'; this node's cameras: {[c.name for c in cameras]} (parameter "
+                           "cameras; '' = the first)")
 
-    def _image(self, msg) -> tuple[Optional[Any], Header]:
-        """(rgb or None, header for the response): the request image if sent, else the latest frame's."""
+    def _session(self, name: str = ""):
+        """The VideoSession of camera `name` ('' = the first)."""
+        return self._camera(name).session
+
+    def _image(self, msg, camera) -> tuple[Optional[Any], Header]:
+        """(rgb or None, header for the response): the request image if sent, else the camera's latest frame's."""
         if is_empty_image(msg):
-            h = self.node.last_header
+            h = camera.last_header
             return None, h if h is not None else Header()
         try:
             return image_to_rgb(msg, int(self.node.p("limits.max_image_pixels"))), msg.header
@@ -111,26 +126,30 @@ class Services:
 
     # ------------------------------------------------------------------------------------------ handlers
     def segment_prompt(self, req, resp):
+        camera = None
         try:
-            session = self._session()
+            camera = self._camera(req.camera)
+            session = camera.session
             _check_count(len(req.points) + len(req.boxes) // 4, int(self.node.p("limits.max_prompts")),
                          "prompts (points + boxes)", "limits.max_prompts")
-            rgb, header = self._image(req.image)
+            rgb, header = self._image(req.image, camera)
             pts = [v for p in req.points for v in (p.x, p.y)]
             seg, ids = session.prompt(pts, list(req.point_labels), list(req.boxes), image=rgb, track=bool(req.track),
                                       stamp=stamp_s(header.stamp))
             return self._segments_response(resp, seg, ids, header, "prompt")
         except NoFrameError:
-            return self._fail(resp, NO_FRAME)
+            return self._fail(resp, no_frame(camera))
         except (RequestError, ValueError, TypeError, RuntimeError) as e:
             return self._fail(resp, str(e))
 
     def segment_text(self, req, resp):
+        camera = None
         try:
-            session = self._session()
+            camera = self._camera(req.camera)
+            session = camera.session
             query = _check_text(req.text, int(req.max_results), int(self.node.p("limits.max_text_length")),
                                 int(self.node.p("limits.max_results")))
-            rgb, header = self._image(req.image)
+            rgb, header = self._image(req.image, camera)
             _check_count(len(req.hint_points) + len(req.hint_boxes) // 4, int(self.node.p("limits.max_prompts")),
                          "hint points + boxes", "limits.max_prompts")
             hint = {}
@@ -138,25 +157,27 @@ class Services:
                 hint = {"hint_points": [v for p in req.hint_points for v in (p.x, p.y)],
                         "hint_labels": list(req.hint_labels), "hint_boxes": list(req.hint_boxes)}
             elif rgb is None and session.image_size is not None:
-                pointed = self.node.pointing.hint(self.node.last_header, session.image_size)
+                pointed = self.node.pointing.hint(camera.last_header, session.image_size,
+                                                  camera.depth_input.camera_info)
                 if pointed is not None:
                     hint = {"hint_points": pointed}
             seg, ids = session.text(query, int(req.max_results) or None, image=rgb, track=bool(req.track),
                                     stamp=stamp_s(header.stamp), **hint)
             return self._segments_response(resp, seg, ids, header, "text")
         except NoFrameError:
-            return self._fail(resp, NO_FRAME)
+            return self._fail(resp, no_frame(camera))
         except (RequestError, ValueError, TypeError, RuntimeError) as e:
             return self._fail(resp, str(e))
 
     def set_vocabulary(self, req, resp):
         try:
-            session = self._session()
+            self._camera()
             _check_count(len(req.things) + len(req.stuff), int(self.node.p("limits.max_vocabulary")), "classes",
                          "limits.max_vocabulary")
-            n = session.set_vocabulary([t.strip() for t in req.things], [s.strip() for s in req.stuff],
-                                       cancel=self.node.shutting_down)
-            self.node.outputs.publish_label_info(session.class_names, self.node.last_header)
+            # one vocabulary for every camera (one model): every camera's tracks are reset
+            n = self.node.sessions.set_vocabulary([t.strip() for t in req.things], [s.strip() for s in req.stuff],
+                                                  cancel=self.node.shutting_down)
+            self.node.publish_label_info()
             resp.success, resp.num_classes = True, n
             resp.message = f"vocabulary set: {len(req.things)} thing(s), {len(req.stuff)} stuff; tracks reset"
             self.node.get_logger().info(resp.message)
@@ -166,8 +187,10 @@ class Services:
 
     def reset_tracks(self, req, resp):
         try:
-            n = self._session().reset_tracks("reset requested over ~/reset_tracks")
-            resp.message = f"tracks reset, {n} target(s) removed"
+            self._camera()
+            n = sum(s.reset_tracks("reset requested over ~/reset_tracks") for s in self.node.sessions)
+            resp.message = f"tracks reset, {n} target(s) removed" + (
+                f" ({len(self.node.cameras)} cameras)" if len(self.node.cameras) > 1 else "")
             resp.success = True
             return resp
         except (RequestError, RuntimeError) as e:
@@ -175,7 +198,7 @@ class Services:
 
     def remove_target(self, req, resp):
         try:
-            ok = self._session().remove_target(int(req.id))
+            ok = self._session(req.camera).remove_target(int(req.id))
             resp.success = bool(ok)
             resp.message = (("all targets removed" if req.id == 0 else f"target {req.id} removed") if ok
                             else (f"no target with id {req.id}" if req.id else "no targets to remove"))

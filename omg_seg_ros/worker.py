@@ -4,9 +4,13 @@ Kept free of rclpy so the threading can be reasoned about (and tested) on its ow
 out, and the per-frame work is core's `VideoSession.step` (omg_seg_core/video.py).
 
 Threading: the subscription callback `put`s frames into a `FrameMailbox` (never blocks, overwrites and counts
-the stale frame); ONE worker thread `take`s the latest and calls `VideoSession.step`. Service handlers call
+the stale frame); ONE worker thread takes the latest and processes it. Service handlers call
 `VideoSession.prompt/text/...` from another thread; the session's lock keeps a request from interleaving with a
 frame, so a prompt runs on the cached features of the latest processed frame.
+
+Several cameras: one mailbox per camera in an `Inbox` (one condition for all); the worker `gather`s the newest
+frame of every camera that has one, waiting at most a short batching window for cameras still live, and runs them
+through the model as one batch (omg_seg_core/multi_camera.py). A camera that stops is never waited for.
 """
 from __future__ import annotations
 
@@ -37,12 +41,13 @@ class Frame:
 class FrameMailbox:
     """A one-slot mailbox: `put` replaces the waiting frame (counted as dropped), `take` waits for one."""
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
+    def __init__(self, cond: Optional[threading.Condition] = None) -> None:
+        self._cond = cond if cond is not None else threading.Condition()  # shared by the mailboxes of an Inbox
         self._item: Optional[Frame] = None
         self._closed = False
         self.dropped = 0
         self.received = 0
+        self.last_put: Optional[float] = None  # time.monotonic() of the latest put
 
     def put(self, item: Frame) -> bool:
         """Store `item`; returns True when it overwrote a frame the worker had not taken yet."""
@@ -52,14 +57,30 @@ class FrameMailbox:
                 self.dropped += 1
             self._item = item
             self.received += 1
-            self._cond.notify()
+            self.last_put = time.monotonic()
+            self._cond.notify_all()
             return overwrote
 
     def take(self, timeout: float) -> Optional[Frame]:
         """The latest frame, or None after `timeout` seconds or when closed."""
         with self._cond:
             if self._item is None and not self._closed:
-                self._cond.wait(timeout)
+                self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
+            item, self._item = self._item, None
+            return item
+
+    @property
+    def waiting(self) -> bool:
+        """A frame is waiting to be taken (call with the condition held, as Inbox does, for a stable answer)."""
+        return self._item is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def pop(self) -> Optional[Frame]:
+        """The waiting frame or None, without waiting (Inbox.gather calls it with the shared condition held)."""
+        with self._cond:
             item, self._item = self._item, None
             return item
 
@@ -72,6 +93,41 @@ class FrameMailbox:
     def reopen(self) -> None:
         with self._cond:
             self._closed = False
+
+
+class Inbox:
+    """The mailboxes of several cameras on ONE condition, so one worker can wait for any of them (module docstring).
+
+    gather(timeout, window, live_s): wait up to `timeout` s for a frame of any camera; then wait at most `window` s
+    more for the other LIVE cameras (a frame within the last `live_s` s, i.e. a camera expected to deliver soon)
+    that have no frame yet; then take the newest frame of every camera that has one. A stalled or dead camera
+    costs nothing (not live), a slower one at most `window` once the worker is idle; while the worker is busy the
+    frames of every camera simply collect, one per camera, and the next gather takes them all at once."""
+
+    def __init__(self, n: int) -> None:
+        self._cond = threading.Condition()
+        self.boxes = [FrameMailbox(self._cond) for _ in range(n)]
+
+    def gather(self, timeout: float, window: float, live_s: float = 1.0) -> list[Optional[Frame]]:
+        """Per camera (in order) its newest frame or None; all None after `timeout` or when closed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._closed() or any(b.waiting for b in self.boxes), timeout)
+            if window > 0 and not self._closed():
+                now = time.monotonic()
+                live = [b for b in self.boxes if b.last_put is not None and now - b.last_put <= live_s]
+                self._cond.wait_for(lambda: self._closed() or all(b.waiting for b in live), window)
+            return [b.pop() for b in self.boxes]
+
+    def _closed(self) -> bool:
+        return all(b.closed for b in self.boxes)
+
+    def close(self) -> None:
+        for b in self.boxes:
+            b.close()
+
+    def reopen(self) -> None:
+        for b in self.boxes:
+            b.reopen()
 
 
 class Stats:
@@ -123,4 +179,4 @@ class Stats:
                 "processed": self.processed, "errors": self.errors, "last": last, "stage_p50_ms": stages}
 
 
-__all__ = ["RequestError", "Frame", "FrameMailbox", "Stats"]
+__all__ = ["RequestError", "Frame", "FrameMailbox", "Inbox", "Stats"]

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, TaskThresholds, checkpoint_thresholds, default_vocabulary_path
+from .batch import set_images, sync_device
 from .edge_refine import refine_segments
 from .exemplar_book import ExemplarBook
 from .exemplar_requests import ExemplarRequests
@@ -35,8 +36,7 @@ from .text_query import extract_phrase
 from ..model.classifier import classify
 from .postprocess import (instance_results, panoptic_postprocess, prompt_postprocess,
                           semantic_postprocess)
-from .preprocess import (ImageMeta, original_to_resized_xy, point_prompt_boxes, preprocess, validate_image,
-                         validate_prompts)
+from .preprocess import ImageMeta, original_to_resized_xy, point_prompt_boxes, validate_prompts
 from .prompt_refine import refine_prompt_masks
 from .prompt_select import choose_queries, replace_with_queries
 from .split_apart import split_apart_things
@@ -60,7 +60,14 @@ class OMGSegPredictor(ExemplarRequests):
     thresholds: post-processing thresholds; None = `default_thresholds` (the checkpoint's tuned values).
     long_side: keep-ratio resize of the long image side (default: the model config's).
     meta: what `load_model` returned with the model (checkpoint path, vocabulary, tuned thresholds).
+
+    Several cameras: `PredictorView(predictor)` (predict/view.py) is a predictor with its own cached image (the
+    attributes in IMAGE_STATE) on this one's model, backend, vocabulary and thresholds; `set_images(views, images)`
+    (predict/batch.py) runs the image graph once for a batch of images.
     """
+
+    #: What `set_image` caches for ONE image (a PredictorView keeps its own); everything else is shared.
+    IMAGE_STATE = ("_features", "_meta", "_cls_logits", "_image", "last_timings")
 
     def __init__(self, model: nn.Module, backend: Optional[Backend] = None,
                  text_encoder: Optional[TextEncoder] = None,
@@ -94,10 +101,13 @@ class OMGSegPredictor(ExemplarRequests):
         self.last_timings: dict[str, float] = {}
         self._features: Optional[ImageFeatures] = None
         self._meta: Optional[ImageMeta] = None
-        self._cls_logits: Optional[torch.Tensor] = None
+        self._cls_logits: Optional[tuple[torch.Tensor, torch.Tensor]] = None  # (text_embed, logits)
         self._image: Optional[np.ndarray] = None
         self._phrase_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.text_lock = threading.Lock()  # one caller of the text tower at a time (tokenizers are not thread-safe)
+        # one image-graph call at a time: a batch computed for several cameras while another thread post-processes
+        # (TensorRT execution contexts are not re-entrant); predict/batch.encode_images holds it
+        self.graph_lock = threading.Lock()
         if vocabulary is None:
             vocabulary = meta.get("vocabulary") or default_vocabulary_path()
         self.set_vocabulary(vocabulary)
@@ -186,18 +196,17 @@ class OMGSegPredictor(ExemplarRequests):
         return self._text_embed
 
     def set_image(self, image: np.ndarray) -> None:
-        """RGB uint8 [H, W, 3] -> run pre-processing and the image graph; cache the features."""
-        validate_image(image)  # a rejected image keeps the previous one cached
-        self.last_timings = {}
-        self._features = self._meta = self._cls_logits = self._image = None
-        with self.timed("preprocess"):
-            # float32 here; each backend casts to its own precision (ORT/TensorRT may keep fp32 inputs)
-            x, meta = preprocess(image, self.long_side, self.cfg.pad_size_divisor, self.device)
-        with self.timed("image_graph"):
-            feats = self.backend.run_image(x)
-            _sync(self.device)
-        self._features, self._meta = feats, meta
+        """RGB uint8 [H, W, 3] -> run pre-processing and the image graph; cache the features (a batch of one of
+        predict/batch.set_images; a rejected image keeps the previous one cached)."""
+        set_images([self], [image])
+
+    def cache_image(self, image: np.ndarray, features: ImageFeatures, meta: ImageMeta,
+                    timings: dict[str, float]) -> None:
+        """Make `image` (RGB uint8 [H, W, 3]) the current image with its image-graph `features` (batch 1) and
+        pre-processing `meta`; `timings`: ms per stage (preprocess, image_graph). Used by set_image/set_images."""
+        self._features, self._meta, self._cls_logits = features, meta, None
         self._image = image.copy()  # the guide of edge refinement (callers may reuse their buffer)
+        self.last_timings = dict(timings)
         self.last_timings["set_image"] = self.last_timings["preprocess"] + self.last_timings["image_graph"]
 
     def release(self) -> None:
@@ -295,7 +304,7 @@ class OMGSegPredictor(ExemplarRequests):
             r_boxes = np.concatenate([point_prompt_boxes(pos_pts, meta), original_to_resized_xy(bxs, meta),
                                       point_prompt_boxes(neg_pts, meta)]).astype(np.float32)
             out = self.backend.run_prompt(feats, torch.from_numpy(r_boxes), meta.img_shape)
-            _sync(self.device)
+            sync_device(self.device)
         n_pos = len(pos_pts) + len(bxs)
         with self.timed("postprocess"):
             cls = classify(out.class_embed[0, :n_pos].float(), self._text_embed, self.cfg.logit_scale)
@@ -374,12 +383,13 @@ class OMGSegPredictor(ExemplarRequests):
         return self._features, self._meta
 
     def _class_logits(self) -> torch.Tensor:
-        """[Q, C+1] for the cached image and the active vocabulary (computed once per image / vocabulary)."""
-        if self._cls_logits is None:
+        """[Q, C+1] for the cached image and the active vocabulary (computed once per image / vocabulary: the
+        cache holds the text embeddings it was made with, so a vocabulary set through another view is seen)."""
+        if self._cls_logits is None or self._cls_logits[0] is not self._text_embed:
             with self.timed("classify"):
-                self._cls_logits = classify(self._features.class_embed[0].float(), self._text_embed,
-                                            self.cfg.logit_scale)
-        return self._cls_logits
+                self._cls_logits = (self._text_embed, classify(self._features.class_embed[0].float(),
+                                                               self._text_embed, self.cfg.logit_scale))
+        return self._cls_logits[1]
 
     def phrase_embedding(self, phrase: str) -> torch.Tensor:
         """[E] template-averaged embedding of one phrase (kept as ONE synonym: no splitting on ',' or '/')."""
@@ -413,11 +423,6 @@ def _vocabulary(things: Union[Sequence[str], str, os.PathLike, dict, Vocabulary]
             raise ValueError("set_vocabulary: give stuff names only together with a list of thing names")
         return load_vocabulary(things)
     return Vocabulary(tuple(things), tuple(stuff))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 __all__ = ["OMGSegPredictor"]

@@ -20,15 +20,16 @@ import torch
 
 @dataclass
 class ImageFeatures:
-    """Outputs of the image graph for one padded image of size (Hp, Wp). Stride-4 size (h4, w4) = (Hp/4, Wp/4).
+    """Outputs of the image graph for B padded images of size (Hp, Wp) (B = 1 for what the predictor caches per
+    image; a batched call gives B > 1, `unbatch` splits it). Stride-4 size (h4, w4) = (Hp/4, Wp/4).
 
-    mask_features:  [1, D, h4, w4]   pixel-decoder mask features (stride 4)
-    memory:         list of 3 tensors [1, D, Hp/s, Wp/s] for s = 32, 16, 8 (pixel-decoder encoder outputs)
-    mask_logits:    [1, Q, h4, w4]   last-layer mask logits of the learned queries
-    class_embed:    [1, Q, E]        last-layer L2-normalised class embeddings (cosine against text embeddings)
-    iou_logits:     [1, Q, 1]        last-layer objectness logits
-    query_feat:     [1, Q, D]        last-layer query features after post_norm (tracking / MinVIS embedding)
-    clip_feat:      [1, C4, Hp/32, Wp/32] stride-32 backbone features for CLIP region embeddings, or None
+    mask_features:  [B, D, h4, w4]   pixel-decoder mask features (stride 4)
+    memory:         list of 3 tensors [B, D, Hp/s, Wp/s] for s = 32, 16, 8 (pixel-decoder encoder outputs)
+    mask_logits:    [B, Q, h4, w4]   last-layer mask logits of the learned queries
+    class_embed:    [B, Q, E]        last-layer L2-normalised class embeddings (cosine against text embeddings)
+    iou_logits:     [B, Q, 1]        last-layer objectness logits
+    query_feat:     [B, Q, D]        last-layer query features after post_norm (tracking / MinVIS embedding)
+    clip_feat:      [B, C4, Hp/32, Wp/32] stride-32 backbone features for CLIP region embeddings, or None
     """
 
     mask_features: torch.Tensor
@@ -38,6 +39,16 @@ class ImageFeatures:
     iou_logits: torch.Tensor
     query_feat: torch.Tensor
     clip_feat: Optional[torch.Tensor] = None
+
+    def unbatch(self) -> list["ImageFeatures"]:
+        """One ImageFeatures of batch 1 per image of this batch (slices: views of these tensors, no copy)."""
+        def one(t: torch.Tensor, i: int) -> torch.Tensor:
+            return t[i:i + 1]
+
+        return [ImageFeatures(one(self.mask_features, i), [one(m, i) for m in self.memory], one(self.mask_logits, i),
+                              one(self.class_embed, i), one(self.iou_logits, i), one(self.query_feat, i),
+                              None if self.clip_feat is None else one(self.clip_feat, i))
+                for i in range(int(self.mask_logits.shape[0]))]
 
 
 @dataclass
@@ -62,7 +73,9 @@ class Backend(Protocol):
     device: str            # "cpu" | "cuda:0" ...
 
     def run_image(self, image: torch.Tensor) -> ImageFeatures:
-        """image: float [1, 3, Hp, Wp], ImageNet-normalised RGB, zero-padded bottom/right to the pad divisor."""
+        """image: float [B, 3, Hp, Wp], ImageNet-normalised RGB, zero-padded bottom/right to the pad divisor; B >= 1
+        images in ONE call (several cameras, predict/batch.py) -> ImageFeatures of batch B; image i's outputs
+        equal those of a call with image i alone up to the kernels' float rounding (test/core/runtime)."""
         ...
 
     def run_prompt(self, features: ImageFeatures, boxes: torch.Tensor, image_size: tuple[int, int]) -> PromptOutputs:

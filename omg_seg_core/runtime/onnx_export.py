@@ -1,12 +1,13 @@
 """Export OMG-Seg to ONNX (opset 17): an image graph and a prompt graph per model and static input size.
 
 Graphs (names in onnx_io.py):
-- image:  image [1, 3, Hp, Wp] (ImageNet-normalised, letterboxed/zero-padded) -> mask_features, memory_s32/16/8,
-  mask_logits [1, Q, Hp/4, Wp/4], class_embed [1, Q, E] (L2-normalised), iou_logits [1, Q, 1], query_feat
-  [1, Q, D] (+ clip_feat [1, C32, Hp/32, Wp/32] for backbones with a CLIP head). Per-query class LOGITS are one
+- image:  image [B, 3, Hp, Wp] (ImageNet-normalised, letterboxed/zero-padded) -> mask_features, memory_s32/16/8,
+  mask_logits [B, Q, Hp/4, Wp/4], class_embed [B, Q, E] (L2-normalised), iou_logits [B, Q, 1], query_feat
+  [B, Q, D] (+ clip_feat [B, C32, Hp/32, Wp/32] for backbones with a CLIP head). B is a dynamic axis
+  (`IMAGE_BATCH_AXIS`; several cameras in one run), Hp and Wp are static. Per-query class LOGITS are one
   Python step away: `model.classifier.classify(class_embed, text_embed, logit_scale)` (a cosine + max + x100), kept
   outside so the vocabulary can change at run time without re-exporting.
-- head (variant for tests / golden parity): the four backbone maps feat_s4..feat_s32 -> the same outputs.
+- head (variant for tests / golden parity): the four backbone maps feat_s4..feat_s32 -> the same outputs (batch 1).
 - prompt: the image graph's features + boxes [1, N, 4] (xyxy, resized-image px) + valid [1, N] (bool) +
   image_size [1, 2] (h, w of the resized image) -> prompt_mask_logits [1, N, Hp/4, Wp/4], prompt_class_embed,
   prompt_iou_logits, prompt_query_feat. Invalid rows are filled with -1e4 / 0; padding never changes valid rows
@@ -28,7 +29,8 @@ import torch
 from torch import nn
 
 from .backend import ImageFeatures
-from .onnx_io import (CLIP_OUTPUT, FORMAT, HEAD_INPUTS, IMAGE_INPUT, IMAGE_OUTPUTS, INVALID_MASK_LOGIT, OPSET,
+from .onnx_io import (CLIP_OUTPUT, FORMAT, HEAD_INPUTS, IMAGE_BATCH_AXIS, IMAGE_INPUT, IMAGE_OUTPUTS,
+                      INVALID_MASK_LOGIT, OPSET,
                       PROMPT_INPUTS, PROMPT_OUTPUTS, OnnxBundle, check_resolution, config_sha256, weights_sha256)
 from .onnx_passes import attr as _attr
 from .onnx_passes import rewrite_for_runtimes, to_fp16_graph
@@ -48,7 +50,7 @@ def _flat(f: ImageFeatures) -> tuple[torch.Tensor, ...]:
 
 
 class ImageGraph(nn.Module):
-    """image [1, 3, Hp, Wp] -> IMAGE_OUTPUTS (+ clip_feat)."""
+    """image [B, 3, Hp, Wp] -> IMAGE_OUTPUTS (+ clip_feat), each [B, ...]."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
@@ -224,19 +226,24 @@ def export_onnx(model: nn.Module, out_dir: Path | str, input_size: tuple[int, in
     base = {"format": FORMAT, "model": cfg.name, "config_sha256": config_sha256(cfg),
             "weights_sha256": weights_sha256(model), "input_size": [h, w], "max_prompts": max_prompts,
             "opset": OPSET, "variant": variant, "embed_dim": cfg.embed_dim,
+            "image_batch": "dynamic" if variant == "image" else 1,
             "backbone_channels": list(cfg.backbone_channels)}
     dev = next(model.parameters()).device
+    img_axes: Optional[dict[str, dict[int, str]]] = None
     if variant == "head":
         ex = tuple(torch.randn(1, c, h // s, w // s, device=dev) for c, s in zip(cfg.backbone_channels, (4, 8, 16, 32)))
         img_mod, img_in = HeadGraph(model, (h, w)).eval(), list(HEAD_INPUTS)
     else:
-        ex = (torch.randn(1, 3, h, w, device=dev),)
+        # traced with a batch of 2 and dim 0 declared dynamic: nothing can be specialised to one image
+        ex = (torch.randn(2, 3, h, w, device=dev),)
         # wrappers in eval mode: torch.onnx.export restores the wrapper's mode recursively afterwards, and a
         # fresh nn.Module is in training mode (that would leave BatchNorm layers of `model` training)
         img_mod, img_in = ImageGraph(model).eval(), [IMAGE_INPUT]
     # forward_image returns clip_feat exactly when the backbone has a CLIP region head
     has_clip = variant == "image" and bool(getattr(model.backbone, "has_region_embed", False))
     img_out = list(IMAGE_OUTPUTS) + ([CLIP_OUTPUT] if has_clip else [])
+    if variant == "image":
+        img_axes = {name: {0: IMAGE_BATCH_AXIS} for name in [IMAGE_INPUT] + img_out}
     n, d = max_prompts, cfg.embed_dim
     # prompt-graph example inputs: only shapes matter to the trace (saves a full image forward per export)
     feats_ex = [torch.randn(1, d, h // s, w // s, device=dev) for s in (4, 32, 16, 8)]
@@ -246,9 +253,9 @@ def export_onnx(model: nn.Module, out_dir: Path | str, input_size: tuple[int, in
     files: dict[str, str] = {}
     op_lists: dict[str, dict[str, int]] = {}
     folded = _fold_deformable_grids(model)
-    for graph, mod, args, ins, outs in (("image", img_mod, ex, img_in, img_out),
-                                        ("prompt", PromptGraph(model).eval(), prompt_ex, list(PROMPT_INPUTS),
-                                         list(PROMPT_OUTPUTS))):
+    for graph, mod, args, ins, outs, axes in (("image", img_mod, ex, img_in, img_out, img_axes),
+                                              ("prompt", PromptGraph(model).eval(), prompt_ex, list(PROMPT_INPUTS),
+                                               list(PROMPT_OUTPUTS), None)):
         path = out / f"{graph}.onnx"
         t0 = time.monotonic()
         progress(f"exporting {graph} graph of {cfg.name} at {h}x{w} (opset {OPSET}) -> {path}")
@@ -258,7 +265,7 @@ def export_onnx(model: nn.Module, out_dir: Path | str, input_size: tuple[int, in
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
             torch.onnx.export(mod, args, str(path), input_names=ins, output_names=outs, opset_version=OPSET,
-                              dynamo=False, do_constant_folding=True)
+                              dynamo=False, do_constant_folding=True, dynamic_axes=axes)
         meta = dict(base, graph=graph, dtype="float32")
         ops = _finish(path, meta, slim, check_ops, progress)
         files[graph] = path.name

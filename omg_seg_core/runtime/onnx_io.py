@@ -3,7 +3,9 @@
 A *bundle* is one directory holding the graphs of one model at one static input size:
 
     manifest.json          what was exported (model name, config hash, weights hash, size, max prompts, files)
-    image.onnx             "image" graph: image [1,3,Hp,Wp] -> IMAGE_OUTPUTS     (or "head": f4,f8,f16,f32 -> same)
+    image.onnx             "image" graph: image [B,3,Hp,Wp] -> IMAGE_OUTPUTS, B dynamic (IMAGE_BATCH_AXIS: several
+                           cameras in one call; TensorRT builds an optimisation profile for it)
+                           (or "head": f4,f8,f16,f32 of batch 1 -> same)
     prompt.onnx            prompt graph: features + boxes [1,N,4] + valid [1,N] + image_size [1,2] -> PROMPT_OUTPUTS
     image_fp16.onnx, prompt_fp16.onnx   optional fp16 graphs (fp32 inputs/outputs) for TensorRT 11 strongly typed
 
@@ -24,9 +26,13 @@ import torch.nn.functional as F
 from ..config import ModelConfig
 from .backend import ImageFeatures, PromptOutputs
 
-FORMAT = "omg_seg_onnx/2"  # 2: deformable attention grids folded into one linear layer (MSDeformAttn.fold_grid)
+# 2: deformable attention grids folded into one linear layer (MSDeformAttn.fold_grid); 3: the image graph has a
+# dynamic batch dimension (exports of format 2 are static batch 1: re-exported on demand, engines rebuilt)
+FORMAT = "omg_seg_onnx/3"
 OPSET = 17
 IMAGE_INPUT = "image"
+#: Name of the image graph's dynamic batch dimension (dim 0 of its input and of every output).
+IMAGE_BATCH_AXIS = "batch"
 HEAD_INPUTS = ("feat_s4", "feat_s8", "feat_s16", "feat_s32")
 FEATURE_NAMES = ("mask_features", "memory_s32", "memory_s16", "memory_s8")
 IMAGE_OUTPUTS = FEATURE_NAMES + ("mask_logits", "class_embed", "iou_logits", "query_feat")
@@ -139,9 +145,12 @@ class OnnxBundle:
         return (1, 3, h, w)
 
     def pad_image(self, image: torch.Tensor) -> torch.Tensor:
-        """Zero-pad a [1, 3, h, w] normalised image bottom/right to the static size; larger images are an error."""
-        if image.dim() != 4 or image.shape[0] != 1 or image.shape[1] != 3:
-            raise ValueError(f"image must be [1, 3, H, W], got shape {tuple(image.shape)}")
+        """Zero-pad [B, 3, h, w] normalised images bottom/right to the static size; larger images are an error.
+        B > 1 needs the image graph's dynamic batch (every image variant of this format has it)."""
+        if image.dim() != 4 or image.shape[1] != 3 or image.shape[0] < 1:
+            raise ValueError(f"image must be [B, 3, H, W], got shape {tuple(image.shape)}")
+        if image.shape[0] > 1 and self.variant == "head":
+            raise ValueError("the head-only graph takes one image (batch 1)")
         hp, wp = self.input_size
         h, w = int(image.shape[-2]), int(image.shape[-1])
         if h > hp or w > wp:
@@ -287,7 +296,7 @@ def prompt_outputs_from(chunks: Sequence[tuple[Mapping[str, torch.Tensor], int]]
     return PromptOutputs(*(torch.cat(p, dim=1) for p in parts))
 
 
-__all__ = ["FORMAT", "OPSET", "IMAGE_INPUT", "HEAD_INPUTS", "FEATURE_NAMES", "IMAGE_OUTPUTS", "CLIP_OUTPUT",
+__all__ = ["FORMAT", "OPSET", "IMAGE_INPUT", "IMAGE_BATCH_AXIS", "HEAD_INPUTS", "FEATURE_NAMES", "IMAGE_OUTPUTS", "CLIP_OUTPUT",
            "PROMPT_INPUTS", "PROMPT_OUTPUTS", "OnnxBundle", "OnnxMismatchError", "OnnxCorruptError",
            "config_sha256", "weights_sha256", "check_resolution", "padded_size_for", "read_onnx_metadata",
            "validate_onnx", "features_from_outputs", "make_region_fn", "split_prompts", "prompt_feeds", "prompt_outputs_from"]

@@ -1,7 +1,7 @@
 """ONNX Runtime backend: the exported image / prompt graphs in onnxruntime sessions (CPU, or CUDA when present).
 
 `OrtBackend(bundle_dir)` runs an existing export; `OrtBackend.for_model(model, input_size)` exports on demand into
-the cache directory (`cache_dir()/onnx/<model>-<weights sha[:12]>-<H>x<W>-p<N>/`) and re-exports when the files
+the cache directory (`cache_dir()/onnx/<model>-<weights sha[:12]>-<H>x<W>-p<N>-f<format>/`) and re-exports when the files
 there are missing, corrupt or made from other weights — never a crash loop: a failed re-export raises.
 Inputs and outputs are torch tensors, like every Backend; the static input size is `input_size` (Hp, Wp): callers
 letterbox to it, smaller images are zero-padded bottom/right here, larger ones are an error.
@@ -19,7 +19,7 @@ import torch
 
 from ..config import cache_dir
 from .backend import ImageFeatures, PromptOutputs
-from .onnx_io import (HEAD_INPUTS, IMAGE_INPUT, OnnxBundle, OnnxCorruptError, OnnxMismatchError,
+from .onnx_io import (FORMAT, HEAD_INPUTS, IMAGE_INPUT, OnnxBundle, OnnxCorruptError, OnnxMismatchError,
                       features_from_outputs, prompt_feeds, prompt_outputs_from, split_prompts, validate_onnx,
                       weights_sha256)
 
@@ -131,8 +131,9 @@ class OrtBackend:
         return {n: torch.from_numpy(o) for n, o in zip(self._out_names[graph], outs)}
 
     def run_image(self, image: torch.Tensor) -> ImageFeatures:
-        """image [1, 3, h, w] with h <= Hp, w <= Wp (normalised, padded to 32) -> ImageFeatures; the graph runs at
-        (Hp, Wp), mask_logits / clip_feat are cropped back to (h/4, w/4) / (h/32, w/32)."""
+        """image [B, 3, h, w] with h <= Hp, w <= Wp (normalised, padded to 32) -> ImageFeatures of batch B (one
+        session run: the graph's batch dimension is dynamic); the graph runs at (Hp, Wp), mask_logits / clip_feat
+        are cropped back to (h/4, w/4) / (h/32, w/32)."""
         if self.bundle.variant == "head":
             raise RuntimeError(f"{self.bundle.root} holds the head-only graph (features in): use run_features")
         hw = (int(image.shape[-2]), int(image.shape[-1]))
@@ -164,14 +165,16 @@ def ensure_bundle(model: torch.nn.Module, input_size: tuple[int, int], *, max_pr
                   fp16: bool = False, root: Optional[Path] = None, slim: bool = True,
                   progress: Progress = print) -> OnnxBundle:
     """The export of `model` at `input_size` under `root` (default cache_dir()/onnx), keyed by model name,
-    weights hash, size and max prompts. An incomplete, corrupt or mismatching folder is deleted and exported
-    again once; a failing export raises (no retry loop)."""
+    weights hash, size, max prompts and export format (so checkouts of another format sharing the cache do not
+    re-export each other's folders). An incomplete, corrupt or mismatching folder is deleted and exported again
+    once; a failing export raises (no retry loop)."""
     from .onnx_export import export_onnx  # noqa: PLC0415 (torch.onnx import is slow; only when needed)
 
     cfg = model.cfg
     weights = weights_sha256(model)
     h, w = input_size
-    folder = Path(root or cache_dir() / "onnx") / f"{cfg.name}-{weights[:12]}-{h}x{w}-p{max_prompts}"
+    fmt = FORMAT.rsplit("/", 1)[-1]
+    folder = Path(root or cache_dir() / "onnx") / f"{cfg.name}-{weights[:12]}-{h}x{w}-p{max_prompts}-f{fmt}"
     try:
         bundle = OnnxBundle.load(folder)
         bundle.validate(cfg, weights, (h, w))

@@ -20,6 +20,7 @@ The chosen backend's `name` tells which one runs.
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -64,7 +65,7 @@ def _load_errors() -> tuple[type[BaseException], ...]:
 def _build(name: str, model: Optional[torch.nn.Module], device: str, dtype: Any, *, compile: bool,
            input_size: Optional[tuple[int, int]], onnx_dir: Optional[Union[str, Path]], threads: Optional[int],
            max_prompts: int, cache_root: Optional[Path], build_only: bool, progress: Callable[[str], None],
-           spinning: bool = False) -> Backend:
+           spinning: bool = False, max_batch: int = 1) -> Backend:
     if name == "torch":
         from .torch_backend import TorchBackend  # noqa: PLC0415
 
@@ -98,7 +99,7 @@ def _build(name: str, model: Optional[torch.nn.Module], device: str, dtype: Any,
     dev = str(device) if str(device).startswith("cuda") else "cuda:0"
     return TrtBackend(bundle, precision="fp16" if half else "fp32", device=dev,
                       cache=EngineCache(cache_root / "trt") if cache_root else None, build_only=build_only,
-                      progress=progress, region_fn=make_region_fn(model))
+                      progress=progress, region_fn=make_region_fn(model), max_batch=max_batch)
 
 
 class PerSizeBackend:
@@ -106,7 +107,9 @@ class PerSizeBackend:
     made on first use and cached on disk (cache_dir()/onnx, /trt), so only the very first frame of a new camera
     size pays for it (robots pre-build with `omg-seg-export --long-side .. --aspect .. --engine --build-only`).
     Outputs then equal PyTorch's exactly (no extra letterbox padding). The first size is built eagerly, so a
-    backend that cannot load fails at construction, where make_backend can fall back. Keeps `max_sizes` sizes."""
+    backend that cannot load fails at construction, where make_backend can fall back. Keeps `max_sizes` sizes.
+    Thread-safe: the node runs the image graph of the next frames while the current ones are post-processed
+    (prompt graph), so two threads may look up sizes at once; making a size's backend holds the lookup lock."""
 
     input_size = None  # accepts any size, like TorchBackend
 
@@ -115,18 +118,20 @@ class PerSizeBackend:
         self.name = name
         self._factory, self._max = factory, max_sizes
         self._by_size: dict[tuple[int, int], Backend] = {}
+        self._lock = threading.Lock()
         self.device = self._get(first_size).device
 
     def _get(self, size: tuple[int, int]) -> Backend:
-        if size in self._by_size:
-            self._by_size[size] = self._by_size.pop(size)  # most recently used last
-            return self._by_size[size]
-        backend = self._factory(size)
-        self._by_size[size] = backend
-        while len(self._by_size) > self._max:
-            oldest = next(iter(self._by_size))
-            self._by_size.pop(oldest).release()
-        return backend
+        with self._lock:
+            if size in self._by_size:
+                self._by_size[size] = self._by_size.pop(size)  # most recently used last
+                return self._by_size[size]
+            backend = self._factory(size)
+            self._by_size[size] = backend
+            while len(self._by_size) > self._max:
+                oldest = next(iter(self._by_size))
+                self._by_size.pop(oldest).release()
+            return backend
 
     def run_image(self, image: torch.Tensor) -> ImageFeatures:
         return self._get((int(image.shape[-2]), int(image.shape[-1]))).run_image(image)
@@ -136,13 +141,16 @@ class PerSizeBackend:
         return self._get((int(mf.shape[-2]) * 4, int(mf.shape[-1]) * 4)).run_prompt(features, boxes, image_size)
 
     def region_embed(self, features: ImageFeatures, mask_logits: torch.Tensor) -> Optional[torch.Tensor]:
-        fn = getattr(next(reversed(self._by_size.values())), "region_embed", None)
+        with self._lock:
+            latest = next(reversed(self._by_size.values()))
+        fn = getattr(latest, "region_embed", None)
         return None if fn is None else fn(features, mask_logits)
 
     def release(self) -> None:
-        for b in self._by_size.values():
-            b.release()
-        self._by_size = {}
+        with self._lock:
+            for b in self._by_size.values():
+                b.release()
+            self._by_size = {}
 
 
 def _trt_present() -> bool:
@@ -158,7 +166,7 @@ def make_backend(kind: Union[str, Backend], model: Optional[torch.nn.Module] = N
                  onnx_dir: Optional[Union[str, Path]] = None, threads: Optional[int] = None, max_prompts: int = 16,
                  cache_root: Optional[Union[str, Path]] = None, fallback: bool = True, build_only: bool = False,
                  long_side: Optional[int] = None, progress: Callable[[str], None] = print, spinning: bool = False,
-                 **unused: Any) -> Backend:
+                 max_batch: int = 1, **unused: Any) -> Backend:
     """Backend `kind` ("tensorrt" | "onnxruntime" | "torch" | "auto", or aliases trt/ort/onnx/pytorch; a Backend
     instance passes through) for `model` (an OMGSeg). "auto": TensorRT where tensorrt and a GPU exist, else ONNX
     Runtime. input_size: one static (Hp, Wp) for ONNX Runtime / TensorRT (multiples of 32); None (default) gives a
@@ -166,8 +174,9 @@ def make_backend(kind: Union[str, Backend], model: Optional[torch.nn.Module] = N
     onnx_dir: use that export bundle (its size). cache_root: replaces cache_dir() for exports and engines.
     fallback: on a load failure try the next backend in TensorRT -> ONNX Runtime -> PyTorch with a warning;
     False raises BackendUnavailableError instead. spinning: ONNX Runtime worker threads spin while a run lasts
-    (faster on a quiet CPU, worse on a busy one; default off: they sleep). Other keyword arguments are ignored
-    (predictor pass-through)."""
+    (faster on a quiet CPU, worse on a busy one; default off: they sleep). max_batch: the most images one image-graph
+    call takes (one per camera): TensorRT builds its optimisation profile for it (PyTorch and ONNX Runtime take any
+    batch). Other keyword arguments are ignored (predictor pass-through)."""
     if not isinstance(kind, str):
         return kind
     if str(kind).lower() == "auto":
@@ -184,11 +193,12 @@ def make_backend(kind: Union[str, Backend], model: Optional[torch.nn.Module] = N
         def build(size: Optional[tuple[int, int]], name: str = name, dev: str = dev) -> Backend:
             return _build(name, model, dev, dtype, compile=compile, input_size=size, onnx_dir=onnx_dir,
                           threads=threads, max_prompts=max_prompts, cache_root=root, build_only=build_only,
-                          progress=progress, spinning=spinning)
+                          progress=progress, spinning=spinning, max_batch=max_batch)
 
         try:
             if name != "torch" and input_size is None and onnx_dir is None and model is not None and not build_only:
-                backend = PerSizeBackend(name, build, default_input_size(model, long_side))
+                # one size per camera may be in use at once (cameras of other aspects): keep them all
+                backend = PerSizeBackend(name, build, default_input_size(model, long_side), max(2, max_batch))
             else:
                 backend = build(input_size)
         except errors as e:

@@ -61,7 +61,8 @@ class TorchBackend:
         return self.model
 
     def run_image(self, image: torch.Tensor) -> ImageFeatures:
-        """image float [1, 3, Hp, Wp] (ImageNet-normalised, padded) -> ImageFeatures on this backend's device."""
+        """image float [B, 3, Hp, Wp] (ImageNet-normalised, padded) -> ImageFeatures of batch B on this backend's
+        device (the model is batch-agnostic: one call for several cameras)."""
         self._require()
         with torch.inference_mode():
             return self._image_fn(image.to(device=self.device_obj, dtype=self.dtype))

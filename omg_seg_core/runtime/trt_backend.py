@@ -12,6 +12,10 @@ GPU. An engine whose sidecar is missing or does not match (truncated / corrupt f
 rebuilt; an engine that TensorRT refuses to deserialise (other TensorRT version, other GPU) is rebuilt once — a
 second failure raises instead of looping (cache logic: trt_cache.py, TensorRT-free and tested everywhere).
 `tensorrt` is imported lazily, so this module imports on machines without it.
+
+Batch: the image graph's batch dimension is dynamic (onnx_io.IMAGE_BATCH_AXIS); its engine gets ONE optimisation
+profile with min 1, opt = max = `max_batch` (the node: its number of cameras, all of which usually deliver), and
+`max_batch` is part of the engine's cache key. A call with more images than that is refused with the reason.
 """
 from __future__ import annotations
 
@@ -121,12 +125,42 @@ def _keep_sensitive_layers_fp32(trt: Any, network: Any, config: Any) -> int:
     return count
 
 
+def batch_profile(inputs: list[tuple[str, tuple[int, ...]]], max_batch: int
+                  ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """(min, opt, max) shapes of an optimisation profile for the network inputs [(name, shape)] whose batch
+    (dim 0) is dynamic (-1): 1, max_batch, max_batch. Empty when every input is static. Another dynamic dimension
+    is an EngineBuildError (the exports have static image sizes)."""
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    out = {}
+    for name, shape in inputs:
+        shape = tuple(int(s) for s in shape)
+        if -1 in shape[1:]:
+            raise EngineBuildError(f"input {name} has a dynamic dimension other than the batch: {shape}")
+        if shape and shape[0] == -1:
+            rest = shape[1:]
+            out[name] = ((1,) + rest, (max_batch,) + rest, (max_batch,) + rest)
+    return out
+
+
+def check_input_shape(name: str, got: tuple[int, ...], spec: tuple[int, ...],
+                      batch_range: Optional[tuple[int, int]] = None) -> None:
+    """An input tensor's shape against the engine's: static dims equal, a dynamic batch (-1) within the profile's
+    [min, max] (`batch_range`). ValueError naming the tensor otherwise."""
+    if len(got) != len(spec) or any(s != -1 and s != g for s, g in zip(spec, got)):
+        raise ValueError(f"TensorRT input {name}: shape {tuple(got)}, engine expects {tuple(spec)} (-1 = any batch)")
+    if spec and spec[0] == -1 and batch_range is not None and not batch_range[0] <= got[0] <= batch_range[1]:
+        raise ValueError(f"TensorRT input {name}: batch {got[0]} outside the engine's profile {batch_range[0]}.."
+                         f"{batch_range[1]} (built for max_batch {batch_range[1]}: one image per camera)")
+
+
 def build_engine(onnx_path: Path, precision: str, timing_cache: bytes = b"", workspace_gb: float = 4.0,
-                 progress: Progress = print) -> tuple[bytes, bytes]:
+                 progress: Progress = print, max_batch: int = 1) -> tuple[bytes, bytes]:
     """Parse `onnx_path` and build a serialised engine. Returns (engine bytes, updated timing cache bytes).
 
     TensorRT 10: weakly typed network, `BuilderFlag.FP16` for fp16. TensorRT 11+: strongly typed network (the
-    ONNX graph's types are the precision; pass the fp16 graph for fp16)."""
+    ONNX graph's types are the precision; pass the fp16 graph for fp16). Inputs with a dynamic batch get one
+    optimisation profile 1 / max_batch / max_batch (batch_profile)."""
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -142,6 +176,13 @@ def build_engine(onnx_path: Path, precision: str, timing_cache: bytes = b"", wor
         raise EngineBuildError(f"TensorRT {trt.__version__} could not parse {onnx_path}:\n  " + "\n  ".join(errors))
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    shapes = batch_profile([(network.get_input(i).name, tuple(network.get_input(i).shape))
+                            for i in range(network.num_inputs)], max_batch)
+    if shapes:
+        profile = builder.create_optimization_profile()
+        for name, (lo, opt, hi) in shapes.items():
+            profile.set_shape(name, lo, opt, hi)
+        config.add_optimization_profile(profile)
     if precision == "fp16" and not strongly:
         config.set_flag(trt.BuilderFlag.FP16)
         _keep_sensitive_layers_fp32(trt, network, config)
@@ -154,7 +195,8 @@ def build_engine(onnx_path: Path, precision: str, timing_cache: bytes = b"", wor
     monitor = _progress_monitor(trt, progress)
     if monitor is not None:
         config.progress_monitor = monitor
-    what = f"{Path(onnx_path).name} ({precision}, TensorRT {trt.__version__})"
+    what = f"{Path(onnx_path).name} ({precision}, TensorRT {trt.__version__}" + (
+        f", batch 1..{max_batch})" if shapes else ")")
     progress(f"building TensorRT engine for {what}; this takes minutes the first time")
     with _ElapsedPrinter(what, progress) as timer:
         serialized = builder.build_serialized_network(network, config)
@@ -172,29 +214,37 @@ def _torch_dtype(trt: Any, dt: Any) -> torch.dtype:
 
 
 class _TrtGraph:
-    """One engine + execution context; inputs/outputs are CUDA torch tensors (no pycuda needed)."""
+    """One engine + execution context; inputs/outputs are CUDA torch tensors (no pycuda needed). Inputs with a
+    dynamic batch (-1) take any batch within the engine's optimisation profile (batch_profile)."""
 
     def __init__(self, trt: Any, engine: Any, device: torch.device) -> None:
         self.engine, self.device = engine, device
         self.context = engine.create_execution_context()
         self.inputs: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
         self.outputs: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+        self.batch_range: dict[str, tuple[int, int]] = {}  # dynamic-batch input -> (min, max) of its profile
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
             spec = (tuple(engine.get_tensor_shape(name)), _torch_dtype(trt, engine.get_tensor_dtype(name)))
             is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             (self.inputs if is_input else self.outputs)[name] = spec
+            if is_input and spec[0] and spec[0][0] == -1:
+                lo, _, hi = engine.get_tensor_profile_shape(name, 0)
+                self.batch_range[name] = (int(lo[0]), int(hi[0]))
 
     def __call__(self, feeds: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         keep = []  # references keep the converted inputs alive until the stream is synchronised
         for name, (shape, dtype) in self.inputs.items():
             t = feeds[name].to(self.device, dtype).contiguous()
-            if tuple(t.shape) != shape:
-                raise ValueError(f"TensorRT input {name}: shape {tuple(t.shape)}, engine expects {shape}")
+            check_input_shape(name, tuple(t.shape), shape, self.batch_range.get(name))
+            if name in self.batch_range:
+                self.context.set_input_shape(name, tuple(t.shape))
             keep.append(t)
             self.context.set_tensor_address(name, t.data_ptr())
-        # fresh outputs each call: the image graph's outputs are cached by the predictor and must not be reused
-        outs = {n: torch.empty(s, dtype=d, device=self.device) for n, (s, d) in self.outputs.items()}
+        # fresh outputs each call: the image graph's outputs are cached by the predictor and must not be reused;
+        # their shapes follow the input shapes just set (the batch)
+        outs = {n: torch.empty(tuple(self.context.get_tensor_shape(n)), dtype=d, device=self.device)
+                for n, (_, d) in self.outputs.items()}
         for name, t in outs.items():
             self.context.set_tensor_address(name, t.data_ptr())
         stream = torch.cuda.current_stream(self.device)
@@ -205,7 +255,8 @@ class _TrtGraph:
 
 
 class TrtBackend:
-    """Backend on TensorRT engines built from an `OnnxBundle` (static input size, max prompts per call).
+    """Backend on TensorRT engines built from an `OnnxBundle` (static input size, max prompts per call, image
+    batches of 1..max_batch: one image per camera).
 
     Raises TrtUnavailableError when tensorrt or a CUDA GPU is missing (the selector falls back)."""
 
@@ -214,10 +265,12 @@ class TrtBackend:
     def __init__(self, bundle: OnnxBundle, precision: str = "fp16", device: str = "cuda:0",
                  cache: Optional[EngineCache] = None, workspace_gb: float = 4.0, build_only: bool = False,
                  progress: Progress = print,
-                 region_fn: Optional[Callable[[ImageFeatures, torch.Tensor], Optional[torch.Tensor]]] = None
-                 ) -> None:
+                 region_fn: Optional[Callable[[ImageFeatures, torch.Tensor], Optional[torch.Tensor]]] = None,
+                 max_batch: int = 1) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
         trt = import_tensorrt()
         if not torch.cuda.is_available():
             raise TrtUnavailableError("no CUDA GPU (torch.cuda.is_available() is False)")
@@ -227,6 +280,8 @@ class TrtBackend:
         self._region_fn = region_fn
         self.input_size = bundle.input_size
         self.max_prompts = bundle.max_prompts
+        # the image graph of an image bundle has a dynamic batch; head-only and prompt graphs are batch 1
+        self.max_batch = max_batch if bundle.variant == "image" else 1
         self.cache = cache or EngineCache()
         cc = torch.cuda.get_device_capability(self._dev)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -235,11 +290,13 @@ class TrtBackend:
         for graph in ("image", "prompt"):
             onnx_path = bundle.path(graph, fp16=(precision == "fp16" and strongly))
             shape = bundle.input_shape(graph)
-            key = EngineKey(graph, trt.__version__, (int(cc[0]), int(cc[1])), file_sha256(onnx_path), shape, precision)
+            batch = self.max_batch if graph == "image" else 1
+            key = EngineKey(graph, trt.__version__, (int(cc[0]), int(cc[1])), file_sha256(onnx_path), shape, precision,
+                            batch)
             timing = self.cache.read_timing_cache(key)
 
-            def build(p: Path = onnx_path, t: bytes = timing) -> tuple[bytes, bytes]:
-                return build_engine(p, precision, t, workspace_gb, progress)
+            def build(p: Path = onnx_path, t: bytes = timing, b: int = batch) -> tuple[bytes, bytes]:
+                return build_engine(p, precision, t, workspace_gb, progress, max_batch=b)
 
             engine = load_or_build(onnx_path, key, self.cache, runtime.deserialize_cuda_engine, build, progress)
             progress(f"TensorRT {graph} engine ready: {self.cache.engine_path(key)}")
@@ -281,4 +338,5 @@ class TrtBackend:
 
 
 __all__ = ["TrtBackend", "TrtUnavailableError", "EngineBuildError", "EngineKey", "EngineCache", "build_engine",
+           "batch_profile", "check_input_shape",
            "load_or_build", "import_tensorrt", "trt_major", "file_sha256", "PRECISIONS"]

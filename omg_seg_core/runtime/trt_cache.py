@@ -2,7 +2,7 @@
 so all of it runs and is tested on machines without TensorRT; `trt_backend.py` plugs TensorRT in).
 
 Layout under the cache root (default `cache_dir()/trt`): `trt-<version>_sm<cc>/` per TensorRT version and GPU,
-holding `<graph>-<onnx sha256[:16]>-<input shape>-<precision>.engine`, its JSON sidecar (full key, sha256 and
+holding `<graph>-<onnx sha256[:16]>-<input shape>-<precision>[-b<max batch>].engine`, its JSON sidecar (full key, sha256 and
 size of the engine bytes) and one `timing.cache`.
 """
 from __future__ import annotations
@@ -46,10 +46,13 @@ class EngineKey:
     onnx_sha256: str
     input_shape: tuple[int, ...]        # static shape of the first input, e.g. (1, 3, 480, 640)
     precision: str                      # "fp16" | "fp32"
+    max_batch: int = 1                  # largest batch of the optimisation profile (image graph, several cameras)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not isinstance(self.max_batch, int) or self.max_batch < 1:
+            raise ValueError(f"max_batch must be an int >= 1, got {self.max_batch!r}")
         if len(self.onnx_sha256) < 16:
             raise ValueError(f"onnx_sha256 looks truncated: {self.onnx_sha256!r}")
 
@@ -61,7 +64,8 @@ class EngineKey:
     @property
     def stem(self) -> str:
         shape = "x".join(str(int(s)) for s in self.input_shape)
-        return f"{self.graph}-{self.onnx_sha256[:16]}-{shape}-{self.precision}"
+        batch = f"-b{self.max_batch}" if self.max_batch > 1 else ""
+        return f"{self.graph}-{self.onnx_sha256[:16]}-{shape}-{self.precision}{batch}"
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

@@ -32,14 +32,7 @@ def client():
 @pytest.fixture(scope="session")
 def seg_node(client, tmp_path_factory):
     """The node under test (random weights: a real, untrained model; fine for plumbing)."""
-    from ros_helpers import start_node, wait_active
+    from ros_helpers import running_node
 
-    name = "omg_seg"
-    proc = start_node(tmp_path_factory, name)
-    try:
-        wait_active(client, proc, name)
+    with running_node(client, tmp_path_factory, "omg_seg") as proc:
         yield proc
-    finally:
-        rc = proc.stop()
-        # A clean exit on SIGINT is part of the contract (no abort from a spinning executor).
-        assert rc == 0, f"node exited with {rc}:\n{proc.log()[-3000:]}"

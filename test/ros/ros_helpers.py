@@ -12,7 +12,8 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 import rclpy
@@ -180,6 +181,20 @@ def start_node(tmp_path_factory, name: str, extra: Optional[list[str]] = None) -
             "-r", f"__node:={name}", "-p", "allow_random_weights:=true",
             "-p", "vocabulary_file:=config/vocabularies/robot_workspace.yaml", "-p", "diagnostics_period:=0.5"]
     return NodeProcess(args + list(extra or []), tmp_path_factory.mktemp("node") / f"{name}.log")
+
+
+@contextmanager
+def running_node(client: Client, tmp_path_factory, name: str, extra: Optional[list[str]] = None
+                 ) -> Iterator[NodeProcess]:
+    """The node `name` (start_node) once active; stopped afterwards, asserting a clean exit on SIGINT (part of the
+    contract: no abort from a spinning executor)."""
+    proc = start_node(tmp_path_factory, name, extra)
+    try:
+        wait_active(client, proc, name)
+        yield proc
+    finally:
+        rc = proc.stop()
+        assert rc == 0, f"node exited with {rc}:\n{proc.log()[-3000:]}"
 
 
 def wait_active(client: Client, proc: NodeProcess, name: str, timeout: float = NODE_START_TIMEOUT) -> None:

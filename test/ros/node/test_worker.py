@@ -95,3 +95,71 @@ def test_cpu_threads_and_spinning_parameters_reach_the_inference_threads():
     for bad in (-1, 1000):
         with pytest.raises(ValueError, match="cpu_threads"):
             validate("cpu_threads", bad)
+
+
+# ---- several cameras: the Inbox ------------------------------------------------------------------------------------
+def test_inbox_takes_the_newest_frame_of_every_camera_that_has_one():
+    from omg_seg_ros.worker import Inbox
+
+    inbox = Inbox(3)
+    front, left, right = inbox.boxes
+    front.put(_frame(1))
+    front.put(_frame(2))
+    right.put(_frame(7))
+    got = inbox.gather(timeout=0.01, window=0.0)
+    assert [f.index if f else None for f in got] == [2, None, 7]
+    assert front.dropped == 1 and inbox.gather(timeout=0.01, window=0.0) == [None, None, None]
+
+
+def test_inbox_waits_the_window_only_for_live_cameras():
+    from omg_seg_ros.worker import Inbox
+
+    inbox = Inbox(2)
+    front, right = inbox.boxes
+    # right delivered recently (live): a frame of front waits up to the window for right's next one
+    right.put(_frame(0))
+    inbox.gather(timeout=0.01, window=0.0)
+    threading.Timer(0.05, lambda: right.put(_frame(1))).start()
+    front.put(_frame(5))
+    t0 = time.monotonic()
+    got = inbox.gather(timeout=1.0, window=0.5)
+    assert [f.index for f in got] == [5, 1] and time.monotonic() - t0 < 0.4
+    # right went silent longer than live_s: front is not held back at all
+    right.last_put = time.monotonic() - 10.0
+    front.put(_frame(6))
+    t0 = time.monotonic()
+    got = inbox.gather(timeout=1.0, window=0.5, live_s=1.0)
+    assert got[0].index == 6 and got[1] is None and time.monotonic() - t0 < 0.1
+    # a live camera that does not deliver in time costs at most the window
+    right.last_put = time.monotonic()
+    front.put(_frame(7))
+    t0 = time.monotonic()
+    got = inbox.gather(timeout=1.0, window=0.1)
+    assert got[0].index == 7 and got[1] is None and 0.08 <= time.monotonic() - t0 < 0.5
+
+
+def test_inbox_close_releases_a_waiting_worker():
+    from omg_seg_ros.worker import Inbox
+
+    inbox = Inbox(2)
+    got = []
+    t = threading.Thread(target=lambda: got.append(inbox.gather(timeout=10.0, window=1.0)))
+    t.start()
+    time.sleep(0.05)
+    inbox.close()
+    t.join(2.0)
+    assert not t.is_alive() and got == [[None, None]]
+    inbox.reopen()
+    inbox.boxes[1].put(_frame(3))
+    assert inbox.gather(timeout=0.01, window=0.0)[1].index == 3
+
+
+def test_camera_names_are_checked():
+    from omg_seg_ros.params import check_cameras
+
+    assert check_cameras([""], 8) == [""] and check_cameras(["front", "left_2"], 8) == ["front", "left_2"]
+    for bad, match in (([], "at least one"), (["a", "a"], "duplicate"), (["", "front"], "only alone"),
+                       (["9x"], "not a valid"), (["a b"], "not a valid"), (["a__b"], "not a valid"),
+                       (["a/b"], "not a valid"), (["a", "b", "c"], "limit 2")):
+        with pytest.raises(ValueError, match=match):
+            check_cameras(bad, 2)
