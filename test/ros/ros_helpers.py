@@ -33,15 +33,16 @@ def require_interfaces() -> None:
 
 
 class Client:
-    """A client node on its own context, spun by a MultiThreadedExecutor in a daemon thread."""
+    """A client node on its own context, spun by the node's executor (omg_seg_ros/executor.py: rclpy's
+    MultiThreadedExecutor without its busy loop) in a daemon thread."""
 
     def __init__(self) -> None:
-        from rclpy.executors import MultiThreadedExecutor
+        from omg_seg_ros.executor import NodeExecutor
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(f"omg_seg_test_{os.getpid()}", context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor = NodeExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
         self._stopping = False
         self._thread = threading.Thread(target=self._spin, daemon=True)
