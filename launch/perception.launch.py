@@ -68,6 +68,25 @@ def camera_names(text: str) -> list:
     return names or [""]
 
 
+def camera_names_in_params_file(path: str) -> list:
+    """The `cameras` a parameters file gives the node (under `omg_seg`, any `.../omg_seg` or `/**`
+    ros__parameters), or [""] when it gives none: with no `cameras` launch argument the node takes the file's list,
+    and the launch must remap THOSE cameras' inputs."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except OSError:
+        return [""]
+    for key, body in data.items() if isinstance(data, dict) else ():
+        params = body.get("ros__parameters") if isinstance(body, dict) else None
+        if (str(key).rstrip("/").endswith("omg_seg") or key == "/**") and isinstance(params, dict) \
+                and params.get("cameras"):
+            return [str(n) for n in params["cameras"]]
+    return [""]
+
+
 def camera_topic(value: str, camera: str, index: int, count: int) -> str:
     """One camera's topic from a topic argument: a comma-separated list (one topic per camera, in camera order), a
     pattern with {camera}, or (one camera only) a plain topic. ValueError saying what to give otherwise."""
@@ -109,9 +128,10 @@ def _perception_node(context) -> list:
     overrides = {name: LaunchConfiguration(name) for name in NODE_PARAMETERS if name != "use_sim_time"}
     overrides["use_sim_time"] = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
     overrides["depth.enabled"] = ParameterValue(LaunchConfiguration("depth"), value_type=bool)
-    cameras = camera_names(conf["cameras"])
-    if conf["cameras"].strip():  # otherwise the parameters file's (default: one unnamed camera)
-        overrides["cameras"] = cameras
+    if conf["cameras"].strip():
+        cameras = overrides["cameras"] = camera_names(conf["cameras"])
+    else:  # the parameters file's list (default: one unnamed camera)
+        cameras = camera_names_in_params_file(conf["params_file"])
     depth = conf["depth"].strip().lower() in ("true", "1", "yes")
     # Shared memory large enough for camera images (see the XML); a profile the user already set wins.
     profile = os.path.join(share, "config", "perception_fastdds.xml")

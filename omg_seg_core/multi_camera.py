@@ -82,6 +82,7 @@ class CameraSessions:
     # ------------------------------------------------------------------------------------------ cameras
     @property
     def names(self) -> list[str]:
+        """The camera names, in order."""
         return list(self.sessions)
 
     def __getitem__(self, name: str) -> VideoSession:
@@ -127,8 +128,15 @@ class CameraSessions:
         if not batch.frames:
             return out
         with self.lock:
-            items = [(self[name], name, f) for name, f in batch.frames.items()]
-            install_images([s.predictor for s, _, _ in items], [f.rgb for _, _, f in items], batch.encoded)
+            items = []
+            for (name, f), enc in zip(batch.frames.items(), batch.encoded):
+                if isinstance(enc, Exception):  # its size's image-graph call failed: that camera only
+                    out[name] = enc
+                else:
+                    items.append((self[name], name, f, enc))
+            install_images([s.predictor for s, *_ in items], [f.rgb for _, _, f, _ in items],
+                           [enc for *_, enc in items])
+            items = [(s, name, f) for s, name, f, _ in items]
             self.batches += 1
             self.batched_frames += len(items)
             self.last_batch_ms = batch.batch_ms
@@ -155,14 +163,22 @@ class CameraSessions:
 
     @property
     def class_names(self) -> list[str]:
+        """The shared vocabulary's class names."""
         return self._first.class_names  # one predictor: every camera's
 
     def set_thresholds(self, **kw: Any) -> None:
+        """OMGSegPredictor.set_thresholds on the shared predictor (every camera)."""
         self._first.set_thresholds(**kw)  # on the shared predictor: every camera's
 
     def set_tracker_config(self, cfg: Any) -> None:
+        """The tracker settings of every camera (VideoSession.set_tracker_config)."""
         for session in self:
             session.set_tracker_config(cfg)
+
+    def reset_tracks(self, reason: str = "reset requested") -> int:
+        """Forget every camera's tracks and targets (VideoSession.reset_tracks); returns the targets removed."""
+        with self.lock:
+            return sum(session.reset_tracks(reason) for session in self)
 
     # ------------------------------------------------------------------------------------------ exemplars
     # One book on the shared predictor: a name taught on one camera is found on every camera.
@@ -222,8 +238,8 @@ class CameraSessions:
         the sessions are unusable afterwards."""
         with self.lock:
             for session in self:
-                session.predictor.release()
-            self.predictor.release()
+                session.predictor.clear_image()
+            self.predictor.release()  # the shared backend, once
 
     @property
     def image_passes(self) -> int:

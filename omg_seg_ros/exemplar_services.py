@@ -83,17 +83,17 @@ class ExemplarServices:
             kw["mask"] = mask != 0
         return kw, rgb, header
 
-    def _camera(self, name: str = ""):
-        """The camera a request names ('' = the first; RequestError when inactive or unknown), the shared exemplar
-        book holding the current limits.max_exemplars."""
-        camera = self.base._camera(name)
-        self.node.sessions.exemplars.max_exemplars = int(self.node.p("limits.max_exemplars"))
-        return camera
+    def _sessions(self) -> Any:
+        """Every camera's sessions (CameraSessions: one exemplar book, holding the current limits.max_exemplars);
+        RequestError when inactive."""
+        sessions = self.base._sessions()
+        sessions.exemplars.max_exemplars = int(self.node.p("limits.max_exemplars"))
+        return sessions
 
-    def _sessions(self):
-        """Every camera's sessions (CameraSessions; one exemplar book), when active."""
-        self._camera()
-        return self.node.sessions
+    def _camera(self, name: str = "") -> Any:
+        """The camera a request names ('' = the first; RequestError when inactive or unknown)."""
+        self._sessions()
+        return self.base._camera(name)
 
     # ------------------------------------------------------------------------------------------ handlers
     def segment_like(self, req, resp):

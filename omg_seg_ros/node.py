@@ -1,6 +1,7 @@
 """The `omg_seg` lifecycle node: parameters, input subscription, worker thread, publishers, diagnostics.
 
-Lifecycle: configure loads the model (loader.py builds core's VideoSession), activate creates publishers + the input
+Lifecycle: configure loads the model (loader.py builds core's CameraSessions: one VideoSession per camera of
+parameter `cameras`), activate creates publishers + the input
 subscription and starts the worker, deactivate stops them (and frees GPU memory on CUDA devices), cleanup
 drops the model. `autostart` (default true) runs configure + activate at start-up.
 
@@ -119,9 +120,17 @@ class OmgSegNode(LifecycleNode):
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        return self._configure()
+
+    def _configure(self, reload: bool = False) -> TransitionCallbackReturn:
+        """Build the model and every camera's session. `reload` (activate after a GPU deactivate freed the device
+        memory): the configured cameras and the taught exemplars stay; parameter changes still wait for the next
+        real configure."""
         t0 = time.monotonic()
+        book = self.sessions.exemplars if reload and self.sessions is not None else None
         try:
-            names = params.check_cameras(self.p("cameras"), int(self.p("limits.max_cameras")))
+            names = [c.name for c in self.cameras] if reload else params.check_cameras(
+                self.p("cameras"), int(self.p("limits.max_cameras")))
             self.sessions = build_sessions(self.values(), names, warn=self.get_logger().warning,
                                            info=self.get_logger().info)
         except (ModelLoadError, ValueError) as e:
@@ -136,10 +145,13 @@ class OmgSegNode(LifecycleNode):
         for cam in self.cameras:
             cam.session = self.sessions[cam.name]
         self._released = False
-        try:
-            loaded = load_configured(self)
-        except (ValueError, OSError) as e:  # a bad exemplar file must not stop the node: say so, go on without
-            loaded = f"exemplars.file not loaded: {e}"
+        if book is not None:
+            self.sessions.predictor.exemplars, loaded = book, None
+        else:
+            try:
+                loaded = load_configured(self)
+            except (ValueError, OSError) as e:  # a bad exemplar file must not stop the node: say so, go on
+                loaded = f"exemplars.file not loaded: {e}"
         if loaded:
             self.get_logger().info(loaded)
         pred = self.sessions.predictor
@@ -150,8 +162,8 @@ class OmgSegNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        if self._released:  # GPU memory was freed on deactivate: reload
-            rc = self.on_configure(state)
+        if self._released:  # GPU memory was freed on deactivate: reload (same cameras, same taught exemplars)
+            rc = self._configure(reload=True)
             if rc != TransitionCallbackReturn.SUCCESS:
                 return rc
         for cam in self.cameras:
@@ -352,7 +364,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     malloc = tune_allocator()  # before the model allocates: per-frame activations stay in the heap (allocator.py)
     rclpy.init(args=argv if argv is not None else sys.argv)
     node = None
-    # input + diagnostics, prompt/text services, vocabulary service, parameter and lifecycle services
+    # pool threads for the short callbacks: every camera's inputs (a group each), diagnostics, prompt/text services,
+    # the vocabulary service, parameter and lifecycle services (frames run on the worker's own threads)
     executor = NodeExecutor(num_threads=4)  # MultiThreadedExecutor without its busy loop under load (executor.py)
     try:
         node = OmgSegNode()

@@ -62,7 +62,8 @@ CORE: list[tuple[str, Any, str]] = [
     ("limits.max_exemplars", 32, "most taught exemplar names (~/add_exemplar; each keeps up to 8 views)"),
     ("exemplars.file", "", "taught exemplars (.npz from ~/save_exemplars) loaded at configure, and the file "
                            "~/save_exemplars / ~/load_exemplars use when their path is empty; '' = none"),
-    ("limits.max_cameras", 8, "most cameras one node serves (parameter cameras; the model's largest batch)"),
+    ("limits.max_cameras", 8, "most cameras one node serves (parameter cameras; the model's largest batch is the "
+                              "number of configured cameras)"),
     ("depth.enabled", False, "subscribe to ~/input/depth (16UC1 mm or 32FC1 m, registered to the colour image) and "
                              "~/input/camera_info (the colour camera's) and give every segment, target and answer "
                              "its 3D position (docs/ros.md, 'Depth and 3D')"),

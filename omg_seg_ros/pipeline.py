@@ -32,36 +32,37 @@ class FramePipeline:
                 frames = self.node.inbox.gather(timeout=0.2, window=float(self.node.p("batch_window_ms")) / 1000.0)
                 if stop.is_set() or not any(frames):
                     continue
+                sessions = self.node.sessions  # read once: a cleanup sets it to None
+                work = self._prepare(frames) if sessions is not None else {}
+                if not work:
+                    continue
                 try:
-                    work, batch = self._encode(frames)
+                    batch = sessions.encode({name: w[2] for name, w in work.items()})
                 except Exception as e:  # keep serving: one bad batch must not kill the worker
-                    self._batch_failed(e, [c for c, f in zip(self.node.cameras, frames) if f is not None])
+                    self._batch_failed(e, [w[0] for w in work.values()])  # the cameras whose frames it held
                     continue
                 if pending is not None:
                     pending.result()
-                pending = post.submit(self._finish, batch, work) if batch is not None else None
+                pending = post.submit(self._finish, sessions, batch, work)
 
-    def _encode(self, frames: list[Optional[Frame]]) -> tuple[dict, Any]:
-        """Decode the gathered frames (per camera, None = no new frame) and run their image graph as one batch ->
-        (camera name -> (camera, frame, CameraFrame, decode ms, wait ms), EncodedFrames or None)."""
-        sessions = self.node.sessions
+    def _prepare(self, frames: list[Optional[Frame]]) -> dict:
+        """Decode the gathered frames (per camera, None = no new frame) -> camera name -> (camera, frame,
+        CameraFrame, decode ms, wait ms) of the frames to run (a bad image was dropped: counted, warned)."""
         work = {}
         for cam, frame in zip(self.node.cameras, frames):
-            prepared = cam.prepare(frame) if frame is not None and sessions is not None else None
-            if prepared is not None:  # a bad image was dropped (counted, warned)
+            prepared = cam.prepare(frame) if frame is not None else None
+            if prepared is not None:
                 work[cam.name] = (cam, frame, *prepared)
-        if not work:
-            return work, None
-        return work, sessions.encode({name: w[2] for name, w in work.items()})
+        return work
 
-    def _finish(self, batch: Any, work: dict) -> None:
+    def _finish(self, sessions: Any, batch: Any, work: dict) -> None:
         """Post-process the batch per camera and publish each camera's outputs as soon as its frame is done."""
         def publish(name: str, result) -> None:
             cam, frame, inp, decode_ms, wait_ms = work[name]
             cam.publish(frame, inp, result, decode_ms, wait_ms)
 
         try:
-            results = self.node.sessions.finish(batch, on_result=publish)
+            results = sessions.finish(batch, on_result=publish)
         except Exception as e:  # noqa: BLE001 - the post stage reports, never raises into the worker
             self._batch_failed(e, [w[0] for w in work.values()])
             return

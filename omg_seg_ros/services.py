@@ -71,8 +71,7 @@ class Services:
     # ------------------------------------------------------------------------------------------ helpers
     def _camera(self, name: str = ""):
         """The camera a request names ('' = the first); RequestError when inactive or unknown."""
-        if not self.node.active or self.node.sessions is None:
-            raise RequestError("node is not active (lifecycle state must be 'active'; see ~/change_state)")
+        self._sessions()
         cameras = self.node.cameras
         if not name:
             return cameras[0]
@@ -81,6 +80,14 @@ class Services:
                 return cam
         raise RequestError(f"unknown camera '{name}'; this node's cameras: {[c.name for c in cameras]} (parameter "
                            "cameras; '' = the first)")
+
+    def _sessions(self):
+        """Every camera's sessions (CameraSessions) of the active node; RequestError when inactive. Read once: a
+        concurrent cleanup sets node.sessions to None."""
+        sessions = self.node.sessions
+        if not self.node.active or sessions is None:
+            raise RequestError("node is not active (lifecycle state must be 'active'; see ~/change_state)")
+        return sessions
 
     def _session(self, name: str = ""):
         """The VideoSession of camera `name` ('' = the first)."""
@@ -171,11 +178,11 @@ class Services:
 
     def set_vocabulary(self, req, resp):
         try:
-            self._camera()
+            sessions = self._sessions()
             _check_count(len(req.things) + len(req.stuff), int(self.node.p("limits.max_vocabulary")), "classes",
                          "limits.max_vocabulary")
             # one vocabulary for every camera (one model): every camera's tracks are reset
-            n = self.node.sessions.set_vocabulary([t.strip() for t in req.things], [s.strip() for s in req.stuff],
+            n = sessions.set_vocabulary([t.strip() for t in req.things], [s.strip() for s in req.stuff],
                                                   cancel=self.node.shutting_down)
             self.node.publish_label_info()
             resp.success, resp.num_classes = True, n
@@ -187,8 +194,7 @@ class Services:
 
     def reset_tracks(self, req, resp):
         try:
-            self._camera()
-            n = sum(s.reset_tracks("reset requested over ~/reset_tracks") for s in self.node.sessions)
+            n = self._sessions().reset_tracks("reset requested over ~/reset_tracks")
             resp.message = f"tracks reset, {n} target(s) removed" + (
                 f" ({len(self.node.cameras)} cameras)" if len(self.node.cameras) > 1 else "")
             resp.success = True

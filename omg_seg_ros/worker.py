@@ -1,10 +1,10 @@
-"""The node's worker side, ROS-free: the one-slot frame mailbox, the frame record and rolling statistics.
+"""The node's worker side, ROS-free: the one-slot frame mailboxes, the frame record and rolling statistics.
 
-Kept free of rclpy so the threading can be reasoned about (and tested) on its own; node.py moves messages in and
-out, and the per-frame work is core's `VideoSession.step` (omg_seg_core/video.py).
+Kept free of rclpy so the threading can be reasoned about (and tested) on its own; node.py and camera.py move
+messages in and out, pipeline.py runs the frames through core's `CameraSessions` (omg_seg_core/multi_camera.py).
 
-Threading: the subscription callback `put`s frames into a `FrameMailbox` (never blocks, overwrites and counts
-the stale frame); ONE worker thread takes the latest and processes it. Service handlers call
+Threading: each camera's subscription callback `put`s frames into its `FrameMailbox` (never blocks, overwrites and
+counts the stale frame); ONE worker thread gathers the latest of every camera (below). Service handlers call
 `VideoSession.prompt/text/...` from another thread; the session's lock keeps a request from interleaving with a
 frame, so a prompt runs on the cached features of the latest processed frame.
 
@@ -39,7 +39,8 @@ class Frame:
 
 
 class FrameMailbox:
-    """A one-slot mailbox: `put` replaces the waiting frame (counted as dropped), `take` waits for one."""
+    """A one-slot mailbox: `put` replaces the waiting frame (counted as dropped), `pop` takes it (Inbox.gather
+    waits for any camera's)."""
 
     def __init__(self, cond: Optional[threading.Condition] = None) -> None:
         self._cond = cond if cond is not None else threading.Condition()  # shared by the mailboxes of an Inbox
@@ -60,14 +61,6 @@ class FrameMailbox:
             self.last_put = time.monotonic()
             self._cond.notify_all()
             return overwrote
-
-    def take(self, timeout: float) -> Optional[Frame]:
-        """The latest frame, or None after `timeout` seconds or when closed."""
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
-            item, self._item = self._item, None
-            return item
 
     @property
     def waiting(self) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
@@ -31,10 +31,14 @@ def base_of(predictor: Any) -> Any:
     return getattr(predictor, "_base", predictor)
 
 
-def encode_images(predictor: Any, images: Sequence[np.ndarray]
-                  ) -> list[tuple[ImageFeatures, ImageMeta, dict[str, float]]]:
+Encoded = Union[tuple[ImageFeatures, ImageMeta, dict[str, float]], Exception]
+
+
+def encode_images(predictor: Any, images: Sequence[np.ndarray]) -> list[Encoded]:
     """Pre-process RGB uint8 images [H, W, 3] and run the image graph once per padded size (one batch per size)
-    -> per image (features of batch 1, ImageMeta, ms: preprocess (its own), image_graph (its batch's call)).
+    -> per image (features of batch 1, ImageMeta, ms: preprocess (its own), image_graph (its batch's call)), or
+    the exception its size's call raised (a backend that cannot be built for that size, out of memory): the other
+    sizes' images are still encoded, so one camera of another size cannot stop the others.
     Every image is validated first: a bad one raises ValueError naming its index, nothing runs."""
     _validate_all(images)
     xs: list[torch.Tensor] = []
@@ -53,22 +57,29 @@ def encode_images(predictor: Any, images: Sequence[np.ndarray]
     out: list[Any] = [None] * len(images)
     for idx in groups.values():
         x = torch.cat([xs[i] for i in idx]) if len(idx) > 1 else xs[idx[0]]
-        with predictor.graph_lock:  # one image-graph call at a time (OMGSegPredictor.graph_lock)
-            t0 = time.perf_counter()
-            feats = predictor.backend.run_image(x)
-            sync_device(predictor.device)
-            graph_ms = (time.perf_counter() - t0) * 1e3
+        try:
+            with predictor.graph_lock:  # one image-graph call at a time (OMGSegPredictor.graph_lock)
+                t0 = time.perf_counter()
+                feats = predictor.backend.run_image(x)
+                sync_device(predictor.device)
+                graph_ms = (time.perf_counter() - t0) * 1e3
+        except Exception as e:  # noqa: BLE001 - handed to the caller per image (docstring)
+            for i in idx:
+                out[i] = e
+            continue
         for i, f in zip(idx, feats.unbatch()):
             out[i] = (f, metas[i], {"preprocess": pre_ms[i], "image_graph": graph_ms})
     return out
 
 
-def install_images(predictors: Sequence[Any], images: Sequence[np.ndarray],
-                   encoded: Sequence[tuple[ImageFeatures, ImageMeta, dict[str, float]]]) -> None:
+def install_images(predictors: Sequence[Any], images: Sequence[np.ndarray], encoded: Sequence[Encoded]) -> None:
     """Give predictor i image i with its `encode_images` result i (the second half of set_images, for callers that
-    encode a batch while the predictors still serve the previous one: multi_camera.CameraSessions)."""
-    for p, image, (feats, meta, timings) in zip(predictors, images, encoded):
-        p.cache_image(image, feats, meta, timings)
+    encode a batch while the predictors still serve the previous one: multi_camera.CameraSessions); a result that
+    is an exception is raised (pass only the successful ones to keep the others)."""
+    for p, image, enc in zip(predictors, images, encoded):
+        if isinstance(enc, Exception):
+            raise enc
+        p.cache_image(image, *enc)
 
 
 def set_images(predictors: Sequence[Any], images: Sequence[np.ndarray]) -> None:
@@ -87,8 +98,7 @@ def set_images(predictors: Sequence[Any], images: Sequence[np.ndarray]) -> None:
         raise ValueError("set_images: a predictor appears twice (it holds one image)")
     _validate_all(images)  # before anything is cleared: a rejected batch keeps every cached image
     for p in predictors:
-        p.last_timings = {}
-        p._features = p._meta = p._cls_logits = p._image = None
+        p.clear_image()
     install_images(predictors, images, encode_images(base, images))
 
 

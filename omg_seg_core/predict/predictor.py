@@ -209,9 +209,14 @@ class OMGSegPredictor(ExemplarRequests):
         self.last_timings = dict(timings)
         self.last_timings["set_image"] = self.last_timings["preprocess"] + self.last_timings["image_graph"]
 
+    def clear_image(self) -> None:
+        """Forget the cached image (every IMAGE_STATE attribute): a task then needs `set_image` first."""
+        for name in self.IMAGE_STATE:
+            setattr(self, name, {} if name == "last_timings" else None)
+
     def release(self) -> None:
         """Free the cached features and the backend's device memory."""
-        self._features = self._meta = self._cls_logits = self._image = None
+        self.clear_image()
         self.backend.release()
 
     # ---- closed-vocabulary tasks ---------------------------------------------------------------------------

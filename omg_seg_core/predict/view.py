@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .batch import base_of
 from .predictor import OMGSegPredictor
 
 
@@ -22,10 +23,8 @@ class PredictorView(OMGSegPredictor):
     """A camera's predictor on a shared `base` (module docstring); a view of a view shares the same base."""
 
     def __init__(self, base: OMGSegPredictor) -> None:  # noqa: D107 - no OMGSegPredictor.__init__: nothing is built
-        object.__setattr__(self, "_base", getattr(base, "_base", base))
-        for name in OMGSegPredictor.IMAGE_STATE:
-            object.__setattr__(self, name, None)
-        object.__setattr__(self, "last_timings", {})
+        object.__setattr__(self, "_base", base_of(base))
+        self.clear_image()  # IMAGE_STATE attributes are the view's own (__setattr__)
 
     def __getattr__(self, name: str) -> Any:
         # only reached for attributes the view does not hold itself: the shared ones

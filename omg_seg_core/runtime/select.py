@@ -109,7 +109,10 @@ class PerSizeBackend:
     Outputs then equal PyTorch's exactly (no extra letterbox padding). The first size is built eagerly, so a
     backend that cannot load fails at construction, where make_backend can fall back. Keeps `max_sizes` sizes.
     Thread-safe: the node runs the image graph of the next frames while the current ones are post-processed
-    (prompt graph), so two threads may look up sizes at once; making a size's backend holds the lookup lock."""
+    (prompt graph), so two threads may look up sizes at once. A new size's backend is made OUTSIDE the lookup lock
+(a TensorRT build takes minutes: the other sizes keep serving; a second caller of that size waits for it), and an
+evicted size's backend is dropped, not released: a thread may still be running it, and it frees its memory when
+the last reference goes."""
 
     input_size = None  # accepts any size, like TorchBackend
 
@@ -118,20 +121,32 @@ class PerSizeBackend:
         self.name = name
         self._factory, self._max = factory, max_sizes
         self._by_size: dict[tuple[int, int], Backend] = {}
+        self._making: dict[tuple[int, int], threading.Event] = {}  # sizes whose backend a thread is making
         self._lock = threading.Lock()
         self.device = self._get(first_size).device
 
     def _get(self, size: tuple[int, int]) -> Backend:
-        with self._lock:
-            if size in self._by_size:
-                self._by_size[size] = self._by_size.pop(size)  # most recently used last
-                return self._by_size[size]
+        while True:
+            with self._lock:
+                if size in self._by_size:
+                    self._by_size[size] = self._by_size.pop(size)  # most recently used last
+                    return self._by_size[size]
+                made = self._making.get(size)
+                if made is None:
+                    made = self._making[size] = threading.Event()
+                    break
+            made.wait()  # another thread makes it; then look again (made, or failed: try ourselves)
+        try:
             backend = self._factory(size)
-            self._by_size[size] = backend
-            while len(self._by_size) > self._max:
-                oldest = next(iter(self._by_size))
-                self._by_size.pop(oldest).release()
+            with self._lock:
+                self._by_size[size] = backend
+                while len(self._by_size) > self._max:
+                    self._by_size.pop(next(iter(self._by_size)))  # dropped, not released (class docstring)
             return backend
+        finally:
+            with self._lock:
+                del self._making[size]
+            made.set()
 
     def run_image(self, image: torch.Tensor) -> ImageFeatures:
         return self._get((int(image.shape[-2]), int(image.shape[-1]))).run_image(image)

@@ -158,3 +158,21 @@ def test_exemplars_are_one_book_for_every_camera(predictor, videos, tmp_path):
         assert all(s.exemplar_targets == {} for s in multi)
     finally:
         multi.exemplars.remove("")
+
+
+def test_a_size_whose_image_graph_fails_costs_only_its_camera(predictor, videos, monkeypatch):
+    """The right camera's 240x240 frames have their own padded size; when the backend fails for that size (an
+    engine that cannot be built, out of memory), the front and left cameras are still served."""
+    multi = CameraSessions(predictor, NAMES, tracking=_tracking)
+    real = predictor.backend.run_image
+
+    def run_image(x):
+        if x.shape[-1] == x.shape[-2]:
+            raise RuntimeError("engine build failed for this size")
+        return real(x)
+
+    monkeypatch.setattr(predictor.backend, "run_image", run_image)
+    results = multi.step({n: CameraFrame(videos[n][0], stamp=0.0) for n in NAMES})
+    assert isinstance(results["right"], RuntimeError) and "engine build failed" in str(results["right"])
+    assert all(results[n].frame_index == 0 and len(results[n].segments) > 0 for n in ("front", "left"))
+    assert multi["right"].image_size is None  # no frame of its own yet

@@ -209,3 +209,38 @@ def test_per_size_backend_is_safe_to_share_between_threads():
     for t in threads:
         t.join()
     assert errors == [] and sorted(made) == [(256, 320), (320, 320)]
+
+
+def test_per_size_backend_makes_a_new_size_without_blocking_the_others():
+    """A new camera size's backend (a TensorRT build takes minutes) is made outside the lookup lock: the sizes
+    already made keep serving meanwhile."""
+    import threading
+    import time as _time
+
+    from omg_seg_core.runtime.select import PerSizeBackend
+
+    gate, started = threading.Event(), threading.Event()
+
+    class Fake:
+        device = "cpu"
+
+        def __init__(self, size):
+            if size == (512, 512):
+                started.set()
+                gate.wait(10.0)
+
+        def release(self):
+            pass
+
+    backend = PerSizeBackend("fake", Fake, (256, 320), max_sizes=3)
+    t = threading.Thread(target=backend._get, args=((512, 512),))
+    t.start()
+    try:
+        assert started.wait(5.0)
+        t0 = _time.monotonic()
+        backend._get((256, 320))
+        assert _time.monotonic() - t0 < 2.0, "a lookup of a made size waited for another size's build"
+    finally:
+        gate.set()
+        t.join(10.0)
+    assert (512, 512) in backend._by_size

@@ -283,6 +283,18 @@ def test_launch_maps_a_camera_list_to_the_parameter_and_remappings():
         f["camera_topic"]("/camera/image_raw", "front", 0, 3)
 
 
+def test_launch_remaps_the_cameras_of_the_parameters_file(tmp_path):
+    """No `cameras` launch argument: the node takes the parameters file's list, so the launch remaps those."""
+    f = _launch_functions()
+    assert f["camera_names_in_params_file"](str(ROOT / "config" / "perception.yaml")) == [""]
+    p = tmp_path / "robot.yaml"
+    p.write_text("omg_seg:\n  ros__parameters:\n    cameras: [front, left]\n    backend: onnxruntime\n")
+    assert f["camera_names_in_params_file"](str(p)) == ["front", "left"]
+    p.write_text("/**:\n  ros__parameters:\n    use_sim_time: true\n")
+    assert f["camera_names_in_params_file"](str(p)) == [""]
+    assert f["camera_names_in_params_file"](str(tmp_path / "missing.yaml")) == [""]
+
+
 # ---- the executor (executor.py): no busy loop on callbacks queued behind a busy thread pool ---------------------
 def test_executor_does_not_resubmit_a_queued_callback():
     """One pool thread held by a slow callback, a timer firing meanwhile: rclpy's MultiThreadedExecutor submits the

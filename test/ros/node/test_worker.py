@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from omg_seg_ros.worker import Frame, FrameMailbox, Stats
+from omg_seg_ros.worker import Frame, FrameMailbox, Inbox, Stats
 
 
 def _frame(i: int) -> Frame:
@@ -19,25 +19,25 @@ def test_mailbox_keeps_only_the_latest_and_counts_drops():
     assert box.put(_frame(0)) is False
     assert box.put(_frame(1)) is True
     assert box.put(_frame(2)) is True
-    assert box.take(0.01).index == 2
-    assert box.take(0.01) is None
+    assert box.pop().index == 2
+    assert box.pop() is None
     assert (box.received, box.dropped) == (3, 2)
 
 
-def test_mailbox_wakes_a_waiting_worker_and_close_releases_it():
-    box = FrameMailbox()
+def test_inbox_wakes_a_waiting_worker_and_close_releases_it():
+    inbox = Inbox(2)
     got = []
-    t = threading.Thread(target=lambda: got.append(box.take(10.0)))
+    t = threading.Thread(target=lambda: got.append(inbox.gather(10.0, 0.0)))
     t.start()
     time.sleep(0.05)
-    box.put(_frame(7))
+    inbox.boxes[1].put(_frame(7))
     t.join(2.0)
-    assert got and got[0].index == 7
-    t = threading.Thread(target=lambda: got.append(box.take(10.0)))
+    assert got and got[0][0] is None and got[0][1].index == 7
+    t = threading.Thread(target=lambda: got.append(inbox.gather(10.0, 0.0)))
     t.start()
-    box.close()
+    inbox.close()
     t.join(2.0)
-    assert not t.is_alive() and got[-1] is None
+    assert not t.is_alive() and got[-1] == [None, None]
 
 
 def test_stats_window_is_bounded():
