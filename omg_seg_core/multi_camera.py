@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .predict.batch import encode_images, install_images
+from .predict.batch import Encoded, encode_images, install_images
 from .predict.view import PredictorView
 from .spatial import DepthConfig, DepthFrame
 from .video import FrameResult, VideoSession, check_depth, swap_vocabulary
@@ -35,10 +35,11 @@ from .video import FrameResult, VideoSession, check_depth, swap_vocabulary
 @dataclass
 class EncodedFrames:
     """Frames through the image graph, not yet given to their cameras (`CameraSessions.encode` -> `finish`):
-    per frame (features of batch 1, ImageMeta, ms per stage), in `frames` order; batch_ms: the whole encode."""
+    per frame (features of batch 1, ImageMeta, ms per stage) or the exception its size's image-graph call raised
+    (predict/batch.encode_images), in `frames` order; batch_ms: the whole encode."""
 
     frames: dict[str, "CameraFrame"]
-    encoded: list[tuple[Any, Any, dict[str, float]]]
+    encoded: list[Encoded]
     batch_ms: float
 
 
@@ -132,16 +133,14 @@ class CameraSessions:
             for (name, f), enc in zip(batch.frames.items(), batch.encoded):
                 if isinstance(enc, Exception):  # its size's image-graph call failed: that camera only
                     out[name] = enc
-                else:
-                    items.append((self[name], name, f, enc))
-            install_images([s.predictor for s, *_ in items], [f.rgb for _, _, f, _ in items],
-                           [enc for *_, enc in items])
-            items = [(s, name, f) for s, name, f, _ in items]
+                    continue
+                session = self[name]
+                install_images([session.predictor], [f.rgb], [enc])
+                session.frame_image_set(f.rgb.shape)
+                items.append((session, name, f))
             self.batches += 1
             self.batched_frames += len(items)
             self.last_batch_ms = batch.batch_ms
-            for session, _, f in items:
-                session.frame_image_set(f.rgb.shape)
             for session, name, f in items:
                 try:
                     result = session.finish_frame(time.perf_counter() - batch.batch_ms / 1e3, f.stamp, depth=f.depth)

@@ -72,14 +72,12 @@ def encode_images(predictor: Any, images: Sequence[np.ndarray]) -> list[Encoded]
     return out
 
 
-def install_images(predictors: Sequence[Any], images: Sequence[np.ndarray], encoded: Sequence[Encoded]) -> None:
-    """Give predictor i image i with its `encode_images` result i (the second half of set_images, for callers that
-    encode a batch while the predictors still serve the previous one: multi_camera.CameraSessions); a result that
-    is an exception is raised (pass only the successful ones to keep the others)."""
-    for p, image, enc in zip(predictors, images, encoded):
-        if isinstance(enc, Exception):
-            raise enc
-        p.cache_image(image, *enc)
+def install_images(predictors: Sequence[Any], images: Sequence[np.ndarray],
+                   encoded: Sequence[tuple[ImageFeatures, ImageMeta, dict[str, float]]]) -> None:
+    """Give predictor i image i with its successful `encode_images` result i (the second half of set_images, for
+    callers that encode a batch while the predictors still serve the previous one: multi_camera.CameraSessions)."""
+    for p, image, (feats, meta, timings) in zip(predictors, images, encoded):
+        p.cache_image(image, feats, meta, timings)
 
 
 def set_images(predictors: Sequence[Any], images: Sequence[np.ndarray]) -> None:
@@ -99,7 +97,11 @@ def set_images(predictors: Sequence[Any], images: Sequence[np.ndarray]) -> None:
     _validate_all(images)  # before anything is cleared: a rejected batch keeps every cached image
     for p in predictors:
         p.clear_image()
-    install_images(predictors, images, encode_images(base, images))
+    encoded = encode_images(base, images)
+    failed = next((e for e in encoded if isinstance(e, Exception)), None)
+    if failed is not None:  # none gets a new image (as when a single call fails)
+        raise failed
+    install_images(predictors, images, encoded)
 
 
 def sync_device(device: torch.device) -> None:
@@ -116,4 +118,4 @@ def _validate_all(images: Sequence[np.ndarray]) -> None:
             raise type(e)(f"image {i}: {e}" if len(images) > 1 else str(e)) from None
 
 
-__all__ = ["base_of", "encode_images", "install_images", "set_images", "sync_device"]
+__all__ = ["Encoded", "base_of", "encode_images", "install_images", "set_images", "sync_device"]

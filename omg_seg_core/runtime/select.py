@@ -110,9 +110,9 @@ class PerSizeBackend:
     backend that cannot load fails at construction, where make_backend can fall back. Keeps `max_sizes` sizes.
     Thread-safe: the node runs the image graph of the next frames while the current ones are post-processed
     (prompt graph), so two threads may look up sizes at once. A new size's backend is made OUTSIDE the lookup lock
-(a TensorRT build takes minutes: the other sizes keep serving; a second caller of that size waits for it), and an
-evicted size's backend is dropped, not released: a thread may still be running it, and it frees its memory when
-the last reference goes."""
+    (a TensorRT build takes minutes: the other sizes keep serving; a second caller of that size waits for it), and
+    an evicted size's backend is dropped, not released: a thread may still be running it, and it frees its memory
+    when the last reference goes."""
 
     input_size = None  # accepts any size, like TorchBackend
 
