@@ -27,6 +27,10 @@ import numpy as np
 
 from ..structures import Segments
 
+#: A partition's filter converts the guide to float32 planes once (12 bytes per pixel; its windows cover the whole
+#: frame anyway) for frames up to this many pixels; larger frames convert each window's pixels as they are used.
+_FULL_GUIDE_PIXELS = 4_000_000
+
 
 def _box(x: np.ndarray, r: int) -> np.ndarray:
     """Mean over a (2r+1)^2 window (reflected at the borders); x float32 [h, w]."""
@@ -51,9 +55,12 @@ class GuidedFilter:
     (smaller follows weaker edges); subsample: compute the linear coefficients on an image `subsample` x smaller
     and apply them at full resolution (fast guided filter). The guide's window statistics are computed once;
     each mask is then filtered only inside its box grown by 2 x radius + 1 (outside it the result is exactly 0).
+    full_guide: convert the whole guide to float32 once (frames up to _FULL_GUIDE_PIXELS; worth it when the masks'
+    windows cover most of the frame, as a partition's do) instead of each window's pixels per mask.
     """
 
-    def __init__(self, image: np.ndarray, radius: int, eps: float, subsample: int = 1) -> None:
+    def __init__(self, image: np.ndarray, radius: int, eps: float, subsample: int = 1, full_guide: bool = False
+                 ) -> None:
         if radius < 1 or eps <= 0 or subsample < 1:
             raise ValueError(f"guided filter needs radius >= 1, eps > 0, subsample >= 1 "
                              f"(got {radius}, {eps}, {subsample})")
@@ -61,8 +68,8 @@ class GuidedFilter:
         self.shape = image.shape[:2]
         h, w = self.shape
         self.low_shape = (-(-h // subsample), -(-w // subsample))
-        # The full-resolution guide stays uint8 (intensities scaled to [0, 1] only inside a mask's window), and
-        # the subsampled planes are made one colour at a time: a few bytes per camera pixel, whatever its size.
+        # The full-resolution guide stays uint8 (intensities scaled to [0, 1] only inside a mask's window, unless
+        # full_guide), and the subsampled planes are made one colour at a time: a few bytes per camera pixel.
         self.image = image
         g = []
         for c in range(3):
@@ -81,6 +88,16 @@ class GuidedFilter:
                rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg]
         det = rr * inv[0] + rg * inv[1] + rb * inv[2]
         self.inv = [x / det for x in inv]                                            # 6 x [h, w]
+        self.full = None                            # 3 x float32 [H, W] (intensities in [0, 1]), see full_guide
+        if full_guide and h * w <= _FULL_GUIDE_PIXELS:
+            self.full = [g[c] if subsample == 1 else self._plane(image, c) for c in range(3)]
+
+    @staticmethod
+    def _plane(image: np.ndarray, c: int, win: tuple[slice, slice] = (slice(None), slice(None))) -> np.ndarray:
+        """Colour c of image[win] as float32 intensities in [0, 1]."""
+        g = image[win[0], win[1], c].astype(np.float32)
+        g *= 1.0 / 255.0
+        return g
 
     def _window(self, mask: np.ndarray) -> Optional[tuple[slice, slice]]:
         """The low-resolution rows / columns where filtering `mask` can give non-zero values."""
@@ -135,9 +152,7 @@ class GuidedFilter:
         out = None
         for c in range(3):
             term = full(coef[c])
-            g = self.image[full_win[0], full_win[1], c].astype(np.float32)
-            g *= 1.0 / 255.0
-            term *= g
+            term *= self._plane(self.image, c, full_win) if self.full is None else self.full[c][full_win]
             if out is None:
                 out = term
             else:
@@ -175,7 +190,7 @@ def refine_partition(image: np.ndarray, masks: np.ndarray, radius: int, eps: flo
     keeps its original pixels."""
     if radius <= 0 or len(masks) == 0:
         return masks
-    gf = GuidedFilter(image, radius, eps, subsample)
+    gf = GuidedFilter(image, radius, eps, subsample, full_guide=True)
     void = ~masks.any(0)
     planes = list(masks) + ([void] if void.any() else [])
     # every pixel lies in the window of the plane holding it, so each gets a label
@@ -187,10 +202,11 @@ def refine_partition(image: np.ndarray, masks: np.ndarray, radius: int, eps: flo
             continue
         win, resp = found
         better = resp > best[win]
-        best[win] = np.where(better, resp, best[win])
-        label[win][better] = i
-    out = label[None] == np.arange(len(masks))[:, None, None]
-    for i in np.flatnonzero(~out.any(axis=(1, 2))):
+        np.maximum(best[win], resp, out=best[win])  # where not better, resp <= best: the same values
+        np.copyto(label[win], i, where=better)
+    out = label[None] == np.arange(len(masks), dtype=label.dtype)[:, None, None]
+    counts = np.bincount(label.ravel() + 1, minlength=len(planes) + 1)[1:len(masks) + 1]
+    for i in np.flatnonzero(counts == 0):
         out[:, masks[i]] = False
         out[i] = masks[i]
     return out

@@ -84,6 +84,22 @@ def test_a_partition_stays_a_partition_and_its_borders_move_to_the_edges():
     assert mask_iou(out2[0], square) > 0.97
 
 
+@pytest.mark.parametrize("subsample", [1, 4])
+def test_the_whole_frame_guide_gives_what_the_per_window_guide_gives(monkeypatch, subsample):
+    """A partition converts the guide once (frames up to _FULL_GUIDE_PIXELS), larger frames per window: same bits."""
+    from omg_seg_core.predict import edge_refine
+
+    img, square, disc = _scene(3)
+    masks = np.stack([square, disc & ~square])
+    for m in (square, disc):
+        np.testing.assert_array_equal(GuidedFilter(img, 2, 1e-4, subsample, full_guide=True)(m),
+                                      GuidedFilter(img, 2, 1e-4, subsample)(m))
+    whole = refine_partition(img, masks, 2, 1e-4, subsample)
+    monkeypatch.setattr(edge_refine, "_FULL_GUIDE_PIXELS", 0)  # as for a frame over the limit
+    assert GuidedFilter(img, 2, 1e-4, subsample, full_guide=True).full is None
+    np.testing.assert_array_equal(refine_partition(img, masks, 2, 1e-4, subsample), whole)
+
+
 def test_a_mask_thinner_than_the_window_is_kept_not_lost():
     img, square, _ = _scene()
     speck = np.zeros((H, W), bool)

@@ -163,13 +163,14 @@ def test_thresholds_come_from_config(golden):
     assert len(hi) > 0 and np.all(hi.scores >= 0.5)
 
 
-@pytest.mark.parametrize("chunk_pixels", [16_000_000, 1])
-def test_streamed_fusion_equals_the_argmax_of_all_masks(monkeypatch, chunk_pixels):
+@pytest.mark.parametrize("chunk_pixels, band_pixels", [(16_000_000, 1 << 20), (1, 1 << 20), (16_000_000, 1)])
+def test_streamed_fusion_equals_the_argmax_of_all_masks(monkeypatch, chunk_pixels, band_pixels):
     """The panoptic fusion streams over queries (a few bytes per pixel at any frame size): same argmax (first
     maximum wins ties, as torch.argmax), same winner foreground and per-query areas as on all masks at once."""
     from omg_seg_core.predict import postprocess
 
     monkeypatch.setattr(postprocess, "_CHUNK_PIXELS", chunk_pixels)  # 1: one query per chunk
+    monkeypatch.setattr(postprocess, "_BAND_PIXELS", band_pixels)    # 1: one row per band
     torch.manual_seed(0)
     m = torch.randn(7, 30, 40) * 4
     m[4] = m[2]          # exact ties: the earlier query must win
