@@ -2,6 +2,7 @@
 
     scripts/with_env.sh .venv/bin/python benchmarks/node_latency.py [--sizes 320x240,640x480] [--rate 30]
         [--frames 600] [--paced 40] [--weights CKPT | --allow-random-weights] [--json bench_results/node_latency.json]
+    scripts/with_env.sh .venv/bin/python benchmarks/node_latency.py --closed-loop 300 [--rounds 5]
 
 Per input size it starts the node (config/perception.yaml, every output enabled and subscribed), an image
 player publishing random frames of that size, and measures:
@@ -57,11 +58,13 @@ class BenchClient(ClientNode):
             t = time.time()  # same machine and clock as the stamps (ROS system time)
             with self.lock:
                 self.recv[name][(msg.header.stamp.sec, msg.header.stamp.nanosec)] = t
+                self.lock.notify_all()
         return cb
 
-    def complete(self, stamp: tuple[int, int]) -> bool:
+    def wait_complete(self, stamp: tuple[int, int], timeout: float) -> bool:
+        """Wait until every output of `stamp` arrived (woken by each arrival, no polling); False on timeout."""
         with self.lock:
-            return all(stamp in self.recv[o] for o in OUTPUTS)
+            return self.lock.wait_for(lambda: all(stamp in self.recv[o] for o in OUTPUTS), timeout)
 
     def latencies(self, stamps, minus: Optional[dict] = None) -> dict[str, list[float]]:
         """Per output: receive time - stamp (ms) for `stamps`, minus `minus[stamp]` ms when given."""
@@ -87,8 +90,7 @@ def _paced(client: BenchClient, player: Player, n: int, cycle: int = 8, pair: bo
     for i in range(n):
         s = next(iter(player.play(i % cycle, i % cycle + 1)))
         end = time.monotonic() + 60
-        while not client.complete(s) and time.monotonic() < end:
-            time.sleep(0.002)
+        client.wait_complete(s, 60.0)
         # The node's diagnostics name the last frame's stamp and model time: pair them with this frame.
         while pair and time.monotonic() < end:
             with client.lock:
@@ -217,19 +219,24 @@ def print_table(results: list[dict]) -> None:
 def closed_loop(args: argparse.Namespace, log_dir: Path) -> dict:
     """The node in a closed loop on the sample robot video (320x240, generated scenes the shipped model knows):
     tracking on and one followed text target ("segment the red box", track: true); each frame is sent when the
-    previous one's outputs arrived. Against, in this process and the same run: `set_image + panoptic()` alone on
-    the same frames with the backend the node chose. Returns frames/s of both, their ratio and the node's
-    per-stage p50 from its diagnostics."""
+    previous one's outputs arrived. Against it, in this process and the same run: `set_image + panoptic()` alone on
+    the same frames with the backend the node chose. The two alternate in `--rounds` rounds (the node stays up and
+    idle while the predictor runs alone), so a slower minute of a shared machine hits both; frames/s per round,
+    medians over rounds and their ratio; the node's per-stage p50 from its diagnostics."""
+    import cv2
     from omg_seg_msgs.srv import SegmentText
 
     from omg_seg_core.predict import build_predictor
 
     folder = ROOT / "data" / "samples" / "robot_scene"
     n_frames = len([p for p in folder.iterdir() if p.name.startswith("frame_")])
+    frames = [cv2.imread(str(folder / f"frame_{i:03d}.jpg"))[:, :, ::-1].copy() for i in range(n_frames)]
     log = log_dir / "node_closed_loop.log"
     node = _spawn(["-m", "omg_seg_ros.node", "--ros-args", "--params-file", str(ROOT / "config" / "perception.yaml"),
                    "-p", "diagnostics_period:=0.2"], log=log)
     client = player = None
+    per_round = max(1, args.closed_loop // args.rounds)
+    node_fps, alone_fps = [], []
     try:
         t0 = time.monotonic()
         while "active: listening" not in log.read_text():
@@ -242,9 +249,22 @@ def closed_loop(args: argparse.Namespace, log_dir: Path) -> dict:
         _paced(client, player, 5, cycle=n_frames)  # warm-up and a frame to request the target on
         r = client.call(SegmentText, "/omg_seg/segment_text", SegmentText.Request(text="segment the red box",
                                                                                  track=True))
-        t1 = time.monotonic()
-        stamps, _ = _paced(client, player, args.closed_loop, cycle=n_frames, pair=False)
-        node_fps = len(stamps) / (time.monotonic() - t1)
+        backend = _diag_after(client, 0.5).get("backend", "torch")
+        pred = build_predictor("omg_seg_tiny", **({} if backend == "torch" else {"backend": backend}))
+        for f in frames[:3]:
+            pred.set_image(f)
+            pred.panoptic()
+        sent = 0
+        for _ in range(args.rounds):
+            t1 = time.monotonic()
+            _paced(client, player, per_round, cycle=n_frames, pair=False)
+            node_fps.append(per_round / (time.monotonic() - t1))
+            t2 = time.monotonic()
+            for i in range(per_round):
+                pred.set_image(frames[(sent + i) % n_frames])
+                pred.panoptic()
+            alone_fps.append(per_round / (time.monotonic() - t2))
+            sent += per_round
         d = _diag_after(client, 0.5)
     finally:
         if player is not None:
@@ -252,24 +272,17 @@ def closed_loop(args: argparse.Namespace, log_dir: Path) -> dict:
         if client is not None:
             client.close()
         _stop(node)
-    backend = d.get("backend", "torch")
-    import cv2
-
-    frames = [cv2.imread(str(folder / f"frame_{i:03d}.jpg"))[:, :, ::-1].copy() for i in range(n_frames)]
-    kw = {} if backend == "torch" else {"backend": backend}
-    pred = build_predictor("omg_seg_tiny", **kw)
-    for f in frames[:3]:
-        pred.set_image(f)
-        pred.panoptic()
-    t2 = time.monotonic()
-    for i in range(args.closed_loop):
-        pred.set_image(frames[i % n_frames])
-        pred.panoptic()
-    alone_fps = args.closed_loop / (time.monotonic() - t2)
     stages = {k[len("stage_"):-len("_p50_ms")]: float(v) for k, v in d.items() if k.startswith("stage_")}
-    return {"frames": len(stamps), "target_request": r.message, "backend": backend, "node_fps": node_fps,
-            "set_image_panoptic_fps": alone_fps, "ratio": node_fps / alone_fps,
-            "node_model_p50_ms": float(d.get("model_p50_ms", "nan")), "stage_p50_ms": stages}
+    node_med, alone_med = float(np.median(node_fps)), float(np.median(alone_fps))
+    return {"frames": per_round * args.rounds, "rounds": args.rounds, "target_request": r.message, "backend": backend,
+            "node_fps": node_med, "set_image_panoptic_fps": alone_med, "ratio": node_med / alone_med,
+            "round_ratios": [n / a for n, a in zip(node_fps, alone_fps)],
+            "node_fps_rounds": node_fps, "set_image_panoptic_fps_rounds": alone_fps,
+            "node_model_p50_ms": float(d.get("model_p50_ms", "nan")),
+            # image stamp -> outputs published, and that minus the model time (decode, waits, message building)
+            "node_latency_p50_ms": float(d.get("latency_p50_ms", "nan")),
+            "node_overhead_p50_ms": float(d.get("overhead_p50_ms", "nan")),
+            "node_queue_wait_p50_ms": float(d.get("queue_wait_p50_ms", "nan")), "stage_p50_ms": stages}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -284,14 +297,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--closed-loop", type=int, default=0, metavar="N",
                     help="instead: N frames of the sample video in a closed loop with one followed target, vs "
                          "set_image + panoptic() alone in the same run (frames/s, ratio, per-stage p50)")
+    ap.add_argument("--rounds", type=int, default=5, help="closed loop: alternated rounds of node and alone")
     args = ap.parse_args(argv)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     args.json.parent.mkdir(parents=True, exist_ok=True)
     if args.closed_loop:
         res = closed_loop(args, args.json.parent)
-        print(f"\nclosed loop, {res['frames']} frames, backend {res['backend']}: node {res['node_fps']:.1f} frames/s, "
-              f"set_image + panoptic() alone {res['set_image_panoptic_fps']:.1f} frames/s -> {res['ratio']:.2f}x")
+        print(f"\nclosed loop, {res['frames']} frames in {res['rounds']} alternated rounds, backend {res['backend']}: "
+              f"node {res['node_fps']:.1f} frames/s, set_image + panoptic() alone {res['set_image_panoptic_fps']:.1f} "
+              f"frames/s (medians) -> {res['ratio']:.2f}x; per round " + ", ".join(f"{x:.2f}" for x in res["round_ratios"]))
+        print(f"node p50 (ms): frame period {1000.0 / res['node_fps']:.1f}, image stamp -> outputs published "
+              f"{res['node_latency_p50_ms']:.1f} (model {res['node_model_p50_ms']:.1f}, overhead "
+              f"{res['node_overhead_p50_ms']:.1f}, queue wait {res['node_queue_wait_p50_ms']:.1f})")
         print("node stage p50 (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(res["stage_p50_ms"].items(),
                                                                                   key=lambda kv: -kv[1])))
         args.json.write_text(json.dumps({"command": " ".join(sys.argv), "closed_loop": res}, indent=1))
