@@ -154,7 +154,8 @@ def panoptic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
     first_query: list[int] = []
     class_of: list[int] = []
     best_score: list[float] = []
-    lut = np.full(kept.numel(), -1, cur_mask_ids.numpy().dtype)  # kept query -> row of its id in `order`, or -1
+    ids_map = cur_mask_ids.cpu().numpy()  # int16/int32 [H0, W0]: kept query winning each pixel
+    lut = np.full(kept.numel(), -1, ids_map.dtype)  # kept query -> row of its id in `order`, or -1
     instance_id = 1
     for k in range(kept.numel()):
         pred_class = int(cur_classes[k])
@@ -177,7 +178,7 @@ def panoptic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
         lut[k] = r
         best_score[r] = max(best_score[r], float(cur_scores[k]))
 
-    rows = lut[cur_mask_ids.cpu().numpy()]  # int16/int32 [H0, W0]: id row per pixel, -1 for none
+    rows = lut[ids_map]  # int16/int32 [H0, W0]: id row per pixel, -1 for none
     if thresholds.filter_low_score:
         rows[~winner_fg.cpu().numpy()] = -1  # where query k wins the argmax, winner_fg is its own sigmoid >= thr
     counts = torch.bincount(torch.from_numpy(rows).flatten() + 1, minlength=len(order) + 1)
