@@ -28,8 +28,8 @@ import numpy as np
 from ..structures import Segments
 
 #: A partition's filter converts the guide to float32 planes once (12 bytes per pixel; its windows cover the whole
-#: frame anyway) for frames up to this many pixels; larger frames convert each window's pixels as they are used.
-_FULL_GUIDE_PIXELS = 4_000_000
+#: frame anyway) for frames up to this many pixels (1280x720; at most 12 MB); larger frames convert each window's pixels as they are used.
+_FULL_GUIDE_PIXELS = 1_000_000
 
 
 def _box(x: np.ndarray, r: int) -> np.ndarray:
@@ -205,8 +205,7 @@ def refine_partition(image: np.ndarray, masks: np.ndarray, radius: int, eps: flo
         np.maximum(best[win], resp, out=best[win])  # where not better, resp <= best: the same values
         np.copyto(label[win], i, where=better)
     out = label[None] == np.arange(len(masks), dtype=label.dtype)[:, None, None]
-    counts = np.bincount(label.ravel() + 1, minlength=len(planes) + 1)[1:len(masks) + 1]
-    for i in np.flatnonzero(counts == 0):
+    for i in np.flatnonzero(~out.reshape(len(masks), -1).any(1)):
         out[:, masks[i]] = False
         out[i] = masks[i]
     return out
