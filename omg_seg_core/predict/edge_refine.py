@@ -28,7 +28,8 @@ import numpy as np
 from ..structures import Segments
 
 #: A partition's filter converts the guide to float32 planes once (12 bytes per pixel; its windows cover the whole
-#: frame anyway) for frames up to this many pixels (1280x720; at most 12 MB); larger frames convert each window's pixels as they are used.
+#: frame anyway) for frames up to this many pixels (1280x720: 12 MB); larger frames convert each window's pixels as
+#: they are used.
 _FULL_GUIDE_PIXELS = 1_000_000
 
 
