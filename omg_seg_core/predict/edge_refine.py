@@ -72,11 +72,15 @@ class GuidedFilter:
         # The full-resolution guide stays uint8 (intensities scaled to [0, 1] only inside a mask's window, unless
         # full_guide), and the subsampled planes are made one colour at a time: a few bytes per camera pixel.
         self.image = image
-        g = []
+        keep = full_guide and h * w <= _FULL_GUIDE_PIXELS
+        g, full = [], []
         for c in range(3):
-            plane = image[..., c].astype(np.float32) * (1.0 / 255.0)
+            plane = self._plane(image, c)
             g.append(plane if subsample == 1 else _block_mean(plane, subsample))
+            if keep:
+                full.append(plane)
         self.g = g
+        self.full = full if keep else None        # 3 x float32 [H, W] (intensities in [0, 1]), see full_guide
         self.mean_i = [_box(x, radius) for x in g]
         mi = self.mean_i
         # covariance of the guide's colours in each window (symmetric 3x3 + eps I) and its inverse (adjugate / det)
@@ -89,9 +93,6 @@ class GuidedFilter:
                rr * bb - rb * rb, rb * rg - rr * gb, rr * gg - rg * rg]
         det = rr * inv[0] + rg * inv[1] + rb * inv[2]
         self.inv = [x / det for x in inv]                                            # 6 x [h, w]
-        self.full = None                            # 3 x float32 [H, W] (intensities in [0, 1]), see full_guide
-        if full_guide and h * w <= _FULL_GUIDE_PIXELS:
-            self.full = [g[c] if subsample == 1 else self._plane(image, c) for c in range(3)]
 
     @staticmethod
     def _plane(image: np.ndarray, c: int, win: tuple[slice, slice] = (slice(None), slice(None))) -> np.ndarray:
