@@ -156,9 +156,10 @@ def panoptic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
     best_score: list[float] = []
     ids_map = cur_mask_ids.cpu().numpy()  # int16/int32 [H0, W0]: kept query winning each pixel
     lut = np.full(kept.numel(), -1, ids_map.dtype)  # kept query -> row of its id in `order`, or -1
+    kept_q, classes, q_scores = kept.tolist(), cur_classes.tolist(), cur_scores.tolist()  # no tensor read per query
     instance_id = 1
     for k in range(kept.numel()):
-        pred_class = int(cur_classes[k])
+        pred_class = classes[k]
         if not (mask_areas[k] > 0 and original_areas[k] > 0):
             continue
         if mask_areas[k] / original_areas[k] < thresholds.iou_thr:
@@ -171,12 +172,12 @@ def panoptic_postprocess(cls_logits: torch.Tensor, mask_logits: torch.Tensor, me
         if pid not in row_of:
             row_of[pid] = len(order)
             order.append(pid)
-            first_query.append(int(kept[k]))
+            first_query.append(kept_q[k])
             class_of.append(pred_class)
             best_score.append(0.0)
         r = row_of[pid]
         lut[k] = r
-        best_score[r] = max(best_score[r], float(cur_scores[k]))
+        best_score[r] = max(best_score[r], q_scores[k])
 
     rows = lut[ids_map]  # int16/int32 [H0, W0]: id row per pixel, -1 for none
     if thresholds.filter_low_score:
