@@ -25,6 +25,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from .colour_names import BASIC_COLOUR_TERMS
 from .exemplar import Exemplar
 
 FORMAT_VERSION = 1
@@ -172,6 +173,12 @@ class ExemplarBook:
             raise ValueError(f"{path} was made by model '{meta.get('model')}' (query {meta.get('query_dim')}, class "
                              f"{meta.get('class_dim')} values); this model has {query_dim}, {class_dim}: teach the "
                              "exemplars again with this model")
+        n = len(meta.get("views", []))
+        want = {"query": (n, query_dim), "class_embed": (n, class_dim), "pooled": (n, meta.get("pooled_dim")),
+                "colour": (n, len(BASIC_COLOUR_TERMS)), "query_iou": (n,), "area": (n,)}
+        bad = [f"{k} {arrays[k].shape} (expected {shape})" for k, shape in want.items() if arrays[k].shape != shape]
+        if bad:
+            raise ValueError(f"{path}: arrays do not match its {n} views: " + ", ".join(bad))
         fresh = ExemplarBook(self.max_exemplars, self.max_views)
         if not replace:
             with self._lock:

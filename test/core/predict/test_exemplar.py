@@ -69,6 +69,10 @@ def test_book_file_round_trip_and_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError):
         other.load(tmp_path / "missing.npz", 8, 6)
     z = dict(np.load(path))
+    for key, bad in (("query", z["query"][:2]), ("colour", z["colour"][:, :5]), ("area", z["area"][:1])):
+        np.savez(tmp_path / f"short_{key}.npz", **{**z, key: bad})  # rows or widths that do not match the views
+        with pytest.raises(ValueError, match=f"arrays do not match its 3 views: {key}"):
+            other.load(tmp_path / f"short_{key}.npz", 8, 6)
     z["query"][0, 0] = np.nan
     np.savez(tmp_path / "nan.npz", **z)
     with pytest.raises(ValueError, match="not finite"):
