@@ -11,6 +11,7 @@ output carries its own input image's header.
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Optional
 
@@ -41,7 +42,8 @@ class Camera:
         self.last_header: Optional[Header] = None     # header of the latest processed frame
         self.last_frame_time: Optional[float] = None  # time.monotonic() it was published
         self.bad_frames = 0
-        self.recent_errors: list[str] = []
+        self.recent_errors: list[str] = []  # the last 5 since the last diagnostics (take_errors)
+        self._errors_lock = threading.Lock()
 
     @property
     def label(self) -> str:
@@ -90,10 +92,20 @@ class Camera:
             return (self.node.get_clock().now().nanoseconds * 1e-9 - frame.stamp_s) * 1000.0
         return (time.monotonic() - frame.received) * 1000.0
 
-    def note_error(self, text: str) -> None:
-        """Remember `text` for /diagnostics and warn (throttled)."""
-        self.recent_errors = (self.recent_errors + [text])[-5:]
+    def note_error(self, text: str, failed_frame: bool = False) -> None:
+        """Remember `text` for /diagnostics and warn (throttled); failed_frame: also count a failed frame
+        (stats.errors). The worker and the post thread both call it: the update holds the camera's error lock."""
+        with self._errors_lock:
+            if failed_frame:
+                self.stats.errors += 1
+            self.recent_errors = (self.recent_errors + [text])[-5:]
         self.node.get_logger().warning(f"{self.label}: {text}" if self.name else text, throttle_duration_sec=2.0)
+
+    def take_errors(self) -> list[str]:
+        """The errors noted since the last call (for one diagnostics report), forgetting them."""
+        with self._errors_lock:
+            errors, self.recent_errors = self.recent_errors, []
+        return errors
 
     # ------------------------------------------------------------------------------------------ teardown
     def stop(self) -> None:

@@ -15,16 +15,17 @@ import time
 from typing import Any
 
 
-def status(node: Any, camera: Any) -> tuple[int, str, dict[str, Any]]:
-    """(level, message, values) of `camera` (a camera.Camera) of `node` (an OmgSegNode) now."""
+def status(node: Any, camera: Any, errors: list[str]) -> tuple[int, str, dict[str, Any]]:
+    """(level, message, values) of `camera` (a camera.Camera) of `node` (an OmgSegNode) now; `errors`: the camera's
+    errors since the last report (Camera.take_errors)."""
     s = camera.stats.snapshot()
     level, msg = 0, "ok"
     if node._worker is None or not node._worker.is_alive():
         level, msg = 2, "worker stopped"
     elif camera.last_frame_time is None or time.monotonic() - camera.last_frame_time > 5.0:
         level, msg = 1, "no input images"
-    elif camera.recent_errors:
-        level, msg = 1, camera.recent_errors[-1]
+    elif errors:
+        level, msg = 1, errors[-1]
     session, sessions = camera.session, node.sessions
     pred = sessions.predictor if sessions is not None else None
     values = {

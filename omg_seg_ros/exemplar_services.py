@@ -15,7 +15,7 @@ import numpy as np
 from std_msgs.msg import Header
 
 from .msgs import DecodeError, MessageCodec, image_to_numpy, is_empty_image, stamp_s
-from .worker import RequestError
+from .worker import RequestError, no_frame
 from omg_seg_core.video import NoFrameError
 
 #: Errors a request can cause (answered, never raised into the executor).
@@ -90,16 +90,16 @@ class ExemplarServices:
         sessions.exemplars.max_exemplars = int(self.node.p("limits.max_exemplars"))
         return sessions
 
-    def _camera(self, name: str = "") -> Any:
-        """The camera a request names ('' = the first; RequestError when inactive or unknown)."""
+    def _camera_session(self, name: str = "") -> Any:
+        """(camera, its VideoSession) for the camera a request names ('' = the first; RequestError when inactive
+        or unknown), with the current exemplar limit on the book."""
         self._sessions()
-        return self.base._camera(name)
+        return self.base._camera_session(name)
 
     # ------------------------------------------------------------------------------------------ handlers
     def segment_like(self, req, resp):
         try:
-            camera = self._camera(req.camera)
-            session = camera.session
+            camera, session = self._camera_session(req.camera)
             kw, example_rgb, _ = self._example(req, "example_image", camera)
             n = int(req.max_results)
             most = int(self.node.p("limits.max_results"))
@@ -126,8 +126,7 @@ class ExemplarServices:
 
     def add_exemplar(self, req, resp):
         try:
-            camera = self._camera(req.camera)
-            session = camera.session
+            camera, session = self._camera_session(req.camera)
             kw, rgb, header = self._example(req, "image", camera)
             if not kw:
                 raise RequestError("no example: give a click (points), a box or a mask")
@@ -141,7 +140,7 @@ class ExemplarServices:
             self.node.get_logger().info(resp.message)
             return resp
         except NoFrameError:
-            return self.base._fail(resp, "no image received yet on ~/input/image; send one or pass an image")
+            return self.base._fail(resp, no_frame(camera))
         except _REQUEST_ERRORS as e:
             return self.base._fail(resp, _text(e))
 

@@ -263,8 +263,7 @@ class OmgSegNode(LifecycleNode):
         codec, stamp = MessageCodec.rclpy(), self.get_clock().now().to_msg()
         arrays = []
         for cam in self.cameras:  # one status per camera, all in one DiagnosticArray
-            level, msg, values = status(self, cam)
-            cam.recent_errors = []
+            level, msg, values = status(self, cam, cam.take_errors())
             arrays.append(codec.diagnostics_msg(self.get_name(), stamp, level, msg, values,
                                                 hardware_id=str(self.p("device")),
                                                 what=f"{cam.name} pipeline" if cam.name else "pipeline"))

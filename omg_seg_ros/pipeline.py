@@ -73,8 +73,7 @@ class FramePipeline:
     def _batch_failed(self, e: Exception, cameras: list[Camera]) -> None:
         self.node.guard.report("worker", e)
         for cam in cameras:
-            cam.stats.errors += 1
-            cam.note_error(f"frame failed: {type(e).__name__}: {e}")
+            cam.note_error(f"frame failed: {type(e).__name__}: {e}", failed_frame=True)
 
 
 __all__ = ["FramePipeline"]

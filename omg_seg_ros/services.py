@@ -19,12 +19,7 @@ from .msgs import DecodeError, MessageCodec, image_to_rgb, is_empty_image, stamp
 from omg_seg_core.video import NoFrameError
 
 from .exemplar_services import ExemplarServices
-from .worker import RequestError
-
-
-def no_frame(camera: Any) -> str:
-    """The answer to a request before the camera's first frame (and without an image of its own)."""
-    return f"no image received yet on {camera.topic('~/input/image')}; send one or pass an image in the request"
+from .worker import RequestError, no_frame
 
 
 def _check_text(text: str, max_results: int, max_length: int, most_results: int) -> str:
@@ -69,15 +64,17 @@ class Services:
         self.exemplars = ExemplarServices(node, self)  # ~/segment_like, ~/add_exemplar, ... (exemplar_services.py)
 
     # ------------------------------------------------------------------------------------------ helpers
-    def _camera(self, name: str = ""):
-        """The camera a request names ('' = the first); RequestError when inactive or unknown."""
-        self._sessions()
+    def _camera_session(self, name: str = ""):
+        """(camera, its VideoSession) for the camera a request names ('' = the first); RequestError when inactive
+        or unknown. The session comes from the same read of node.sessions as the activity check (a concurrent
+        cleanup sets node.sessions and every camera's session to None)."""
+        sessions = self._sessions()
         cameras = self.node.cameras
         if not name:
-            return cameras[0]
+            return cameras[0], sessions[cameras[0].name]
         for cam in cameras:
             if cam.name == name:
-                return cam
+                return cam, sessions[cam.name]
         raise RequestError(f"unknown camera '{name}'; this node's cameras: {[c.name for c in cameras]} (parameter "
                            "cameras; '' = the first)")
 
@@ -91,7 +88,7 @@ class Services:
 
     def _session(self, name: str = ""):
         """The VideoSession of camera `name` ('' = the first)."""
-        return self._camera(name).session
+        return self._camera_session(name)[1]
 
     def _image(self, msg, camera) -> tuple[Optional[Any], Header]:
         """(rgb or None, header for the response): the request image if sent, else the camera's latest frame's."""
@@ -135,8 +132,7 @@ class Services:
     def segment_prompt(self, req, resp):
         camera = None
         try:
-            camera = self._camera(req.camera)
-            session = camera.session
+            camera, session = self._camera_session(req.camera)
             _check_count(len(req.points) + len(req.boxes) // 4, int(self.node.p("limits.max_prompts")),
                          "prompts (points + boxes)", "limits.max_prompts")
             rgb, header = self._image(req.image, camera)
@@ -152,8 +148,7 @@ class Services:
     def segment_text(self, req, resp):
         camera = None
         try:
-            camera = self._camera(req.camera)
-            session = camera.session
+            camera, session = self._camera_session(req.camera)
             query = _check_text(req.text, int(req.max_results), int(self.node.p("limits.max_text_length")),
                                 int(self.node.p("limits.max_results")))
             rgb, header = self._image(req.image, camera)

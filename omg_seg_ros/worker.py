@@ -27,6 +27,11 @@ class RequestError(ValueError):
     """A bad service request or a call the node cannot serve now (message is sent back to the caller)."""
 
 
+def no_frame(camera: Any) -> str:
+    """The answer to a request before the camera's first frame (and without an image of its own)."""
+    return f"no image received yet on {camera.topic('~/input/image')}; send one or pass an image in the request"
+
+
 @dataclass
 class Frame:
     """One input frame waiting for the worker."""
@@ -172,4 +177,4 @@ class Stats:
                 "processed": self.processed, "errors": self.errors, "last": last, "stage_p50_ms": stages}
 
 
-__all__ = ["RequestError", "Frame", "FrameMailbox", "Inbox", "Stats"]
+__all__ = ["RequestError", "no_frame", "Frame", "FrameMailbox", "Inbox", "Stats"]

@@ -215,9 +215,11 @@ class OMGSegPredictor(ExemplarRequests):
             setattr(self, name, {} if name == "last_timings" else None)
 
     def release(self) -> None:
-        """Free the cached features and the backend's device memory."""
+        """Free the cached features and the backend's device memory (after an image-graph call in flight on another
+        thread: graph_lock)."""
         self.clear_image()
-        self.backend.release()
+        with self.graph_lock:
+            self.backend.release()
 
     # ---- closed-vocabulary tasks ---------------------------------------------------------------------------
     def panoptic(self) -> Segments:
