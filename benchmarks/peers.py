@@ -2,12 +2,14 @@
 yolo_ros), in ONE run, same images, same threads, alternated rounds.
 
     scripts/with_env.sh .venv/bin/python benchmarks/peers.py [--threads 2] [--rounds 40] [--json F]
+        [--candidates runs/omg_seg_tiny_enc1.pth ...]   # also time other checkpoints (a lighter model) per backend
     pip install -r requirements-bench.txt      # ultralytics (AGPL-3.0): benchmark-only, never a dependency
 
 Rows (each timed once per round, rounds alternate the order of the rows):
 - ours/<backend>/frame: `set_image(rgb) + panoptic()` of the shipped omg-seg-tiny (preprocessing, image graph,
   panoptic fusion, split_apart, edge refinement): what the node pays per frame before tracking;
 - ours/<backend>/graph: the image graph alone (`backend.run_image` on the preprocessed tensor);
+- <checkpoint stem>/<backend>/frame and /graph: the same for each `--candidates` checkpoint (a model not shipped);
 - yolo11n-seg / yolov8n-seg / yolo11s-seg predict: `YOLO(<yaml>).predict(rgb, imgsz=320)` incl. letterbox, NMS
   and mask assembly, eager PyTorch, models built from ultralytics' yaml files with random weights (latency does
   not depend on weight values);
@@ -41,9 +43,10 @@ from omg_seg_core.runtime.allocator import tune_allocator  # noqa: E402
 from omg_seg_core.train.synth_eval import heldout_frames  # noqa: E402
 
 
-def ours(backend: str, threads: int, images: list[np.ndarray]) -> dict[str, Callable[[int], object]]:
+def ours(backend: str, threads: int, images: list[np.ndarray], checkpoint: Path | None = None,
+         label: str = "ours") -> dict[str, Callable[[int], object]]:
     kw = {"threads": threads} if backend == "onnxruntime" else {}
-    p = build_predictor("omg_seg_tiny", backend=backend, **kw)
+    p = build_predictor("omg_seg_tiny", checkpoint=checkpoint, backend=backend, **kw)
 
     def frame(i: int) -> object:
         torch.set_num_threads(threads)
@@ -57,7 +60,7 @@ def ours(backend: str, threads: int, images: list[np.ndarray]) -> dict[str, Call
         with torch.inference_mode():
             return p.backend.run_image(tensors[i % len(tensors)])
 
-    return {f"ours/{backend}/frame": frame, f"ours/{backend}/graph": graph}
+    return {f"{label}/{backend}/frame": frame, f"{label}/{backend}/graph": graph}
 
 
 def yolo(threads: int, images: list[np.ndarray], out_dir: Path) -> dict[str, Callable[[int], object]]:
@@ -101,13 +104,20 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"])
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "peers.json")
+    ap.add_argument("--candidates", type=Path, nargs="*", default=[],
+                    help="other omg_seg_tiny checkpoints to time beside the shipped one (rows named by file stem)")
     args = ap.parse_args(argv)
+    for c in args.candidates:
+        if not c.is_file():
+            ap.error(f"--candidates: no such file {c}")
     tune_allocator()  # as the node does
     torch.set_num_threads(args.threads)
     images = [f.rgb for f in heldout_frames(args.images, seed=7)]
     rows: dict[str, Callable[[int], object]] = {}
     for b in args.backends:
         rows.update(ours(b, args.threads, images))
+        for c in args.candidates:
+            rows.update(ours(b, args.threads, images, checkpoint=c, label=c.stem))
     skipped = None
     tmp = Path(tempfile.mkdtemp(prefix="omg_seg_peers_"))
     try:
@@ -131,11 +141,12 @@ def main(argv: list[str] | None = None) -> dict:
     for k, s in stats.items():
         ref = ref_graph if k.endswith("graph") else ref_frame
         s["ratio_to_yolo11n"] = s["median_ms"] / ref if ref else None
-    print(f"\n{'row':<28} {'median ms':>9} {'p90 ms':>8} {'/ yolo11n':>9}   (threads {args.threads}, "
+    w = max(28, *(len(k) + 1 for k in stats))
+    print(f"\n{'row':<{w}} {'median ms':>9} {'p90 ms':>8} {'/ yolo11n':>9}   (threads {args.threads}, "
           f"{args.rounds} rounds, 320x240)")
     for k, s in stats.items():
         ratio = f"{s['ratio_to_yolo11n']:.2f}x" if s["ratio_to_yolo11n"] else "-"
-        print(f"{k:<28} {s['median_ms']:>9.1f} {s['p90_ms']:>8.1f} {ratio:>9}")
+        print(f"{k:<{w}} {s['median_ms']:>9.1f} {s['p90_ms']:>8.1f} {ratio:>9}")
     out = {"threads": args.threads, "rounds": args.rounds, "size": "320x240", "machine": platform.processor() or
            platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(), "skipped": skipped,
            "rows": stats, "command": " ".join(["benchmarks/peers.py", *(argv if argv is not None else sys.argv[1:])])}

@@ -58,6 +58,11 @@ class LossConfig:
     # such word swapped for another of its group ("pink box" for "red box") joins the referring contrastive loss
     # as a negative, so a query must tell the attribute apart, not only the object (losses.attribute_negatives).
     text_negative_words: list = field(default_factory=list)
+    # Weight of the feature-distillation term (0 = off; needs init_checkpoint): mean squared difference between the
+    # pixel decoder's outputs (mask features and the three memory levels) and those of the init_checkpoint model,
+    # kept frozen as the teacher. For a lighter model made with `model_changes`: it learns the features the
+    # decoder was trained on instead of relearning the task from the dropped layers' loss.
+    distill: float = 0.0
 
     def __post_init__(self) -> None:
         groups = self.text_negative_words
@@ -72,6 +77,9 @@ class LossConfig:
 class TrainConfig:
     model: str = "omg_seg_tiny"           # ModelConfig name/alias, or a checkpoint to fine-tune from
     init_checkpoint: Optional[str] = None # start from these weights (ours, or the official omg_seg_convl.pth head)
+    # ModelConfig fields to change from the init checkpoint's model (e.g. {num_encoder_layers: 1}): a lighter
+    # model that keeps every tensor whose name and shape are unchanged (build_train_model); needs init_checkpoint.
+    model_changes: dict = field(default_factory=dict)
     backbone_weights: Optional[str] = None  # ConvNeXt-L: the open_clip weights file (backbone + CLIP text tower)
     freeze_backbone: bool = False         # ConvNeXt-L fine-tuning: head only (backbone frozen, eval-mode)
     frozen_stages: int = 1                # small model: keep the stem + first block group fixed
@@ -86,6 +94,17 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model_changes, dict):
+            raise ValueError(f"model_changes must be a mapping of ModelConfig fields, got {self.model_changes!r}")
+        if "name" in self.model_changes:
+            raise ValueError("model_changes: 'name' cannot change (the checkpoint stays the model it was made from)")
+        for key, what in (("model_changes", bool(self.model_changes)), ("loss.distill", self.loss.distill > 0)):
+            if what and not self.init_checkpoint:
+                raise ValueError(f"{key} needs init_checkpoint (the model to change / the teacher)")
+        if self.loss.distill < 0:
+            raise ValueError(f"loss.distill must be >= 0, got {self.loss.distill}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

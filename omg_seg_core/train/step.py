@@ -69,8 +69,9 @@ class CoTrainingLoss(nn.Module):
     differentiable `encode_train` (the small model's learned projection)."""
 
     def __init__(self, cfg: LossConfig, vocab: Vocabulary, encoder, trainable_text: bool, logit_scale: float,
-                 seed: int = 0) -> None:
+                 seed: int = 0, teacher: Optional[nn.Module] = None) -> None:
         super().__init__()
+        self.teacher = teacher  # frozen model whose pixel-decoder outputs the `distill` term matches (or None)
         self.cfg = cfg
         self.vocab = vocab
         self.encoder = encoder
@@ -89,6 +90,18 @@ class CoTrainingLoss(nn.Module):
             self._fixed_text = class_text_embed(self.encoder, self.vocab, False)
         return self._fixed_text
 
+    def distill_loss(self, images: torch.Tensor, mask_features: torch.Tensor,
+                     memory: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Mean squared difference to the teacher's pixel-decoder outputs on the same images: mask features
+        [B, D, H/4, W/4] plus each memory level [B, D, H/s, W/s], the levels weighted alike."""
+        if self.teacher.training:  # stays in eval mode whatever train() calls reach it
+            self.teacher.eval()
+        with torch.no_grad():
+            t_mask, t_memory = self.teacher.pixel_decoder(self.teacher.backbone(images))
+        terms = [torch.nn.functional.mse_loss(mask_features, t_mask)]
+        terms += [torch.nn.functional.mse_loss(s, t) for s, t in zip(memory, t_memory)]
+        return torch.stack(terms).mean()
+
     def forward(self, model: nn.Module, batch: Batch) -> StepOutput:
         cfg, w = self.cfg, self.w
         dev = batch.images.device
@@ -97,9 +110,11 @@ class CoTrainingLoss(nn.Module):
         mask_features, memory = model.pixel_decoder(feats)
         head = model.head
         out = head(mask_features, memory, all_layers=True)
+        losses: dict[str, torch.Tensor] = {}
+        if self.teacher is not None and cfg.distill > 0:
+            losses["distill"] = cfg.distill * self.distill_loss(batch.images, mask_features, memory)
         labels, masks = batch.labels, batch.masks
         num_masks = float(max(sum(len(l) for l in labels), 1))
-        losses: dict[str, torch.Tensor] = {}
         n_pred = len(out.mask_logits)
         last_matches = None
         for j in range(n_pred):

@@ -57,6 +57,8 @@ def build_train_model(cfg: TrainConfig) -> tuple[OMGSeg, dict[str, Any]]:
     """
     if cfg.init_checkpoint:
         model, meta = load_model(cfg.model, weights=cfg.init_checkpoint, backbone_weights=cfg.backbone_weights)
+        if cfg.model_changes:
+            model = changed_model(model, cfg.model_changes)
     else:
         mcfg = get_model_config(cfg.model)
         if mcfg.backbone.startswith("clip_") and not cfg.backbone_weights:
@@ -73,6 +75,37 @@ def build_train_model(cfg: TrainConfig) -> tuple[OMGSeg, dict[str, Any]]:
         for p in model.backbone.parameters():
             p.requires_grad_(False)
     return model, meta
+
+
+def changed_model(model: OMGSeg, changes: dict[str, Any]) -> OMGSeg:
+    """A model built from `model.cfg` with `changes` applied (e.g. {"num_encoder_layers": 1}), holding every tensor
+    of `model` whose name and shape it still has; the others (a new layer, a changed width) keep their fresh
+    initialisation. Dropped layers are the last ones (a 1-layer encoder keeps layer 0). Logs what was kept."""
+    try:
+        cfg = ModelConfig.from_dict({**model.cfg.to_dict(), **changes})
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"model_changes {changes}: {e}") from None
+    new = build_model(cfg, pretrained_backbone=False)
+    if getattr(model, "text_projection", None) is not None and getattr(new, "text_projection", None) is None:
+        new.text_projection = TextProjection(cfg.class_embed_dim)
+    old_sd, new_sd = model.state_dict(), new.state_dict()
+    kept = {k: v for k, v in old_sd.items() if k in new_sd and new_sd[k].shape == v.shape}
+    new.load_state_dict(kept, strict=False)
+    fresh = sorted(k for k in new_sd if k not in kept)
+    log.info("model_changes %s: kept %d of %d tensors, dropped %d, fresh %d%s", changes, len(kept), len(new_sd),
+             len(set(old_sd) - set(kept)), len(fresh), f" ({fresh[:4]}...)" if fresh else "")
+    return new.to(next(model.parameters()).dtype)
+
+
+def build_teacher(cfg: TrainConfig) -> Optional[OMGSeg]:
+    """The frozen init_checkpoint model the `loss.distill` term compares with (None when distill is 0)."""
+    if cfg.loss.distill <= 0:
+        return None
+    teacher, _ = load_model(cfg.model, weights=cfg.init_checkpoint, backbone_weights=cfg.backbone_weights)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 def lr_factor(it: int, warmup: int, total: int) -> float:
@@ -109,8 +142,11 @@ class Trainer:
         self.encoder = make_text_encoder(self.model.cfg.text_encoder, self.model, weights=meta.get("text_weights"))
         if self.n_micro > 1:
             set_one_text_per_call(True)  # micro-batch results must not depend on which process ran before
+        teacher = build_teacher(cfg)
+        if teacher is not None:
+            teacher.to(self.device)
         self.loss = CoTrainingLoss(cfg.loss, self.vocab, self.encoder, trainable_text, self.model.cfg.logit_scale,
-                                   seed=cfg.seed)
+                                   seed=cfg.seed, teacher=teacher)
         self.sampler = BatchSampler(self.source, cfg.data, self.micro_batch, seed=cfg.seed)
         if self.n_micro > 1 and cfg.data.video_fraction > 0 and self.source.has_pairs and not self.sampler.n_pairs:
             log.warning("data: a micro-batch of %d images holds no frame pair at video_fraction=%g; raise "
@@ -299,4 +335,4 @@ class Trainer:
                 "skipped_samples": sum(self.dist.gather(self.sampler.skipped))}
 
 
-__all__ = ["Trainer", "build_train_model", "lr_factor", "seed_everything", "TRAIN_STATE_FORMAT"]
+__all__ = ["Trainer", "build_train_model", "changed_model", "build_teacher", "lr_factor", "seed_everything", "TRAIN_STATE_FORMAT"]

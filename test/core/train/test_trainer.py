@@ -168,3 +168,75 @@ def test_attribute_negatives_enter_the_text_loss(tiny_data, tmp_path):
     hard = Trainer(_cfg(tiny_data, tmp_path / "h", f"loss.text_negative_words=[{colours},[small,large]]")).train_step()
     assert torch.isfinite(torch.tensor(hard["total"]))
     assert hard["text"] > plain["text"]
+
+
+def test_lighter_model_from_a_checkpoint_with_distillation(tiny_data, tmp_path):
+    """`model_changes` builds a lighter model keeping every tensor it still has; `loss.distill` adds a term that
+    pulls its pixel-decoder outputs toward the frozen init_checkpoint model's; the export loads as the lighter
+    model and a resumed run accepts its own changed config."""
+    from omg_seg_core.model.checkpoint import load_model
+    from omg_seg_core.train.trainer import Trainer
+
+    base = Trainer(_cfg(tiny_data, tmp_path / "base"))
+    base.train_step()
+    init = base.export(tmp_path / "init.pth", half=False)
+    teacher_sd = load_model(init)[0].state_dict()
+    extra = (f"init_checkpoint={init}", "model_changes={num_encoder_layers: 1}", "loss.distill=5")
+    tr = Trainer(_cfg(tiny_data, tmp_path / "light", *extra))
+    assert tr.model.cfg.num_encoder_layers == 1 and len(tr.model.pixel_decoder.encoder.layers) == 1
+    sd = tr.model.state_dict()
+    assert not any(k.startswith("pixel_decoder.encoder.layers.1.") for k in sd)
+    for k, v in sd.items():  # every kept tensor is the init checkpoint's
+        assert torch.equal(v, teacher_sd[k]), k
+    s = tr.train_step()
+    assert s["distill"] > 0 and torch.isfinite(torch.tensor(s["total"]))
+    for k, v in tr.loss.teacher.state_dict().items():  # the teacher stays frozen and unchanged
+        assert torch.equal(v, teacher_sd[k]), k
+    assert not any(p.requires_grad for p in tr.loss.teacher.parameters())
+    tr.save_state()
+    assert Trainer(_cfg(tiny_data, tmp_path / "light", *extra), resume=True).it == 1
+    model, _ = load_model(tr.export(tmp_path / "light.pth"))
+    assert model.cfg.num_encoder_layers == 1 and len(model.pixel_decoder.encoder.layers) == 1
+
+
+def test_distill_term_moves_the_student_toward_the_teacher(tiny_data, tmp_path):
+    from omg_seg_core.train.trainer import Trainer
+
+    base = Trainer(_cfg(tiny_data, tmp_path / "base"))
+    init = base.export(tmp_path / "init.pth", half=False)
+    tr = Trainer(_cfg(tiny_data, tmp_path / "s", f"init_checkpoint={init}", "model_changes={num_encoder_layers: 1}",
+                      "loss.distill=1"))
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 64, 64)
+    tr.model.eval()
+    opt = torch.optim.Adam(tr.model.pixel_decoder.parameters(), lr=1e-3)
+
+    def loss() -> torch.Tensor:
+        mask_features, memory = tr.model.pixel_decoder(tr.model.backbone(images))
+        return tr.loss.distill_loss(images, mask_features, memory)
+
+    first = loss()
+    for _ in range(5):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert first > 0 and loss() < 0.9 * first
+
+
+@pytest.mark.parametrize("extra, match", [
+    (("model_changes={num_encoder_layers: 1}",), "model_changes needs init_checkpoint"),
+    (("loss.distill=1",), "loss.distill needs init_checkpoint"),
+    (("init_checkpoint=x.pth", "model_changes={name: other}"), "'name' cannot change"),
+    (("init_checkpoint=x.pth", "loss.distill=-1"), "loss.distill must be >= 0"),
+])
+def test_lighter_model_settings_are_checked(tmp_path, extra, match):
+    with pytest.raises(ValueError, match=match):
+        load_train_config(None, [f"out_dir={tmp_path}", *extra])
+
+
+def test_model_changes_with_an_unknown_field_names_it(tiny_data, tmp_path):
+    from omg_seg_core.train.trainer import Trainer
+
+    init = Trainer(_cfg(tiny_data, tmp_path / "base")).export(tmp_path / "init.pth")
+    with pytest.raises(ValueError, match="unknown field.*encoder_layerz"):
+        Trainer(_cfg(tiny_data, tmp_path / "s", f"init_checkpoint={init}", "model_changes={encoder_layerz: 1}"))
