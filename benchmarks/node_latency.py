@@ -38,6 +38,14 @@ from omg_seg_ros.cli.demo import Player, _spawn, _stop  # noqa: E402  (same proc
 OUTPUTS = ("semantic", "instance_ids", "detections", "segments", "overlay")
 
 
+def _extra_params(args: argparse.Namespace) -> list[str]:
+    """`--param NAME:=VALUE` options as ros-args."""
+    for p in args.param:
+        if ":=" not in p:
+            raise SystemExit(f"--param {p!r}: expected NAME:=VALUE")
+    return [x for p in args.param for x in ("-p", p)]
+
+
 class BenchClient(ClientNode):
     """Subscribes to every output; records the receive time per (output, stamp)."""
 
@@ -108,7 +116,7 @@ def bench_size(size: tuple[int, int], args: argparse.Namespace, log_dir: Path) -
     log = log_dir / f"node_{w}x{h}.log"
     node_args = ["-m", "omg_seg_ros.node", "--ros-args", "--params-file", str(ROOT / "config" / "perception.yaml"),
                  "-p", f"allow_random_weights:={'true' if args.allow_random_weights else 'false'}",
-                 "-p", "diagnostics_period:=0.2"]
+                 "-p", "diagnostics_period:=0.2", *_extra_params(args)]
     if args.weights:
         node_args += ["-p", f"weights:={args.weights}"]
     node = _spawn(node_args, log=log)
@@ -233,7 +241,7 @@ def closed_loop(args: argparse.Namespace, log_dir: Path) -> dict:
     frames = [cv2.imread(str(folder / f"frame_{i:03d}.jpg"))[:, :, ::-1].copy() for i in range(n_frames)]
     log = log_dir / "node_closed_loop.log"
     node = _spawn(["-m", "omg_seg_ros.node", "--ros-args", "--params-file", str(ROOT / "config" / "perception.yaml"),
-                   "-p", "diagnostics_period:=0.2"], log=log)
+                   "-p", "diagnostics_period:=0.2", *_extra_params(args)], log=log)
     client = player = None
     per_round = max(1, args.closed_loop // args.rounds)
     node_fps, alone_fps = [], []
@@ -297,6 +305,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--closed-loop", type=int, default=0, metavar="N",
                     help="instead: N frames of the sample video in a closed loop with one followed target, vs "
                          "set_image + panoptic() alone in the same run (frames/s, ratio, per-stage p50)")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="another node parameter (repeatable), e.g. --param postprocess_threads:=0")
     ap.add_argument("--rounds", type=int, default=5, help="closed loop: alternated rounds of node and alone")
     args = ap.parse_args(argv)
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))

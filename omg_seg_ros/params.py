@@ -31,6 +31,8 @@ CORE: list[tuple[str, Any, str]] = [
     ("dtype", "float32", "float32 | float16 (GPU)"),
     ("input_long_side", 0, "resize the long image side to this before the model; 0 = the model's default"),
     ("cpu_threads", 0, "CPU threads for inference (torch intra-op, ONNX Runtime); 0 = the libraries' default"),
+    ("postprocess_threads", 1, "torch threads of the post-processing thread (tracking, masks, outputs), which runs "
+                               "beside the next frame's image graph; 0 = cpu_threads (applied at the next activate)"),
     ("onnxruntime_spinning", False, "ONNX Runtime workers spin while a frame runs: faster on cores the node has to "
                                     "itself, slower on a shared CPU"),
     ("cameras", [""], "camera names served by this ONE model, e.g. [front, left, right]: each gets ~/<name>/input/"
@@ -86,7 +88,7 @@ RUNTIME = {"task", "vocabulary_file", "qos.reliability", "qos.depth", "input.com
 READ_ONLY = {"autostart"}
 #: Stored, applied at the next configure (model weights must be reloaded).
 RECONFIGURE = {"model", "weights", "backbone_weights", "allow_random_weights", "backend", "device", "dtype",
-               "input_long_side", "cpu_threads", "onnxruntime_spinning", "cameras"}
+               "input_long_side", "cpu_threads", "postprocess_threads", "onnxruntime_spinning", "cameras"}
 
 
 #: Thresholds that are fractions in [0, 1]. For these a negative parameter value means "the model's default": the
@@ -99,7 +101,7 @@ THRESHOLD_DEFAULTS = {"iou_thr": -1.0}
 #: Numeric ranges, declared in each ParameterDescriptor (`ros2 param describe` shows them; ROS refuses values
 #: outside before the node sees them; NaN is outside every range). Unit thresholds allow < 0 = the model's default.
 RANGES: dict[str, tuple[float, float]] = {
-    "input_long_side": (0, 4096), "cpu_threads": (0, 256), "qos.depth": (1, 100), "diagnostics_period": (0.05, 60.0),
+    "input_long_side": (0, 4096), "cpu_threads": (0, 256), "postprocess_threads": (0, 256), "qos.depth": (1, 100), "diagnostics_period": (0.05, 60.0),
     "limits.max_image_pixels": (1, 16384 * 16384), "limits.max_prompts": (1, 10000),
     "limits.max_text_length": (1, 100000), "limits.max_results": (1, 100000), "limits.max_vocabulary": (1, 65534),
     "limits.max_cameras": (1, 64), "batch_window_ms": (0.0, 1000.0),
@@ -280,8 +282,8 @@ def validate(name: str, value: Any) -> None:
         raise ValueError(f"dtype must be float32 or float16, got '{value}'")
     if name == "input_long_side" and value != 0 and not 32 <= value <= 4096:
         raise ValueError(f"input_long_side must be 0 or in [32, 4096], got {value}")
-    if name == "cpu_threads" and not 0 <= value <= 256:
-        raise ValueError(f"cpu_threads must be 0 (library default) or in [1, 256], got {value}")
+    if name in ("cpu_threads", "postprocess_threads") and not 0 <= value <= 256:
+        raise ValueError(f"{name} must be 0 (library default) or in [1, 256], got {value}")
     if name == "diagnostics_period" and not 0.05 <= value <= 60:
         raise ValueError(f"diagnostics_period must be in [0.05, 60] s, got {value}")
     if name in {f.name for f in fields(TaskThresholds)} and not is_model_default(name, value):

@@ -6,7 +6,8 @@ Stage 1 (the worker thread): gather the newest frame of every camera that has on
 outputs, published as soon as that camera's frame is done. Stage 1 hands a batch over once stage 2 finished the
 previous one, so at most one batch waits and the image graph of batch k+1 runs while batch k is post-processed:
 the CPU's cores stay busy (on 2 cores one stage alone leaves one idle much of the time). Every error is reported and
-counted for the cameras it hit; the worker keeps serving.
+counted for the cameras it hit; the worker keeps serving. `postprocess_threads` (read when the worker starts) gives
+the post thread its own torch intra-op thread count (`own_torch_threads`).
 """
 from __future__ import annotations
 
@@ -16,6 +17,23 @@ from typing import Any, Optional
 
 from .camera import Camera
 from .worker import Frame
+
+
+def own_torch_threads(pool: ThreadPoolExecutor, threads: int) -> None:
+    """Give the single thread of `pool` `threads` torch intra-op threads and leave every other thread's count as it
+    was. `torch.set_num_threads` sets the calling thread's OpenMP count AND the process-wide count that a thread
+    takes on its first parallel op: so the pool thread sets it and takes it (`get_num_threads`), then the calling
+    thread puts the process-wide count back (which re-sets its own count to the same value)."""
+    import torch
+
+    before = torch.get_num_threads()
+
+    def take() -> int:
+        torch.set_num_threads(threads)
+        return torch.get_num_threads()
+
+    pool.submit(take).result()
+    torch.set_num_threads(before)
 
 
 class FramePipeline:
@@ -28,6 +46,8 @@ class FramePipeline:
         """The worker thread's body, until `stop` is set (module docstring)."""
         pending: Optional[Future] = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg_seg_post") as post:
+            if int(self.node.p("postprocess_threads")) > 0:
+                own_torch_threads(post, int(self.node.p("postprocess_threads")))
             while not stop.is_set():
                 frames = self.node.inbox.gather(timeout=0.2, window=float(self.node.p("batch_window_ms")) / 1000.0)
                 if stop.is_set() or not any(frames):
@@ -76,4 +96,4 @@ class FramePipeline:
             cam.note_error(f"frame failed: {type(e).__name__}: {e}", failed_frame=True)
 
 
-__all__ = ["FramePipeline"]
+__all__ = ["FramePipeline", "own_torch_threads"]

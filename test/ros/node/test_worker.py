@@ -163,3 +163,33 @@ def test_camera_names_are_checked():
                        (["a/b"], "not a valid"), (["a", "b", "c"], "limit 2")):
         with pytest.raises(ValueError, match=match):
             check_cameras(bad, 2)
+
+
+def test_post_thread_gets_its_own_torch_threads_and_no_other_thread_changes():
+    """own_torch_threads (the node's `postprocess_threads`): the pool thread runs with its own count; the calling
+    thread and threads started later keep the process's count (torch.set_num_threads alone would change both)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from omg_seg_ros.pipeline import own_torch_threads
+
+    def in_new_thread() -> int:
+        got = []
+        t = threading.Thread(target=lambda: got.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        return got[0]
+
+    before = torch.get_num_threads()
+    want = 2 if before == 1 else 1
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            own_torch_threads(pool, want)
+            assert pool.submit(torch.get_num_threads).result() == want
+            assert torch.get_num_threads() == before
+            assert in_new_thread() == before
+            assert pool.submit(lambda: float(torch.ones(64, 64).matmul(torch.ones(64, 64)).sum())).result() == 64 ** 3
+            assert pool.submit(torch.get_num_threads).result() == want  # a parallel op does not re-initialise it
+    finally:
+        torch.set_num_threads(before)
