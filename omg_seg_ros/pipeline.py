@@ -46,8 +46,9 @@ class FramePipeline:
         """The worker thread's body, until `stop` is set (module docstring)."""
         pending: Optional[Future] = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omg_seg_post") as post:
-            if int(self.node.p("postprocess_threads")) > 0:
-                own_torch_threads(post, int(self.node.p("postprocess_threads")))
+            post_threads = int(self.node.p("postprocess_threads"))
+            if post_threads > 0:
+                own_torch_threads(post, post_threads)
             while not stop.is_set():
                 frames = self.node.inbox.gather(timeout=0.2, window=float(self.node.p("batch_window_ms")) / 1000.0)
                 if stop.is_set() or not any(frames):

@@ -11,6 +11,7 @@ accumulation, per-rank data, rank-0 logging / validation / checkpoints). With on
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -47,16 +48,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_train_model(cfg: TrainConfig) -> tuple[OMGSeg, dict[str, Any]]:
-    """The model to train and its loader meta.
+def build_train_model(cfg: TrainConfig) -> tuple[OMGSeg, dict[str, Any], Optional[OMGSeg]]:
+    """The model to train, its loader meta, and the frozen teacher of `loss.distill` (None when that is 0): the
+    init_checkpoint model as loaded (one load serves both; a copy when the student is that same model).
 
     - `init_checkpoint` set: `load_model(cfg.model, weights=init_checkpoint, backbone_weights=...)` (our format, or
       the official `omg_seg_convl.pth` head + the open_clip ConvNeXt-L file for head fine-tuning);
     - else a fresh head on the config's pretrained backbone (efficientnet_lite0: packaged ImageNet weights).
     A MiniLM model has a learned `text_projection` (trained with the rest, stored with the model's state_dict).
     """
+    teacher = None
     if cfg.init_checkpoint:
         model, meta = load_model(cfg.model, weights=cfg.init_checkpoint, backbone_weights=cfg.backbone_weights)
+        if cfg.loss.distill > 0:
+            teacher = frozen(model if cfg.model_changes else copy.deepcopy(model))
         if cfg.model_changes:
             model = changed_model(model, cfg.model_changes)
     else:
@@ -74,7 +79,7 @@ def build_train_model(cfg: TrainConfig) -> tuple[OMGSeg, dict[str, Any]]:
     if cfg.freeze_backbone:
         for p in model.backbone.parameters():
             p.requires_grad_(False)
-    return model, meta
+    return model, meta, teacher
 
 
 def changed_model(model: OMGSeg, changes: dict[str, Any]) -> OMGSeg:
@@ -86,8 +91,6 @@ def changed_model(model: OMGSeg, changes: dict[str, Any]) -> OMGSeg:
     except (TypeError, ValueError) as e:
         raise ValueError(f"model_changes {changes}: {e}") from None
     new = build_model(cfg, pretrained_backbone=False)
-    if getattr(model, "text_projection", None) is not None and getattr(new, "text_projection", None) is None:
-        new.text_projection = TextProjection(cfg.class_embed_dim)
     old_sd, new_sd = model.state_dict(), new.state_dict()
     kept = {k: v for k, v in old_sd.items() if k in new_sd and new_sd[k].shape == v.shape}
     new.load_state_dict(kept, strict=False)
@@ -97,15 +100,12 @@ def changed_model(model: OMGSeg, changes: dict[str, Any]) -> OMGSeg:
     return new.to(next(model.parameters()).dtype)
 
 
-def build_teacher(cfg: TrainConfig) -> Optional[OMGSeg]:
-    """The frozen init_checkpoint model the `loss.distill` term compares with (None when distill is 0)."""
-    if cfg.loss.distill <= 0:
-        return None
-    teacher, _ = load_model(cfg.model, weights=cfg.init_checkpoint, backbone_weights=cfg.backbone_weights)
-    teacher.eval()
-    for p in teacher.parameters():
+def frozen(model: OMGSeg) -> OMGSeg:
+    """`model` in eval mode without gradients (the distillation teacher)."""
+    model.eval()
+    for p in model.parameters():
         p.requires_grad_(False)
-    return teacher
+    return model
 
 
 def lr_factor(it: int, warmup: int, total: int) -> float:
@@ -134,7 +134,7 @@ class Trainer:
         self.device = self.dist.device(cfg.device)
         self.out_dir = Path(cfg.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.model, meta = build_train_model(cfg)
+        self.model, meta, teacher = build_train_model(cfg)
         self.model.to(self.device)
         self.source = make_source(cfg.data)
         self.vocab: Vocabulary = self.source.vocabulary
@@ -142,7 +142,6 @@ class Trainer:
         self.encoder = make_text_encoder(self.model.cfg.text_encoder, self.model, weights=meta.get("text_weights"))
         if self.n_micro > 1:
             set_one_text_per_call(True)  # micro-batch results must not depend on which process ran before
-        teacher = build_teacher(cfg)
         if teacher is not None:
             teacher.to(self.device)
         self.loss = CoTrainingLoss(cfg.loss, self.vocab, self.encoder, trainable_text, self.model.cfg.logit_scale,
@@ -335,4 +334,4 @@ class Trainer:
                 "skipped_samples": sum(self.dist.gather(self.sampler.skipped))}
 
 
-__all__ = ["Trainer", "build_train_model", "changed_model", "build_teacher", "lr_factor", "seed_everything", "TRAIN_STATE_FORMAT"]
+__all__ = ["Trainer", "build_train_model", "changed_model", "frozen", "lr_factor", "seed_everything", "TRAIN_STATE_FORMAT"]

@@ -223,6 +223,20 @@ def test_distill_term_moves_the_student_toward_the_teacher(tiny_data, tmp_path):
     assert first > 0 and loss() < 0.9 * first
 
 
+def test_distill_without_model_changes_keeps_its_own_frozen_copy(tiny_data, tmp_path):
+    from omg_seg_core.model.checkpoint import load_model
+    from omg_seg_core.train.trainer import Trainer
+
+    init = Trainer(_cfg(tiny_data, tmp_path / "base")).export(tmp_path / "init.pth", half=False)
+    tr = Trainer(_cfg(tiny_data, tmp_path / "s", f"init_checkpoint={init}", "loss.distill=1"))
+    assert tr.loss.teacher is not tr.model
+    tr.train_step()
+    for k, v in load_model(init)[0].state_dict().items():  # the student trained, its teacher did not
+        assert torch.equal(tr.loss.teacher.state_dict()[k], v), k
+    assert any(not torch.equal(tr.model.state_dict()[k], tr.loss.teacher.state_dict()[k])
+               for k in tr.model.state_dict() if k.startswith("head."))
+
+
 @pytest.mark.parametrize("extra, match", [
     (("model_changes={num_encoder_layers: 1}",), "model_changes needs init_checkpoint"),
     (("loss.distill=1",), "loss.distill needs init_checkpoint"),
