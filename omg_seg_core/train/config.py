@@ -20,11 +20,22 @@ class DataConfig:
     skip_bad: bool = False                # skip (and count, log) unreadable samples instead of stopping
     split: str = "train"                  # synth split ("train" never shows the held-out colour-shape combos)
     seed: int = 0                         # synth: scene seeds are seed*1e6 + sample index (never reused)
-    image_size: tuple[int, int] = (192, 160)  # (W, H) training crop at inference scale (random scale 0.8-1.25)
+    image_size: tuple[int, int] = (192, 160)  # (W, H) training crop, taken after a random scale in scale_range
+    # Random resize factor of each scene before the crop, relative to its rendered size; validation crops use the
+    # geometric mean (1.0 for the default). A model run at a smaller long_side than the scenes' (e.g. 256 for
+    # 320x240 scenes: factor 0.8) trains around that factor ([0.64, 1.0]) so objects keep their inference size.
+    scale_range: tuple[float, float] = (0.8, 1.25)
     video_fraction: float = 0.5           # share of each batch made of frame pairs (video co-training)
     val_seed: int = 1000                  # synth validation split seed (split "val")
     val_images: int = 16
     vocabulary: Optional[str] = None      # vocabulary yaml; default: the world's (synth) or the dataset's
+
+    def __post_init__(self) -> None:
+        r = self.scale_range
+        if not (isinstance(r, (tuple, list)) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r)
+                and 0 < r[0] <= r[1]):
+            raise ValueError(f"data.scale_range must be [low, high] with 0 < low <= high, got {r!r}")
+        self.scale_range = (float(r[0]), float(r[1]))
 
 
 @dataclass

@@ -13,6 +13,7 @@ the file and the category.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -23,9 +24,6 @@ from .config import DataConfig
 from .data import Sample, random_scale_crop
 
 log = logging.getLogger(__name__)
-
-#: Scale range of the random scale-and-crop augmentation (1 = rendered / stored size = inference scale).
-SCALE_RANGE = (0.8, 1.25)
 
 
 def _stable_hash(text: str) -> int:
@@ -223,14 +221,14 @@ class BatchSampler:
         pairs: list[tuple[int, int]] = []
         size = tuple(self.cfg.image_size)
         for j in range(self.n_single):
-            out.append(random_scale_crop(self.source.sample(it * self.n_single + j), size, SCALE_RANGE, rng))
+            out.append(random_scale_crop(self.source.sample(it * self.n_single + j), size, self.cfg.scale_range, rng))
         for j in range(self.n_pairs):
             a, b = self.source.pair(it * self.n_pairs + j, self.rng_for(it * 1000 + j, "pair"))
             # both frames get the same crop window so motion, not the crop, moves the objects
             st = rng.bit_generator.state
-            out.append(random_scale_crop(a, size, SCALE_RANGE, rng))
+            out.append(random_scale_crop(a, size, self.cfg.scale_range, rng))
             rng.bit_generator.state = st
-            out.append(random_scale_crop(b, size, SCALE_RANGE, rng))
+            out.append(random_scale_crop(b, size, self.cfg.scale_range, rng))
             pairs.append((len(out) - 2, len(out) - 1))
         return out, pairs
 
@@ -238,7 +236,8 @@ class BatchSampler:
         """Fixed validation batches (center crops at scale 1), computed once."""
         if self._val is None:
             rng = np.random.default_rng(0)
-            samples = [random_scale_crop(s, tuple(self.cfg.image_size), (1.0, 1.0), rng)
+            f = math.sqrt(self.cfg.scale_range[0] * self.cfg.scale_range[1])  # 1.0 for the default (0.8, 1.25)
+            samples = [random_scale_crop(s, tuple(self.cfg.image_size), (f, f), rng)
                        for s in self.source.val_samples(self.cfg.val_images)]
             self._val = [samples[i:i + self.batch_size] for i in range(0, len(samples), self.batch_size)]
         return self._val
@@ -252,4 +251,4 @@ class BatchSampler:
 
 
 __all__ = ["SynthSource", "CocoPanopticSource", "BatchSampler", "make_source", "sample_from_coco",
-           "sample_from_synth", "SCALE_RANGE"]
+           "sample_from_synth"]

@@ -254,3 +254,25 @@ def test_model_changes_with_an_unknown_field_names_it(tiny_data, tmp_path):
     init = Trainer(_cfg(tiny_data, tmp_path / "base")).export(tmp_path / "init.pth")
     with pytest.raises(ValueError, match="unknown field.*encoder_layerz"):
         Trainer(_cfg(tiny_data, tmp_path / "s", f"init_checkpoint={init}", "model_changes={encoder_layerz: 1}"))
+
+
+def test_scale_range_sets_the_crops_scale_and_validation_takes_its_geometric_mean(tiny_data, tmp_path):
+    """96x64 scenes, 96x64 crops: a scene scaled by f fills f*96 x f*64 of its crop (valid_hw), the rest is padding."""
+    from omg_seg_core.train.sources import BatchSampler, make_source
+
+    cfg = _cfg(tiny_data, tmp_path, "data.image_size=[96,64]", "data.scale_range=[0.25,1.0]")
+    sampler = BatchSampler(make_source(cfg.data), cfg.data, 4, seed=0)
+    crops, _ = sampler.batch(0)
+    sizes = [s.extra["valid_hw"] for s in crops]
+    assert all(16 <= h <= 64 and 24 <= w <= 96 for h, w in sizes) and min(sizes) < (60, 90), sizes
+    assert {s.extra["valid_hw"] for s in sampler.val_batches()[0]} == {(32, 48)}  # sqrt(0.25 * 1.0) = 0.5
+    default = _cfg(tiny_data, tmp_path)
+    assert default.data.scale_range == (0.8, 1.25)
+    assert {s.extra["valid_hw"] for s in BatchSampler(make_source(default.data), default.data, 4).val_batches()[0]
+            } == {(64, 64)}  # scale 1.0: the 64x64 crop is all scene
+
+
+@pytest.mark.parametrize("value", ["[1.0]", "[1.2,0.8]", "[0,1]", "fast"])
+def test_bad_scale_range_is_refused(tmp_path, value):
+    with pytest.raises(ValueError, match="data.scale_range must be"):
+        load_train_config(None, [f"out_dir={tmp_path}", f"data.scale_range={value}"])
