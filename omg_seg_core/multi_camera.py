@@ -184,7 +184,7 @@ class CameraSessions:
     def remove_exemplar(self, name: str = "") -> int:
         """VideoSession.remove_exemplar, and every camera stops preferring the removed name's target."""
         with self.lock:
-            n = self._first.remove_exemplar(name)
+            n = self.exemplars.remove(name)
             for session in self:
                 session.forget_exemplar_targets()
             return n
@@ -195,8 +195,9 @@ class CameraSessions:
 
     def load_exemplars(self, path: str) -> int:
         """VideoSession.load_exemplars for every camera (one book; no camera prefers an old target)."""
+        cfg = self.predictor.cfg
         with self.lock:
-            n = self._first.load_exemplars(path)
+            n = self.exemplars.load(path, query_dim=cfg.embed_dim, class_dim=cfg.class_embed_dim)
             for session in self:
                 session.forget_exemplar_targets(everything=True)
             return n

@@ -15,7 +15,7 @@ import numpy as np
 from std_msgs.msg import Header
 
 from .msgs import DecodeError, MessageCodec, image_to_numpy, is_empty_image, stamp_s
-from .worker import RequestError, no_frame
+from .worker import RequestError, check_count, check_max_results, no_frame
 from omg_seg_core.video import NoFrameError
 
 #: Errors a request can cause (answered, never raised into the executor).
@@ -58,10 +58,8 @@ class ExemplarServices:
     def _example(self, req: Any, image_field: str, camera: Any) -> tuple[dict, Optional[np.ndarray], Any]:
         """(example kwargs for the session, the example's image or None, header) from a request's points /
         point_labels / boxes / mask and its optional image (RequestError naming the problem)."""
-        n_prompts = len(req.points) + len(req.boxes) // 4
-        limit = int(self.node.p("limits.max_prompts"))
-        if n_prompts > limit:
-            raise RequestError(f"too many prompts: {n_prompts}, limit {limit} (parameter limits.max_prompts)")
+        check_count(len(req.points) + len(req.boxes) // 4, int(self.node.p("limits.max_prompts")),
+                    "prompts (points + boxes)", "limits.max_prompts")
         if len(req.boxes) not in (0, 4):
             raise RequestError(f"boxes: an example is ONE object, give one box (4 values xyxy), got {len(req.boxes)}"
                                " values")
@@ -83,29 +81,12 @@ class ExemplarServices:
             kw["mask"] = mask != 0
         return kw, rgb, header
 
-    def _sessions(self) -> Any:
-        """Every camera's sessions (CameraSessions: one exemplar book, holding the current limits.max_exemplars);
-        RequestError when inactive."""
-        sessions = self.base._sessions()
-        sessions.exemplars.max_exemplars = int(self.node.p("limits.max_exemplars"))
-        return sessions
-
-    def _camera_session(self, name: str = "") -> Any:
-        """(camera, its VideoSession) for the camera a request names ('' = the first; RequestError when inactive
-        or unknown), with the current exemplar limit on the book."""
-        self._sessions()
-        return self.base._camera_session(name)
-
     # ------------------------------------------------------------------------------------------ handlers
     def segment_like(self, req, resp):
         try:
-            camera, session = self._camera_session(req.camera)
+            camera, session = self.base._camera_session(req.camera)
             kw, example_rgb, _ = self._example(req, "example_image", camera)
-            n = int(req.max_results)
-            most = int(self.node.p("limits.max_results"))
-            if n < 0 or n > most:
-                raise RequestError(f"max_results must be in [0, {most}] (0 = the parameter like_max_results; "
-                                   "parameter limits.max_results)")
+            n = check_max_results(int(req.max_results), int(self.node.p("limits.max_results")), "like_max_results")
             thr = float(req.threshold)
             if not np.isfinite(thr) or not 0.0 <= thr <= 1.0:
                 raise RequestError(f"threshold must be in [0, 1] (0 = the parameter like_threshold), got {thr}")
@@ -126,7 +107,7 @@ class ExemplarServices:
 
     def add_exemplar(self, req, resp):
         try:
-            camera, session = self._camera_session(req.camera)
+            camera, session = self.base._camera_session(req.camera)
             kw, rgb, header = self._example(req, "image", camera)
             if not kw:
                 raise RequestError("no example: give a click (points), a box or a mask")
@@ -146,7 +127,7 @@ class ExemplarServices:
 
     def remove_exemplar(self, req, resp):
         try:
-            n = self._sessions().remove_exemplar(req.name.strip())
+            n = self.base._sessions().remove_exemplar(req.name.strip())
             resp.success, resp.removed = True, int(n)
             resp.message = f"removed {n} exemplar name(s)" if not req.name.strip() else f"removed '{req.name}'"
             return resp
@@ -155,7 +136,7 @@ class ExemplarServices:
 
     def list_exemplars(self, req, resp):
         try:
-            book = self._sessions().exemplars
+            book = self.base._sessions().exemplars
             names = book.names()
             views = [book.views(n) for n in names]
             resp.names, resp.views = names, [len(v) for v in views]
@@ -174,7 +155,7 @@ class ExemplarServices:
 
     def save_exemplars(self, req, resp):
         try:
-            sessions, path = self._sessions(), self._path(req)
+            sessions, path = self.base._sessions(), self._path(req)
             resp.views = int(sessions.save_exemplars(path))
             resp.success, resp.message = True, f"{resp.views} view(s) saved to {path}"
             return resp
@@ -183,7 +164,7 @@ class ExemplarServices:
 
     def load_exemplars(self, req, resp):
         try:
-            sessions, path = self._sessions(), self._path(req)
+            sessions, path = self.base._sessions(), self._path(req)
             resp.views = int(sessions.load_exemplars(path))
             names = sessions.exemplars.names()
             resp.success, resp.message = True, f"{resp.views} view(s) of {', '.join(names)} loaded from {path}"

@@ -146,7 +146,10 @@ class OmgSegNode(LifecycleNode):
             cam.session = self.sessions[cam.name]
         self._released = False
         if book is not None:
-            self.sessions.predictor.exemplars, loaded = book, None
+            self.sessions.predictor.exemplars = book
+        self.sessions.exemplars.max_exemplars = int(self.p("limits.max_exemplars"))  # before the file's load
+        if book is not None:
+            loaded = None
         else:
             try:
                 loaded = load_configured(self)
@@ -323,6 +326,8 @@ class OmgSegNode(LifecycleNode):
         trk = {k: v for k, v in new.items() if k.startswith("tracking.") and k != "tracking.enabled"}
         if trk and session is not None:
             session.set_tracker_config(tracker_config_from({**self.values(), **new}))
+        if session is not None and "limits.max_exemplars" in new:  # names taught already stay; new ones wait
+            session.exemplars.max_exemplars = int(new["limits.max_exemplars"])
         if session is not None and any(k.startswith("depth.") for k in new):
             session.depth_config = params.depth_config_from({**self.values(), **new})
         if "tracking.enabled" in new and session is not None:

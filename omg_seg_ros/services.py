@@ -19,7 +19,7 @@ from .msgs import DecodeError, MessageCodec, image_to_rgb, is_empty_image, stamp
 from omg_seg_core.video import NoFrameError
 
 from .exemplar_services import ExemplarServices
-from .worker import RequestError, no_frame
+from .worker import RequestError, check_count, check_max_results, no_frame
 
 
 def _check_text(text: str, max_results: int, max_length: int, most_results: int) -> str:
@@ -28,18 +28,9 @@ def _check_text(text: str, max_results: int, max_length: int, most_results: int)
     query = (text or "").strip()
     if not query:
         raise RequestError("empty text: say what to segment, e.g. 'segment the red box'")
-    if len(query) > max_length:
-        raise RequestError(f"text too long ({len(query)} characters, limit {max_length}: parameter "
-                           "limits.max_text_length)")
-    if max_results < 0 or max_results > most_results:
-        raise RequestError(f"max_results must be in [0, {most_results}] (0 = the default; parameter "
-                           f"limits.max_results), got {max_results}")
+    check_count(len(query), max_length, "characters in the text", "limits.max_text_length")
+    check_max_results(max_results, most_results, "text_max_results")
     return query
-
-
-def _check_count(n: int, limit: int, what: str, param: str) -> None:
-    if n > limit:
-        raise RequestError(f"too many {what}: {n}, limit {limit} (parameter {param})")
 
 
 class Services:
@@ -133,8 +124,8 @@ class Services:
         camera = None
         try:
             camera, session = self._camera_session(req.camera)
-            _check_count(len(req.points) + len(req.boxes) // 4, int(self.node.p("limits.max_prompts")),
-                         "prompts (points + boxes)", "limits.max_prompts")
+            check_count(len(req.points) + len(req.boxes) // 4, int(self.node.p("limits.max_prompts")),
+                        "prompts (points + boxes)", "limits.max_prompts")
             rgb, header = self._image(req.image, camera)
             pts = [v for p in req.points for v in (p.x, p.y)]
             seg, ids = session.prompt(pts, list(req.point_labels), list(req.boxes), image=rgb, track=bool(req.track),
@@ -152,8 +143,8 @@ class Services:
             query = _check_text(req.text, int(req.max_results), int(self.node.p("limits.max_text_length")),
                                 int(self.node.p("limits.max_results")))
             rgb, header = self._image(req.image, camera)
-            _check_count(len(req.hint_points) + len(req.hint_boxes) // 4, int(self.node.p("limits.max_prompts")),
-                         "hint points + boxes", "limits.max_prompts")
+            check_count(len(req.hint_points) + len(req.hint_boxes) // 4, int(self.node.p("limits.max_prompts")),
+                        "hint points + boxes", "limits.max_prompts")
             hint = {}
             if len(req.hint_points) or len(req.hint_boxes) or len(req.hint_labels):  # checked by the predictor
                 hint = {"hint_points": [v for p in req.hint_points for v in (p.x, p.y)],
@@ -174,7 +165,7 @@ class Services:
     def set_vocabulary(self, req, resp):
         try:
             sessions = self._sessions()
-            _check_count(len(req.things) + len(req.stuff), int(self.node.p("limits.max_vocabulary")), "classes",
+            check_count(len(req.things) + len(req.stuff), int(self.node.p("limits.max_vocabulary")), "classes",
                          "limits.max_vocabulary")
             # one vocabulary for every camera (one model): every camera's tracks are reset
             n = sessions.set_vocabulary([t.strip() for t in req.things], [s.strip() for s in req.stuff],

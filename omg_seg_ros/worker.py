@@ -27,6 +27,20 @@ class RequestError(ValueError):
     """A bad service request or a call the node cannot serve now (message is sent back to the caller)."""
 
 
+def check_count(n: int, limit: int, what: str, param: str) -> None:
+    """RequestError when a request carries more `what` than the parameter `param` allows."""
+    if n > limit:
+        raise RequestError(f"too many {what}: {n}, limit {limit} (parameter {param})")
+
+
+def check_max_results(n: int, most: int, default_param: str) -> int:
+    """A request's max_results in [0, most] (0 = the parameter `default_param`), else RequestError."""
+    if n < 0 or n > most:
+        raise RequestError(f"max_results must be in [0, {most}] (0 = the parameter {default_param}; parameter "
+                           f"limits.max_results), got {n}")
+    return n
+
+
 def no_frame(camera: Any) -> str:
     """The answer to a request before the camera's first frame (and without an image of its own)."""
     return f"no image received yet on {camera.topic('~/input/image')}; send one or pass an image in the request"

@@ -149,6 +149,15 @@ def test_exemplars_file_survives_a_reload(client, seg_node, kind_scene, tmp_path
         lst = call(client, "list_exemplars", srv("list_exemplars").Request())
         assert lst.success and list(lst.names) == ["my thing"], lst.message
         assert f"loaded from {path}" in seg_node.log()
+        # limits.max_exemplars holds at configure too: a file with more names than it allows is not loaded
+        _show(client, frame)  # configure starts without frames
+        assert call(client, "add_exemplar", _req("add_exemplar", name="other thing", points=[(x, y)])).success
+        assert call(client, "save_exemplars", srv("save_exemplars").Request(path="")).success
+        assert all(r.successful for r in client.set_params("omg_seg", **{"limits.max_exemplars": 1}))
+        for transition in ("deactivate", "cleanup", "configure", "activate"):
+            assert client.lifecycle("omg_seg", transition), transition
+        assert call(client, "list_exemplars", srv("list_exemplars").Request()).names == []
+        assert "exemplars.file not loaded" in seg_node.log() and "limits.max_exemplars" in seg_node.log()
     finally:
-        client.set_params("omg_seg", **{"exemplars.file": ""})
+        client.set_params("omg_seg", **{"exemplars.file": "", "limits.max_exemplars": 32})
         call(client, "remove_exemplar", srv("remove_exemplar").Request(name=""))
