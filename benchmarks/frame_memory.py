@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from omg_seg_ros.cli.client import ClientNode  # noqa: E402
-from omg_seg_ros.cli.demo import _spawn, _stop  # noqa: E402
+from omg_seg_ros.cli.demo import _spawn, _stop, wait_active  # noqa: E402
 
 
 def _vm(pid: int, key: str) -> float:
@@ -94,11 +94,7 @@ def measure(size: tuple[int, int], log_dir: Path) -> dict:
                    "-p", "qos.reliability:=reliable"], log=log)
     client = None
     try:
-        t0 = time.monotonic()
-        while "active: listening" not in log.read_text():
-            if node.poll() is not None or time.monotonic() - t0 > 300:
-                raise RuntimeError("node did not start:\n" + log.read_text()[-2000:])
-            time.sleep(0.3)
+        wait_active([node], [log], 300)
         client = FrameClient()
         time.sleep(3.0)  # let the subscriptions match (outputs are built only for subscribers)
         small = scene(320, 240, seed=1)

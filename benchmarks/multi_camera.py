@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from omg_seg_ros.cli.client import ClientNode  # noqa: E402
-from omg_seg_ros.cli.demo import _spawn, _stop  # noqa: E402  (same process helpers as the demo)
+from benchmarks.bench_util import cell, percentile  # noqa: E402
+from omg_seg_ros.cli.demo import _spawn, _stop, wait_active  # noqa: E402  (the demo's process helpers)
 
 
 # ---------------------------------------------------------------------------------------------- publisher process
@@ -183,13 +184,7 @@ def run_setup(kind: str, n: int, size: tuple[int, int], args: argparse.Namespace
         nodes.append(_spawn(_node_args(name, cams, args), log=logs[-1]))
     listener = pub = None
     try:
-        t_start = time.monotonic()
-        while not all("active: listening" in lg.read_text() for lg in logs):
-            bad = [lg for node, lg in zip(nodes, logs) if node.poll() is not None or "configure failed" in lg.read_text()]
-            if bad or time.monotonic() - t_start > 900:
-                raise RuntimeError("node did not start:\n" + (bad or logs)[0].read_text()[-3000:])
-            time.sleep(0.5)
-        start_s = time.monotonic() - t_start
+        start_s = wait_active(nodes, logs, 900)
         listener = Listener(out_topics)
         pub = _spawn([str(Path(__file__).resolve()), "--publish", ",".join(in_topics), "--size", f"{w}x{h}",
                       "--rate", str(args.rate)], pipe=True)
@@ -218,14 +213,14 @@ def run_setup(kind: str, n: int, size: tuple[int, int], args: argparse.Namespace
                 "model_p50_ms", "queue_wait_p50_ms", "batch_size_mean", "frames_dropped", "frames_processed",
                 "backend")} for name, vals in listener.status.items()}
         pooled = [v for vs in lat.values() for v in vs]
-        per_cam = {t: {"frames_per_s": len(v) / (t1 - t0), "latency_p50_ms": _pct(v, 50),
-                       "latency_p95_ms": _pct(v, 95)} for t, v in lat.items()}
+        per_cam = {t: {"frames_per_s": len(v) / (t1 - t0), "latency_p50_ms": percentile(v, 50),
+                       "latency_p95_ms": percentile(v, 95)} for t, v in lat.items()}
         return {"setup": kind, "cameras": n, "size": f"{w}x{h}", "node_processes": len(nodes),
                 "cpu_threads": args.cpu_threads, "start_s": round(start_s, 1),
                 "rss_mb": max(s[0] for s in samples), "pss_mb": max(s[1] for s in samples),
                 "gpu_mb": max(gpu) if gpu else None,
                 "total_frames_per_s": len(pooled) / (t1 - t0),
-                "latency_p50_ms": _pct(pooled, 50), "latency_p95_ms": _pct(pooled, 95),
+                "latency_p50_ms": percentile(pooled, 50), "latency_p95_ms": percentile(pooled, 95),
                 "node_cpu_percent": 100.0 * (cpu1 - cpu0) / (t1 - t0), "per_camera": per_cam,
                 "node_diagnostics": status}
     finally:
@@ -237,12 +232,6 @@ def run_setup(kind: str, n: int, size: tuple[int, int], args: argparse.Namespace
             _stop(node)
 
 
-def _pct(v: list[float], q: float) -> Optional[float]:
-    return float(np.percentile(v, q)) if v else None
-
-
-def _f(v: Optional[float], spec: str = ".0f") -> str:
-    return "n/a" if v is None else format(v, spec)
 
 
 def print_table(rows: list[dict]) -> None:
@@ -250,8 +239,8 @@ def print_table(rows: list[dict]) -> None:
           f"{'frames/s':>8} {'lat p50':>8} {'lat p95':>8} {'CPU %':>6}")
     for r in rows:
         print(f"{r['size']:>8} {r['cameras']:>4} {r['setup']:>12} {r['node_processes']:>5} {r['rss_mb']:>7.0f} "
-              f"{r['pss_mb']:>7.0f} {_f(r['gpu_mb']):>7} {r['total_frames_per_s']:>8.2f} "
-              f"{_f(r['latency_p50_ms']):>8} {_f(r['latency_p95_ms']):>8} {r['node_cpu_percent']:>6.0f}")
+              f"{r['pss_mb']:>7.0f} {cell(r['gpu_mb'], '.0f'):>7} {r['total_frames_per_s']:>8.2f} "
+              f"{cell(r['latency_p50_ms'], '.0f'):>8} {cell(r['latency_p95_ms'], '.0f'):>8} {r['node_cpu_percent']:>6.0f}")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

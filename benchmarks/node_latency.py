@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from omg_seg_ros.cli.client import ClientNode  # noqa: E402
-from omg_seg_ros.cli.demo import Player, _spawn, _stop  # noqa: E402  (same process helpers as the demo)
+from benchmarks.bench_util import cell, percentile  # noqa: E402
+from omg_seg_ros.cli.demo import Player, _spawn, _stop, wait_active  # noqa: E402  (the demo's process helpers)
 
 OUTPUTS = ("semantic", "instance_ids", "detections", "segments", "overlay")
 
@@ -81,9 +82,6 @@ class BenchClient(ClientNode):
                         for s in stamps if s in self.recv[o] and (minus is None or s in minus)] for o in OUTPUTS}
 
 
-def _pct(v: list[float], q: float) -> Optional[float]:
-    return float(np.percentile(v, q)) if v else None
-
 
 def _diag_after(client: BenchClient, seconds: float) -> dict:
     time.sleep(seconds)
@@ -122,11 +120,7 @@ def bench_size(size: tuple[int, int], args: argparse.Namespace, log_dir: Path) -
     node = _spawn(node_args, log=log)
     client = player = None
     try:
-        t0 = time.monotonic()
-        while "active: listening" not in log.read_text():
-            if node.poll() is not None or "configure failed" in log.read_text() or time.monotonic() - t0 > 600:
-                raise RuntimeError("node did not start:\n" + log.read_text()[-2000:])
-            time.sleep(0.5)
+        wait_active([node], [log], 600)
         client = BenchClient()
         proc = psutil.Process(node.pid)
         player = Player(["--random", "8", "--size", f"{w}x{h}", "--rate", str(args.rate)])
@@ -170,19 +164,19 @@ def bench_size(size: tuple[int, int], args: argparse.Namespace, log_dir: Path) -
         rate = (len(got) - 1) / (got[-1] - got[0]) if len(got) > 1 else 0.0
         return {
             "size": f"{w}x{h}", "publish_rate_hz": args.rate, "frames_published": len(cam),
-            "paced": {"frames": len(paced), "model_p50_ms": _pct(list(model_of.values()), 50),
-                      **{f"{o}_p50_ms": _pct(v, 50) for o, v in lat_paced.items()},
-                      **{f"{o}_p95_ms": _pct(v, 95) for o, v in lat_paced.items()},
-                      **{f"{o}_overhead_p50_ms": _pct(v, 50) for o, v in over.items()},
-                      **{f"{o}_overhead_p95_ms": _pct(v, 95) for o, v in over.items()},
+            "paced": {"frames": len(paced), "model_p50_ms": percentile(list(model_of.values()), 50),
+                      **{f"{o}_p50_ms": percentile(v, 50) for o, v in lat_paced.items()},
+                      **{f"{o}_p95_ms": percentile(v, 95) for o, v in lat_paced.items()},
+                      **{f"{o}_overhead_p50_ms": percentile(v, 50) for o, v in over.items()},
+                      **{f"{o}_overhead_p95_ms": percentile(v, 95) for o, v in over.items()},
                       "node_internal_overhead_p50_ms": float(d_paced.get("overhead_p50_ms", "nan")),
                       "node_queue_wait_p50_ms": float(d_paced.get("queue_wait_p50_ms", "nan"))},
             "camera": {"output_rate_hz": rate,
                        "frames_received": int(d1.get("frames_received", 0)) - int(d0.get("frames_received", 0)),
                        "frames_processed": int(d1.get("frames_processed", 0)) - int(d0.get("frames_processed", 0)),
                        "frames_dropped": int(d1.get("frames_dropped", 0)) - int(d0.get("frames_dropped", 0)),
-                       **{f"{o}_p50_ms": _pct(v, 50) for o, v in lat_cam.items()},
-                       **{f"{o}_p95_ms": _pct(v, 95) for o, v in lat_cam.items()},
+                       **{f"{o}_p50_ms": percentile(v, 50) for o, v in lat_cam.items()},
+                       **{f"{o}_p95_ms": percentile(v, 95) for o, v in lat_cam.items()},
                        "model_p50_ms": float(d1.get("model_p50_ms", "nan")),
                        "queue_wait_p50_ms": float(d1.get("queue_wait_p50_ms", "nan")),
                        "node_cpu_percent": 100.0 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall,
@@ -200,9 +194,6 @@ def bench_size(size: tuple[int, int], args: argparse.Namespace, log_dir: Path) -
         _stop(node)
 
 
-def _f(v: Optional[float], spec: str = ".1f") -> str:
-    return "n/a" if v is None else format(v, spec)
-
 
 def print_table(results: list[dict]) -> None:
     print("\nPaced (no queueing). e2e = image stamp -> output received; ROS overhead = e2e - that frame's model time")
@@ -210,17 +201,17 @@ def print_table(results: list[dict]) -> None:
           + " ".join(f"{o:>14}" for o in ("segments", "semantic", "detections", "instance_ids", "overlay")))
     for r in results:
         p = r["paced"]
-        ov = [f"{_f(p[o + '_overhead_p50_ms'])} ({_f(p[o + '_overhead_p95_ms'])})"
+        ov = [f"{cell(p[o + '_overhead_p50_ms'])} ({cell(p[o + '_overhead_p95_ms'])})"
               for o in ("segments", "semantic", "detections", "instance_ids", "overlay")]
-        print(f"{r['size']:>8} {_f(p['model_p50_ms']):>10} {_f(p['segments_p50_ms']):>12} "
-              f"{_f(p['segments_p95_ms']):>12} | {'':22}" + " ".join(f"{v:>14}" for v in ov))
+        print(f"{r['size']:>8} {cell(p['model_p50_ms']):>10} {cell(p['segments_p50_ms']):>12} "
+              f"{cell(p['segments_p95_ms']):>12} | {'':22}" + " ".join(f"{v:>14}" for v in ov))
     print(f"\nCamera at {results[0]['publish_rate_hz']:.0f} Hz")
     print(f"{'size':>8} {'published':>9} {'received':>8} {'processed':>9} {'dropped':>8} {'out Hz':>7} {'seg p50':>8} {'seg p95':>8} "
           f"{'CPU %':>6} {'RSS MB':>7} {'dRSS MB':>8}")
     for r in results:
         c = r["camera"]
         print(f"{r['size']:>8} {r['frames_published']:>9} {c['frames_received']:>8} {c['frames_processed']:>9} {c['frames_dropped']:>8} "
-              f"{c['output_rate_hz']:>7.2f} {_f(c['segments_p50_ms'], '.0f'):>8} {_f(c['segments_p95_ms'], '.0f'):>8} "
+              f"{c['output_rate_hz']:>7.2f} {cell(c['segments_p50_ms'], '.0f'):>8} {cell(c['segments_p95_ms'], '.0f'):>8} "
               f"{c['node_cpu_percent']:>6.0f} {c['rss_end_mb']:>7.0f} {c['rss_growth_mb']:>8.1f}")
 
 
@@ -246,11 +237,7 @@ def closed_loop(args: argparse.Namespace, log_dir: Path) -> dict:
     per_round = max(1, args.closed_loop // args.rounds)
     node_fps, alone_fps = [], []
     try:
-        t0 = time.monotonic()
-        while "active: listening" not in log.read_text():
-            if node.poll() is not None or time.monotonic() - t0 > 600:
-                raise RuntimeError("node did not start:\n" + log.read_text()[-2000:])
-            time.sleep(0.5)
+        wait_active([node], [log], 600)
         client = BenchClient()
         player = Player([str(folder), "--rate", "100"])
         time.sleep(3.0)  # let every subscription match

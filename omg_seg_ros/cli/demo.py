@@ -56,6 +56,19 @@ def _stop(proc: Optional[subprocess.Popen]) -> None:
         proc.wait(timeout=10)
 
 
+def wait_active(nodes: list[subprocess.Popen], logs: list[Path], timeout_s: float) -> float:
+    """Wait until every node's log says "active: listening" (the node answers lifecycle services only once its
+    model is loaded); returns the seconds waited. RuntimeError with the log's tail when a node exits, logs
+    "configure failed" or the time runs out."""
+    t0 = time.monotonic()
+    while not all("active: listening" in lg.read_text() for lg in logs):
+        bad = [lg for node, lg in zip(nodes, logs) if node.poll() is not None or "configure failed" in lg.read_text()]
+        if bad or time.monotonic() - t0 > timeout_s:
+            raise RuntimeError("node did not become active:\n" + (bad or logs)[0].read_text()[-3000:])
+        time.sleep(0.5)
+    return time.monotonic() - t0
+
+
 class DemoClient(ClientNode):
     """Client node: collects outputs (by stamp) and calls services."""
 
@@ -203,16 +216,11 @@ def run(args: argparse.Namespace) -> dict:
     client = player = None
     try:
         client = DemoClient()
-        t0, log = time.monotonic(), out / "node.log"
-        # The node answers lifecycle services only once its model is loaded; watch its log until then.
-        while "active: listening" not in log.read_text():
-            if node.poll() is not None or "configure failed" in log.read_text() \
-                    or time.monotonic() - t0 > args.timeout:
-                raise RuntimeError("node did not become active:\n" + log.read_text()[-2000:])
-            time.sleep(0.5)
+        log = out / "node.log"
+        waited = wait_active([node], [log], args.timeout)
         if client.state() != "active":
             raise RuntimeError("node is not active:\n" + log.read_text()[-2000:])
-        print(f"[demo] node active after {time.monotonic() - t0:.1f} s; playing {args.samples.name} at {args.rate} Hz")
+        print(f"[demo] node active after {waited:.1f} s; playing {args.samples.name} at {args.rate} Hz")
         player = Player([str(args.samples), "--rate", str(args.rate), "--depth-topic", f"{NS}/input/depth",
                          "--camera-info-topic", f"{NS}/input/camera_info"])
         half = player.n_frames // 2
