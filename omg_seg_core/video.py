@@ -256,16 +256,15 @@ class VideoSession:
             elif not given:
                 raise ValueError("no example: give a click, a box, a mask or a taught name")
             else:
-                back = (self.predictor.image, self._features_from_request, self.latest_depth)
-                try:
-                    if example_image is not None:
-                        self._use_image(example_image)
-                    seg = self.predictor.example(points, point_labels, boxes, mask)
-                    exemplars = [make_exemplar(self.predictor, seg.masks[0], source=seg.extra["source"])]
+                back = (self._features_from_request, self.latest_depth, self.image_size)
+                try:  # the example's own image, then back to the cached features the answer is on
+                    with self.predictor.keep_image():
+                        if example_image is not None:
+                            self._use_image(example_image)
+                        seg = self.predictor.example(points, point_labels, boxes, mask)
+                        exemplars = [make_exemplar(self.predictor, seg.masks[0], source=seg.extra["source"])]
                 finally:
-                    if example_image is not None:  # back to the image the answer is on (a second backbone pass)
-                        self._set_image(back[0])
-                        self._features_from_request, self.latest_depth = back[1], back[2]
+                    self._features_from_request, self.latest_depth, self.image_size = back
                 label = "like"
             out = self.predictor.like(exemplars, threshold=threshold, max_results=max_results, label=label)
             self._answer_3d(out)

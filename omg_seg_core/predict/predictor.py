@@ -209,6 +209,17 @@ class OMGSegPredictor(ExemplarRequests):
         self.last_timings = dict(timings)
         self.last_timings["set_image"] = self.last_timings["preprocess"] + self.last_timings["image_graph"]
 
+    @contextmanager
+    def keep_image(self) -> Iterator[None]:
+        """Run a block that may `set_image` another image, then make the image cached before it current again,
+        with its features (every IMAGE_STATE attribute), without a second image-graph pass."""
+        saved = {name: getattr(self, name) for name in self.IMAGE_STATE}
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
+
     def clear_image(self) -> None:
         """Forget the cached image (every IMAGE_STATE attribute): a task then needs `set_image` first."""
         for name in self.IMAGE_STATE:

@@ -181,3 +181,33 @@ def test_taught_name_in_a_session(predictor, tmp_path):
         like, _ = session.like(name="my thing", max_results=5)
         assert len(like) and like.class_names[0] == "my thing"
     predictor.exemplars.remove("")
+
+
+def test_example_on_its_own_image_costs_one_image_pass(predictor):
+    """segment_like with example_image: one image-graph pass for the example; the answer is on the frame's cached
+    features, the same answer as teaching on the example image and setting the frame again (two passes)."""
+    from omg_seg_core.predict.exemplar import make_exemplar
+    from omg_seg_core.train.data import click_point
+    from omg_seg_core.train.exemplar_eval import kind_frames
+    from omg_seg_core.video import VideoSession
+
+    session = VideoSession(predictor)
+    frame, uid, _, _ = next(iter(kind_frames(1, seed=5)))
+    flipped = np.ascontiguousarray(frame.rgb[:, ::-1])
+    x, y = click_point(frame.panoptic == uid)
+    click = [[frame.rgb.shape[1] - 1 - x, y]]  # the same object on the mirrored image
+    with torch.inference_mode():
+        session.step(frame.rgb, stamp=0.0)
+        frame_before = predictor.panoptic()
+        passes = session.image_passes
+        like, _ = session.like(points=click, example_image=flipped, threshold=0.0, max_results=3)
+        assert session.image_passes == passes + 1 and session.image_size == frame.rgb.shape[:2]
+        assert np.array_equal(predictor.image, frame.rgb)
+        assert np.array_equal(predictor.panoptic().masks, frame_before.masks)
+        predictor.set_image(flipped)  # the two-pass way
+        seg = predictor.example(click)
+        ex = make_exemplar(predictor, seg.masks[0], source=seg.extra["source"])
+        predictor.set_image(frame.rgb)
+        ref = predictor.like([ex], threshold=0.0, max_results=3, label="like")
+    assert len(like) == len(ref) >= 1
+    assert np.array_equal(like.masks, ref.masks) and np.allclose(like.scores, ref.scores, rtol=0, atol=0)
