@@ -195,9 +195,8 @@ class CameraSessions:
 
     def load_exemplars(self, path: str) -> int:
         """VideoSession.load_exemplars for every camera (one book; no camera prefers an old target)."""
-        cfg = self.predictor.cfg
         with self.lock:
-            n = self.exemplars.load(path, query_dim=cfg.embed_dim, class_dim=cfg.class_embed_dim)
+            n = self.predictor.load_exemplars(path)
             for session in self:
                 session.forget_exemplar_targets(everything=True)
             return n

@@ -285,9 +285,8 @@ class VideoSession:
 
     def load_exemplars(self, path: str) -> int:
         """Replace the taught exemplars by the file's (made by a model of this one's sizes); returns the views."""
-        cfg = self.predictor.cfg
         with self.lock:
-            n = self.predictor.exemplars.load(path, query_dim=cfg.embed_dim, class_dim=cfg.class_embed_dim)
+            n = self.predictor.load_exemplars(path)
             self.forget_exemplar_targets(everything=True)
             return n
 

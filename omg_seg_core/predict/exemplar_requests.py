@@ -12,7 +12,12 @@ from .exemplar import Exemplar, like, make_exemplar
 
 
 class ExemplarRequests:
-    """Needs the predictor's `_require`, `prompt`, `thresholds`, `exemplars` (ExemplarBook) and `timed`."""
+    """Needs the predictor's `_require`, `prompt`, `thresholds`, `exemplars` (ExemplarBook), `cfg` and `timed`."""
+
+    def load_exemplars(self, path: str) -> int:
+        """Replace the taught exemplars by the file's (ExemplarBook.load, checked against this model's query and
+        class embedding sizes); returns the views loaded."""
+        return self.exemplars.load(path, query_dim=self.cfg.embed_dim, class_dim=self.cfg.class_embed_dim)
 
     def example(self, points: Any = None, point_labels: Any = None, boxes: Any = None, mask: Any = None) -> Segments:
         """ONE example object on the cached image as a one-row Segments: given by a click or a box (points [P, 2] xy,
