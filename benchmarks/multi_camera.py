@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -232,15 +231,14 @@ def run_setup(kind: str, n: int, size: tuple[int, int], args: argparse.Namespace
             _stop(node)
 
 
-
-
 def print_table(rows: list[dict]) -> None:
     print(f"\n{'size':>8} {'cams':>4} {'set-up':>12} {'procs':>5} {'RSS MB':>7} {'PSS MB':>7} {'GPU MB':>7} "
           f"{'frames/s':>8} {'lat p50':>8} {'lat p95':>8} {'CPU %':>6}")
     for r in rows:
         print(f"{r['size']:>8} {r['cameras']:>4} {r['setup']:>12} {r['node_processes']:>5} {r['rss_mb']:>7.0f} "
               f"{r['pss_mb']:>7.0f} {cell(r['gpu_mb'], '.0f'):>7} {r['total_frames_per_s']:>8.2f} "
-              f"{cell(r['latency_p50_ms'], '.0f'):>8} {cell(r['latency_p95_ms'], '.0f'):>8} {r['node_cpu_percent']:>6.0f}")
+              f"{cell(r['latency_p50_ms'], '.0f'):>8} {cell(r['latency_p95_ms'], '.0f'):>8} "
+              f"{r['node_cpu_percent']:>6.0f}")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -82,7 +82,6 @@ class BenchClient(ClientNode):
                         for s in stamps if s in self.recv[o] and (minus is None or s in minus)] for o in OUTPUTS}
 
 
-
 def _diag_after(client: BenchClient, seconds: float) -> dict:
     time.sleep(seconds)
     with client.lock:
@@ -192,7 +191,6 @@ def bench_size(size: tuple[int, int], args: argparse.Namespace, log_dir: Path) -
         if client is not None:
             client.close()
         _stop(node)
-
 
 
 def print_table(results: list[dict]) -> None:

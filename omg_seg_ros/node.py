@@ -148,9 +148,8 @@ class OmgSegNode(LifecycleNode):
         if book is not None:
             self.sessions.predictor.exemplars = book
         self.sessions.exemplars.max_exemplars = int(self.p("limits.max_exemplars"))  # before the file's load
-        if book is not None:
-            loaded = None
-        else:
+        loaded = None
+        if book is None:
             try:
                 loaded = load_configured(self)
             except (ValueError, OSError) as e:  # a bad exemplar file must not stop the node: say so, go on

@@ -101,7 +101,8 @@ THRESHOLD_DEFAULTS = {"iou_thr": -1.0}
 #: Numeric ranges, declared in each ParameterDescriptor (`ros2 param describe` shows them; ROS refuses values
 #: outside before the node sees them; NaN is outside every range). Unit thresholds allow < 0 = the model's default.
 RANGES: dict[str, tuple[float, float]] = {
-    "input_long_side": (0, 4096), "cpu_threads": (0, 256), "postprocess_threads": (0, 256), "qos.depth": (1, 100), "diagnostics_period": (0.05, 60.0),
+    "input_long_side": (0, 4096), "cpu_threads": (0, 256), "postprocess_threads": (0, 256), "qos.depth": (1, 100),
+    "diagnostics_period": (0.05, 60.0),
     "limits.max_image_pixels": (1, 16384 * 16384), "limits.max_prompts": (1, 10000),
     "limits.max_text_length": (1, 100000), "limits.max_results": (1, 100000), "limits.max_vocabulary": (1, 65534),
     "limits.max_cameras": (1, 64), "batch_window_ms": (0.0, 1000.0),

@@ -166,7 +166,7 @@ class Services:
         try:
             sessions = self._sessions()
             check_count(len(req.things) + len(req.stuff), int(self.node.p("limits.max_vocabulary")), "classes",
-                         "limits.max_vocabulary")
+                        "limits.max_vocabulary")
             # one vocabulary for every camera (one model): every camera's tracks are reset
             n = sessions.set_vocabulary([t.strip() for t in req.things], [s.strip() for s in req.stuff],
                                                   cancel=self.node.shutting_down)

@@ -191,4 +191,5 @@ class Stats:
                 "processed": self.processed, "errors": self.errors, "last": last, "stage_p50_ms": stages}
 
 
-__all__ = ["RequestError", "no_frame", "Frame", "FrameMailbox", "Inbox", "Stats"]
+__all__ = ["RequestError", "check_count", "check_max_results", "no_frame", "Frame", "FrameMailbox", "Inbox",
+           "Stats"]

@@ -219,21 +219,21 @@ class BatchSampler:
         rng = self.rng_for(it, "crop")
         out: list[Sample] = []
         pairs: list[tuple[int, int]] = []
-        size = tuple(self.cfg.image_size)
+        size, scale = tuple(self.cfg.image_size), self.cfg.scale_range
         for j in range(self.n_single):
-            out.append(random_scale_crop(self.source.sample(it * self.n_single + j), size, self.cfg.scale_range, rng))
+            out.append(random_scale_crop(self.source.sample(it * self.n_single + j), size, scale, rng))
         for j in range(self.n_pairs):
             a, b = self.source.pair(it * self.n_pairs + j, self.rng_for(it * 1000 + j, "pair"))
             # both frames get the same crop window so motion, not the crop, moves the objects
             st = rng.bit_generator.state
-            out.append(random_scale_crop(a, size, self.cfg.scale_range, rng))
+            out.append(random_scale_crop(a, size, scale, rng))
             rng.bit_generator.state = st
-            out.append(random_scale_crop(b, size, self.cfg.scale_range, rng))
+            out.append(random_scale_crop(b, size, scale, rng))
             pairs.append((len(out) - 2, len(out) - 1))
         return out, pairs
 
     def val_batches(self) -> list[list[Sample]]:
-        """Fixed validation batches (center crops at scale 1), computed once."""
+        """Fixed validation batches (crops at the geometric mean of scale_range: 1 by default), computed once."""
         if self._val is None:
             rng = np.random.default_rng(0)
             f = math.sqrt(self.cfg.scale_range[0] * self.cfg.scale_range[1])  # 1.0 for the default (0.8, 1.25)

@@ -334,4 +334,5 @@ class Trainer:
                 "skipped_samples": sum(self.dist.gather(self.sampler.skipped))}
 
 
-__all__ = ["Trainer", "build_train_model", "changed_model", "frozen", "lr_factor", "seed_everything", "TRAIN_STATE_FORMAT"]
+__all__ = ["Trainer", "build_train_model", "changed_model", "frozen", "lr_factor", "seed_everything",
+           "TRAIN_STATE_FORMAT"]
