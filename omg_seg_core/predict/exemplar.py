@@ -33,7 +33,7 @@ import torch
 from ..structures import Segments
 from .colour_names import ColourNamer
 from .postprocess import mask_probs_for_queries
-from .split_apart import gap_pixels, split_mask
+from .split_apart import gap_pixels, mask_pieces
 
 #: Weights of the parts in the geometric mean (query, class, pooled, colour); chosen on seed-7 "kind" scenes
 #: (docs/predictor.md, "Exemplars"), not on the held-out seed the aims are reported on.
@@ -121,13 +121,26 @@ def make_exemplar(p: Any, mask: np.ndarray, name: str = "", source: str = "") ->
     iou = inter / np.maximum(union, 1)
     best = int(np.argmax(iou)) if len(cand) else -1
     q = cand[best] if best >= 0 else 0
-    grid = tuple(logits.shape[-2:])
-    pooled = _pool(feats.mask_features, torch.from_numpy(_grid_weights(mask, meta, grid))[None])[0]
-    colour = ColourNamer(p.image).distribution(mask) if p.image is not None else np.full(11, 1 / 11, np.float32)
-    return Exemplar(name=name, query=_unit(feats.query_feat[0, q].float().cpu().numpy()),
-                    class_embed=_unit(feats.class_embed[0, q].float().cpu().numpy()), pooled=_unit(pooled),
-                    colour=np.asarray(colour / max(float(colour.sum()), 1e-9), np.float32),
-                    query_iou=float(iou[best]) if best >= 0 else 0.0, area=area, source=source)
+    query, class_embed, pooled, colour = (x[0] for x in _describe(p, [q], mask[None]))
+    return Exemplar(name=name, query=_unit(query), class_embed=_unit(class_embed), pooled=_unit(pooled),
+                    colour=colour, query_iou=float(iou[best]) if best >= 0 else 0.0, area=area, source=source)
+
+
+def _describe(p: Any, queries: Sequence[int], masks: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What an exemplar holds, for N objects on `p`'s cached image (learned query `queries[i]`, bool [H0, W0]
+    `masks[i]`): query features [N, D], class embeddings [N, E], mask-pooled features [N, D] (these three not
+    normalised: callers decide what a zero vector means) and colour distributions [N, 11] (each summing to 1)."""
+    feats, meta = p.features, p.image_meta
+    idx = torch.as_tensor(list(queries), dtype=torch.long)
+    grid = tuple(feats.mask_logits.shape[-2:])
+    pooled = _pool(feats.mask_features, torch.from_numpy(np.stack([_grid_weights(m, meta, grid) for m in masks])))
+    namer = ColourNamer(p.image) if p.image is not None else None
+    colour = np.stack([namer.distribution(m) if namer is not None else np.full(11, 1 / 11, np.float32)
+                       for m in masks])
+    colour = np.asarray(colour / np.maximum(colour.sum(1, keepdims=True), 1e-9), np.float32)
+    return (feats.query_feat[0, idx].float().cpu().numpy(), feats.class_embed[0, idx].float().cpu().numpy(),
+            pooled, colour)
 
 
 def _candidate_queries(p: Any) -> list[int]:
@@ -173,16 +186,8 @@ def like(p: Any, exemplars: Sequence[Exemplar], threshold: float, max_results: i
     probs = mask_probs_for_queries(feats.mask_logits[0], queries, meta)
     gap = gap_pixels(th.split_apart_gap, meta.ori_shape)
     min_area = max(MIN_PIECE_AREA, MIN_PIECE_FRACTION * min(ex.area for ex in exemplars))
-    cand, masks, conf = [], [], []  # one row per piece: its query, its mask, its mean mask probability
-    for q, prob in zip(queries, probs):
-        mask = prob > th.mask_threshold
-        if not mask.any():
-            continue
-        for piece in (split_mask(mask, gap, th.split_apart_min_fraction) if gap >= 0 else [mask]):
-            if piece.sum() >= min_area:
-                cand.append(q)
-                masks.append(piece)
-                conf.append(float(prob[piece].mean()))
+    rows, masks, conf = mask_pieces(probs, th.mask_threshold, gap, th.split_apart_min_fraction, min_area)
+    cand = [queries[k] for k in rows]  # one row per piece: its query, its mask, its mean mask probability
     if not cand:
         return _empty(feats, meta)
     masks = np.stack(masks)
@@ -214,18 +219,9 @@ def _score(p: Any, exemplars: Sequence[Exemplar], queries: Sequence[int], masks:
     """Scores of N candidates (learned query `queries[i]` with bool [H0, W0] `masks[i]` of mean mask probability
     `conf[i]`) against the exemplars: (score [N] = best over exemplars of similarity x conf ** CONFIDENCE_POWER,
     index [N] of that exemplar, its parts {part: [N]}, NaN where a part was left out)."""
-    feats, meta = p.features, p.image_meta
-    idx = torch.as_tensor(list(queries), dtype=torch.long)
     unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-9)  # noqa: E731
-    query = unit(feats.query_feat[0, idx].float().cpu().numpy())
-    cemb = unit(feats.class_embed[0, idx].float().cpu().numpy())
-    grid = tuple(feats.mask_logits.shape[-2:])
-    pooled = unit(_pool(feats.mask_features, torch.from_numpy(np.stack([_grid_weights(m, meta, grid)
-                                                                         for m in masks]))))
-    namer = ColourNamer(p.image) if p.image is not None else None
-    colour = np.stack([namer.distribution(m) if namer is not None else np.full(11, 1 / 11, np.float32)
-                       for m in masks])
-    colour = colour / np.maximum(colour.sum(1, keepdims=True), 1e-9)
+    query, cemb, pooled, colour = _describe(p, queries, masks)
+    query, cemb, pooled = unit(query), unit(cemb), unit(pooled)
     factor = np.clip(conf, 0.0, 1.0) ** CONFIDENCE_POWER
     per = [similarity_parts(ex, query, cemb, pooled, colour) for ex in exemplars]
     all_scores = np.stack([combine(parts, weights) * factor for parts in per])  # [X, N]

@@ -87,6 +87,25 @@ def split_mask(mask: np.ndarray, gap_px: float, min_fraction: float) -> list[np.
     return pieces
 
 
+def mask_pieces(probs: np.ndarray, mask_threshold: float, gap_px: float, min_fraction: float, min_area: float = 1
+                ) -> tuple[list[int], list[np.ndarray], list[float]]:
+    """Candidate masks cut at their gaps: probs float [K, H, W] mask probabilities -> (row k of each piece, the
+    piece bool [H, W], its mean probability), rows in order, a row's pieces largest first. A mask is
+    probs[k] > mask_threshold; gap_px < 0 keeps masks whole (`split_mask`); pieces under `min_area` pixels and
+    empty masks give nothing."""
+    rows, pieces, conf = [], [], []
+    for k in range(probs.shape[0]):
+        mask = probs[k] > mask_threshold
+        if not mask.any():
+            continue
+        for piece in (split_mask(mask, gap_px, min_fraction) if gap_px >= 0 else [mask]):
+            if piece.sum() >= min_area:
+                rows.append(k)
+                pieces.append(piece)
+                conf.append(float(probs[k][piece].mean()))
+    return rows, pieces, conf
+
+
 def split_apart_things(seg: Segments, gap: float, min_fraction: float) -> Segments:
     """Split thing segments of `seg` (masks bool [N, H, W]) into their far-apart pieces (module docstring).
 
@@ -118,4 +137,4 @@ def split_apart_things(seg: Segments, gap: float, min_fraction: float) -> Segmen
     return out
 
 
-__all__ = ["split_apart_things", "split_mask", "gap_pixels"]
+__all__ = ["split_apart_things", "split_mask", "mask_pieces", "gap_pixels"]

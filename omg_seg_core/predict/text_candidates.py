@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 
 from ..structures import mask_iou
-from .split_apart import split_mask
+from .split_apart import mask_pieces
 from .colour_names import ColourNamer
 
 #: P(colour | piece) floor in the rank product (a shadowed or mis-lit object keeps a chance).
@@ -62,19 +62,13 @@ def rank_pieces(probs: np.ndarray, scores: np.ndarray, mask_threshold: float, ga
     (either None: no colour factor). Empty masks give no candidate.
     """
     h, w = probs.shape[1:] if probs.ndim == 3 else (0, 0)
-    rows, pieces, factors = [], [], []
-    for k in range(probs.shape[0]):
-        mask = probs[k] > mask_threshold
-        if not mask.any():
-            continue
-        for piece in (split_mask(mask, gap_px, min_fraction) if gap_px >= 0 else [mask]):
-            conf = float(probs[k][piece].mean())
-            col = 1.0
-            if colour_power and colours is not None and term is not None:
-                col = max(colours.term_probability(piece, term), COLOUR_FLOOR)
-            rows.append(k)
-            pieces.append(piece)
-            factors.append((float(scores[k]), conf, col))
+    rows, pieces, conf = mask_pieces(probs, mask_threshold, gap_px, min_fraction)
+    factors = []
+    for k, piece, c in zip(rows, pieces, conf):
+        col = 1.0
+        if colour_power and colours is not None and term is not None:
+            col = max(colours.term_probability(piece, term), COLOUR_FLOOR)
+        factors.append((float(scores[k]), c, col))
     f = np.asarray(factors, np.float64).reshape(-1, 3)
     rank = f[:, 0] * f[:, 1] ** confidence_power * f[:, 2] ** colour_power
     kept: list[int] = []
