@@ -16,7 +16,7 @@ each at a free spot of the visible table. The object's *kind* = (shape, colour);
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -25,41 +25,32 @@ from ..data.synth.generator import SynthFrame
 from ..eval.mask_ap import MaskAPEvaluator
 from ..structures import Segments, mask_iou
 from .data import click_point
-from .lookalike_eval import MIN_AREA, add_copy
+from .lookalike_eval import MIN_AREA, add_copy, edited_frames
 
 
 def kind_frames(n: int, seed: int = 11, copies: int = 2, size: tuple[int, int] = (320, 240)
                 ) -> Iterator[tuple[SynthFrame, int, list[int], list[int]]]:
     """Yield (frame, example uid, uids of the kind incl. the example, confuser uids) for `n` kind scenes of the
     heldout split; the example and at least one other of its kind are visible (>= MIN_AREA px)."""
-    gen = SynthGenerator(size[0], size[1], split="heldout", seed=seed)
-    found, i = 0, 0
-    try:
-        while found < n and i < 50 * n:
-            rng = gen.rng(6, i)
-            scene = gen.scene(i)
-            i += 1
-            cands = [o for o in scene.objects if o.support == 0 and o.shape != "ring"]
-            if not cands:
-                continue
-            ex = cands[int(rng.integers(len(cands)))]
-            for _ in range(copies):
-                scene = add_copy(scene, ex, rng) if scene is not None else None
-            other = [c for c in world.COLOURS if c != ex.colour]
-            scene = add_copy(scene, ex, rng, colour=other[int(rng.integers(len(other)))]) if scene else None
-            if scene is None:
-                continue
-            frame = gen.render(scene, rng, i)
-            areas = {s.id: s.area for s in frame.segments if s.is_thing}
-            kind = [s.id for s in frame.segments if s.is_thing and s.shape == ex.shape and s.colour == ex.colour]
-            confusers = [s.id for s in frame.segments if s.is_thing and s.shape == ex.shape
-                         and s.colour != ex.colour]
-            if areas.get(ex.uid, 0) >= MIN_AREA and sum(areas.get(k, 0) >= MIN_AREA for k in kind) >= 2:
-                found += 1
-                yield frame, ex.uid, kind, confusers
-    finally:
-        gen.close()
+    def edit(scene: Any, rng: np.random.Generator) -> tuple[Any, Any]:
+        cands = [o for o in scene.objects if o.support == 0 and o.shape != "ring"]
+        if not cands:
+            return None, None
+        ex = cands[int(rng.integers(len(cands)))]
+        for _ in range(copies):
+            scene = add_copy(scene, ex, rng) if scene is not None else None
+        other = [c for c in world.COLOURS if c != ex.colour]
+        return (add_copy(scene, ex, rng, colour=other[int(rng.integers(len(other)))]) if scene else None), ex
 
+    def accept(frame: SynthFrame, ex: Any) -> Optional[tuple[SynthFrame, int, list[int], list[int]]]:
+        areas = {s.id: s.area for s in frame.segments if s.is_thing}
+        kind = [s.id for s in frame.segments if s.is_thing and s.shape == ex.shape and s.colour == ex.colour]
+        confusers = [s.id for s in frame.segments if s.is_thing and s.shape == ex.shape and s.colour != ex.colour]
+        if areas.get(ex.uid, 0) >= MIN_AREA and sum(areas.get(k, 0) >= MIN_AREA for k in kind) >= 2:
+            return frame, ex.uid, kind, confusers
+        return None
+
+    return edited_frames(n, seed, size, 6, edit, accept)
 
 def evaluate_like(predictor: Any, n: int = 40, seed: int = 11, threshold: float = 0.0, progress: bool = False
                   ) -> dict[str, Any]:

@@ -12,7 +12,7 @@ objects. Per scene, top-1 is correct when the first result's mask has IoU >= 0.5
 from __future__ import annotations
 
 from copy import deepcopy
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from ..data.synth.generator import SynthFrame
 from ..structures import mask_iou
 from .data import click_point
 
+T = TypeVar("T")
 MIN_AREA = 150  # px: both twins must be clearly visible at 320x240
 
 
@@ -59,26 +60,41 @@ def add_copy(scene, source, rng: np.random.Generator, tries: int = 60, colour: s
     return None
 
 
-def lookalike_frames(n: int, seed: int = 11, size: tuple[int, int] = (320, 240)) -> Iterator[tuple[SynthFrame, int, int]]:
-    """Yield (frame, target uid, twin uid) for `n` look-alike scenes of the heldout split."""
+def edited_frames(n: int, seed: int, size: tuple[int, int], stream: int,
+                  edit: Callable[[Any, np.random.Generator], tuple[Any, Any]],
+                  accept: Callable[[SynthFrame, Any], Optional[T]]) -> Iterator[T]:
+    """Yield accept(frame, info) for `n` scenes of the heldout split built for an evaluation: scene i is changed by
+    edit(scene, rng) -> (scene, info) (scene None: skipped), rendered, and counted when `accept` returns something
+    (not None). rng: the generator's random stream `stream` of scene i, also used to render it. At most 50 x n
+    scenes are tried."""
     gen = SynthGenerator(size[0], size[1], split="heldout", seed=seed)
     found, i = 0, 0
     try:
         while found < n and i < 50 * n:
-            rng = gen.rng(4, i)
-            scene, target = _twin(gen.scene(i), rng)
+            rng = gen.rng(stream, i)
+            scene, info = edit(gen.scene(i), rng)
             i += 1
             if scene is None:
                 continue
-            frame = gen.render(scene, rng, i)
-            twin = max(o.uid for o in scene.objects)
-            areas = {s.id: s.area for s in frame.segments if s.is_thing}
-            if areas.get(target, 0) >= MIN_AREA and areas.get(twin, 0) >= MIN_AREA:
+            out = accept(gen.render(scene, rng, i), info)
+            if out is not None:
                 found += 1
-                yield frame, target, twin
+                yield out
     finally:
         gen.close()
 
+
+def lookalike_frames(n: int, seed: int = 11, size: tuple[int, int] = (320, 240)) -> Iterator[tuple[SynthFrame, int, int]]:
+    """Yield (frame, target uid, twin uid) for `n` look-alike scenes of the heldout split."""
+    def edit(scene: Any, rng: np.random.Generator) -> tuple[Any, Any]:
+        scene, target = _twin(scene, rng)
+        return scene, None if scene is None else (target, max(o.uid for o in scene.objects))
+
+    def accept(frame: SynthFrame, ids: tuple[int, int]) -> Optional[tuple[SynthFrame, int, int]]:
+        areas = {s.id: s.area for s in frame.segments if s.is_thing}
+        return (frame, *ids) if all(areas.get(u, 0) >= MIN_AREA for u in ids) else None
+
+    return edited_frames(n, seed, size, 4, edit, accept)
 
 def near_point(target: np.ndarray, twin: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A pixel 5-20 px outside `target` (bool [H, W]) and not on `twin`: where a rough pointing gesture lands."""
@@ -112,4 +128,4 @@ def evaluate_hints(predictor: Any, n: int = 40, seed: int = 11, progress: bool =
     return {"scenes": total, **{f"top1_{k}": v / total if total else float("nan") for k, v in hits.items()}}
 
 
-__all__ = ["lookalike_frames", "evaluate_hints", "near_point", "add_copy"]
+__all__ = ["lookalike_frames", "edited_frames", "evaluate_hints", "near_point", "add_copy"]
