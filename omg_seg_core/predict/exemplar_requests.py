@@ -77,15 +77,17 @@ class ExemplarRequests:
         re-ranked by the spatial hint when one is given; at most max_results (default text_max_results)."""
         from .text_hint import hint_factor
 
-        n = self.thresholds.text_max_results if max_results is None else max_results
-        seg = self.like(self.exemplars.views(name), max_results=max(int(n), self.thresholds.like_max_results),
-                        label=name)
+        n = int(self.thresholds.text_max_results if max_results is None else max_results)
+        # a hint may re-rank: it chooses among like's usual number of results; without one, like's first n are the
+        # answer (its choice is greedy, best first), so no more are made or refined
+        fetch = max(n, self.thresholds.like_max_results) if hint is not None else n
+        seg = self.like(self.exemplars.views(name), max_results=fetch, label=name)
         order = np.arange(len(seg))
         if hint is not None and len(seg):
             fit = hint_factor(seg.masks, hint, self.thresholds.text_hint_scale_px)
-            order = np.argsort(-(seg.scores * fit), kind="stable")[:int(n)]
+            order = np.argsort(-(seg.scores * fit), kind="stable")[:n]
             seg.extra["hint"] = {"used": hint.describe(), "fit": [float(f) for f in fit[order]]}
-        order = order[:int(n)]
+        order = order[:n]
         extra = seg.extra
         seg = seg[order]  # per-row extras re-indexed with the rows
         seg.extra = {**extra, "similarity": {k: v[order] for k, v in extra["similarity"].items()},

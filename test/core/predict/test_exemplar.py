@@ -149,6 +149,28 @@ def test_like_answer_and_bad_examples(predictor):
             predictor.like([])
 
 
+def test_a_taught_name_without_a_hint_is_like_s_first_results(predictor):
+    """text() naming a taught exemplar without a hint makes only the results it returns: they are the first ones of
+    like()'s usual, longer answer (like chooses greedily, best first), masks and scores alike."""
+    from omg_seg_core.train.exemplar_eval import kind_frames
+
+    frame, uid, kind, _ = next(iter(kind_frames(1, seed=5)))
+    with torch.inference_mode():
+        predictor.set_image(frame.rgb)
+        predictor.exemplars.add("my thing", predictor.exemplar(mask=frame.panoptic == uid))
+        try:
+            full = predictor.like(predictor.exemplars.views("my thing"), label="my thing",
+                                  max_results=predictor.thresholds.like_max_results)
+            assert len(full) >= 2  # the kind scene holds copies: a prefix is a real cut
+            for n in (1, 2):
+                ans = predictor.text("segment my thing", max_results=n)
+                assert ans.extra["exemplar"] == "my thing" and len(ans) == n
+                np.testing.assert_array_equal(ans.masks, full.masks[:n])
+                np.testing.assert_array_equal(ans.scores, full.scores[:n])
+        finally:
+            predictor.exemplars.remove("")
+
+
 def test_taught_name_in_a_session(predictor, tmp_path):
     """A name taught with track=True is answered by its target first ("my box" = that box, not its copies), the
     per-frame segments carry the name, and it survives save -> remove -> load."""
