@@ -52,6 +52,7 @@ def kind_frames(n: int, seed: int = 11, copies: int = 2, size: tuple[int, int] =
 
     return edited_frames(n, seed, size, 6, edit, accept)
 
+
 def evaluate_like(predictor: Any, n: int = 40, seed: int = 11, threshold: float = 0.0, progress: bool = False
                   ) -> dict[str, Any]:
     """AP50 of `like` against the kind's instances and the confusion with same-shape other-colour objects over `n`

@@ -96,6 +96,7 @@ def lookalike_frames(n: int, seed: int = 11, size: tuple[int, int] = (320, 240))
 
     return edited_frames(n, seed, size, 4, edit, accept)
 
+
 def near_point(target: np.ndarray, twin: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A pixel 5-20 px outside `target` (bool [H, W]) and not on `twin`: where a rough pointing gesture lands."""
     from scipy.ndimage import distance_transform_edt

@@ -166,6 +166,8 @@ def test_a_taught_name_without_a_hint_is_like_s_first_results(predictor):
                 ans = predictor.text("segment my thing", max_results=n)
                 assert ans.extra["exemplar"] == "my thing" and len(ans) == n
                 np.testing.assert_array_equal(ans.masks, full.masks[:n])
+                # exact on any CPU: both answers score every candidate in the same _score call on the same cached
+                # features (max_results only cuts the chosen list), so no rounding can differ between them
                 np.testing.assert_array_equal(ans.scores, full.scores[:n])
         finally:
             predictor.exemplars.remove("")
