@@ -58,7 +58,9 @@ class ModelConfig:
     num_encoder_layers: int = 6        # deformable pixel-decoder layers
     encoder_ffn_dim: int = 1024
     encoder_num_points: int = 4
-    num_feature_levels: int = 3        # strides 32, 16, 8 go through the deformable encoder
+    num_feature_levels: int = 3        # memory levels the decoder attends to: strides 32, 16, 8
+    num_encoder_levels: int = 3        # of those, how many (coarsest first) the deformable encoder refines;
+                                       # the others come from the FPN like stride 4 (mmdet num_encoder_levels)
     class_embed_dim: int = 768         # dimension of text / class embeddings
     logit_scale: float = 4.6052        # exp() of this multiplies the cosine similarity (=100)
     gn_groups: int = 32

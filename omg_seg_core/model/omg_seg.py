@@ -26,8 +26,8 @@ def build_pixel_decoder(cfg: ModelConfig) -> MSDeformAttnPixelDecoder:
     """The pixel decoder of `cfg` alone (tests and tools that start from backbone features)."""
     return MSDeformAttnPixelDecoder(
         cfg.backbone_channels, dim=cfg.embed_dim, num_layers=cfg.num_encoder_layers, heads=cfg.num_heads,
-        points=cfg.encoder_num_points, ffn_dim=cfg.encoder_ffn_dim, num_levels=cfg.num_feature_levels,
-        gn_groups=cfg.gn_groups)
+        points=cfg.encoder_num_points, ffn_dim=cfg.encoder_ffn_dim, num_levels=cfg.num_encoder_levels,
+        num_outs=cfg.num_feature_levels, gn_groups=cfg.gn_groups)
 
 
 class OMGSeg(nn.Module):

@@ -1,17 +1,19 @@
 """MSDeformAttnPixelDecoder (mmdet 3.1.0) in pure PyTorch.
 
-Input: backbone features [f4, f8, f16, f32], each [B, C_i, H/s, W/s]. The three coarsest (strides 32, 16, 8; in
-that order, `input_convs[0]` takes stride 32) are projected to D channels (1x1 conv + GroupNorm), flattened into
-one sequence and refined by `num_encoder_layers` post-norm deformable encoder layers. An FPN step at stride 4
-(lateral 1x1 + GN, bilinear upsampling of the stride-8 memory, 3x3 conv + GN + ReLU) and a 1x1 `mask_feature`
-conv give the mask features.
+Input: backbone features [f4, f8, f16, f32], each [B, C_i, H/s, W/s]. The `num_levels` coarsest (3: strides 32,
+16, 8; in that order, `input_convs[0]` takes stride 32) are projected to D channels (1x1 conv + GroupNorm),
+flattened into one sequence and refined by `num_encoder_layers` post-norm deformable encoder layers. FPN steps
+down to stride 4 (lateral 1x1 + GN, bilinear upsampling of the next coarser map, 3x3 conv + GN + ReLU;
+`lateral_convs[0]` takes the map just finer than the finest encoder level) and a 1x1 `mask_feature` conv on the
+stride-4 map give the mask features. With `num_levels=2` (mmdet's num_encoder_levels) stride 8 comes from the FPN
+too: the encoder sees about 4x fewer positions (400 of 1680 at 320x240).
 
-Output: mask_features [B, D, H/4, W/4] and memory [s32, s16, s8], each [B, D, H/s, W/s].
+Output: mask_features [B, D, H/4, W/4] and memory [s32, s16, s8][:num_outs], each [B, D, H/s, W/s].
 Module names follow mmdet so official keys map with the prefix `panoptic_head.pixel_decoder.` -> `pixel_decoder.`.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -89,12 +91,14 @@ class MSDeformAttnPixelDecoder(nn.Module):
     """forward(feats [f4, f8, f16, f32]) -> (mask_features [B, D, H/4, W/4], [m32, m16, m8] each [B, D, h, w])."""
 
     def __init__(self, in_channels: Sequence[int], dim: int = 256, num_layers: int = 6, heads: int = 8,
-                 points: int = 4, ffn_dim: int = 1024, num_levels: int = 3, gn_groups: int = 32) -> None:
+                 points: int = 4, ffn_dim: int = 1024, num_levels: int = 3, num_outs: int = 3,
+                 gn_groups: int = 32) -> None:
         super().__init__()
-        if len(in_channels) != 4 or num_levels != 3:
-            raise ValueError(f"pixel decoder expects 4 input levels and 3 encoder levels, got {list(in_channels)}, "
-                             f"num_levels={num_levels}")
-        self.dim, self.num_levels = dim, num_levels
+        if len(in_channels) != 4 or not 1 <= num_levels <= num_outs <= 3:
+            raise ValueError(f"pixel decoder expects 4 input levels and 1 <= num_levels (encoder levels) <= "
+                             f"num_outs (memory levels) <= 3, got {list(in_channels)}, num_levels={num_levels}, "
+                             f"num_outs={num_outs}")
+        self.dim, self.num_levels, self.num_outs = dim, num_levels, num_outs
         n_in = len(in_channels)
         # from low to high resolution: input_convs[0] takes the stride-32 map
         self.input_convs = nn.ModuleList(
@@ -149,7 +153,41 @@ class MSDeformAttnPixelDecoder(nn.Module):
             cur = self.lateral_convs[j](feats[i])
             y = cur + F.interpolate(outs[-1], size=cur.shape[-2:], mode="bilinear", align_corners=False)
             outs.append(self.output_convs[j](y))
-        return self.mask_feature(outs[-1]), outs[: self.num_levels]
+        return self.mask_feature(outs[-1]), outs[: self.num_outs]
 
 
-__all__ = ["MSDeformAttnPixelDecoder", "ConvGN", "FFN", "reference_points"]
+def fewer_encoder_levels(sd: Mapping[str, torch.Tensor], old: int, new: int, heads: int, points: int,
+                         prefix: str = "pixel_decoder.") -> dict[str, torch.Tensor]:
+    """A state_dict holding a pixel decoder with `old` encoder levels, re-placed for one with `new` < `old`.
+
+    The encoder keeps attending to the `new` coarsest levels (the sampling offsets and attention weights of the
+    dropped finer levels are cut out, and their level encodings); each map the encoder gives up takes its input
+    projection as its FPN lateral (the conv bias goes: laterals have none); the existing FPN steps move to the
+    next indices. The FPN output convs of the given-up maps are absent (they keep a fresh init). Other keys pass
+    through unchanged. Tensors are views of `sd`'s where possible.
+    """
+    if not 1 <= new < old:
+        raise ValueError(f"fewer_encoder_levels: need 1 <= new < old, got old={old}, new={new}")
+    out: dict[str, torch.Tensor] = {}
+    for key, t in sd.items():
+        if not key.startswith(prefix):
+            out[key] = t
+            continue
+        name = key[len(prefix):]
+        parts = name.split(".")
+        if parts[0] == "encoder" and parts[-2] in ("sampling_offsets", "attention_weights"):
+            per_level = points * (2 if parts[-2] == "sampling_offsets" else 1)
+            t = t.reshape(heads, old, per_level, *t.shape[1:])[:, :new].reshape(-1, *t.shape[1:])
+        elif name == "level_encoding.weight":
+            t = t[:new]
+        elif parts[0] == "input_convs" and int(parts[1]) >= new:
+            if parts[2:] == ["conv", "bias"]:
+                continue
+            name = ".".join(["lateral_convs", str(int(parts[1]) - new)] + parts[2:])
+        elif parts[0] in ("lateral_convs", "output_convs"):
+            name = ".".join([parts[0], str(int(parts[1]) + old - new)] + parts[2:])
+        out[prefix + name] = t
+    return out
+
+
+__all__ = ["MSDeformAttnPixelDecoder", "ConvGN", "FFN", "fewer_encoder_levels", "reference_points"]

@@ -52,9 +52,15 @@ class OnnxCorruptError(ValueError):
     """An ONNX file or bundle manifest cannot be read (truncated, not ONNX, missing)."""
 
 
+#: ModelConfig fields added after bundles were first exported, with the value every earlier model had: left out of
+#: the hash at that value, so a bundle exported before the field existed still matches its unchanged architecture.
+LATER_CONFIG_FIELDS: dict[str, Any] = {"num_encoder_levels": 3}
+
+
 def config_sha256(cfg: ModelConfig) -> str:
     """Stable hash of the architecture (what the graph structure depends on)."""
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()
+    d = {k: v for k, v in cfg.to_dict().items() if k not in LATER_CONFIG_FIELDS or v != LATER_CONFIG_FIELDS[k]}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
 def weights_sha256(module: torch.nn.Module) -> str:

@@ -9,10 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import tolerances as tol
 from omg_seg_core.config import TINY, ModelConfig
 from omg_seg_core.model.backbones.base import build_backbone
 from omg_seg_core.model.classifier import classify
 from omg_seg_core.model.omg_seg import build_model
+from omg_seg_core.model.pixel_decoder import MSDeformAttnPixelDecoder, fewer_encoder_levels
 from omg_seg_core.model.position_encoding import sine_encoding_2d, sine_encoding_3d
 from omg_seg_core.model.transformer_decoder import MultiheadAttention, unblock_full_rows
 from omg_seg_core.runtime.backend import ImageFeatures
@@ -239,6 +241,47 @@ def test_onnx_export_of_both_graphs_matches(tiny, image, tmp_path):
         outs = sess.run(None, {i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs)})
         for o, r in zip(outs, ref):
             assert np.abs(o - r.numpy()).max() < 1e-3, path
+
+
+def test_two_encoder_levels_match_three_that_never_look_at_stride_8(image):
+    """`num_encoder_levels: 2` (stride 8 from the FPN): fewer_encoder_levels cuts a 3-level model's offsets,
+    attention weights and level encodings to the coarse levels. A 3-level model whose attention weights for stride
+    8 are exp(-1e4) = 0 computes its stride-32 / 16 memory from those levels only, so the cut model must give that
+    memory too: the same sums with exact zeros left out (a reordered float reduction: the fixture's 1-thread re-run
+    bound). Wrong slicing (levels and points swapped, another head's rows) moves it by O(1)."""
+    torch.manual_seed(3)
+    three = build_model(TINY).eval()
+    heads, points = TINY.num_heads, TINY.encoder_num_points
+    with torch.no_grad():
+        for layer in three.pixel_decoder.encoder.layers:
+            attn = layer.self_attn
+            attn.sampling_offsets.bias.normal_(0, 2)   # not the ring init: each level and point has its own offset
+            attn.attention_weights.weight.normal_(0, 0.1)
+            attn.attention_weights.bias.view(heads, 3, points)[:, 2] = -1e4
+    cfg2 = ModelConfig.from_dict({**TINY.to_dict(), "num_encoder_levels": 2})
+    two = build_model(cfg2).eval()
+    missing, unexpected = two.load_state_dict(fewer_encoder_levels(three.state_dict(), 3, 2, heads, points),
+                                              strict=False)
+    assert not unexpected and sorted(missing) == ["pixel_decoder.output_convs.0.conv.weight",
+                                                  "pixel_decoder.output_convs.0.gn.bias",
+                                                  "pixel_decoder.output_convs.0.gn.weight"]
+    with torch.no_grad():
+        feats = three.backbone(image)
+        mf3, mem3 = three.pixel_decoder(feats)
+        mf2, mem2 = two.pixel_decoder(feats)
+    bound = tol.no_flip("query")
+    for a, b in zip(mem3[:2], mem2[:2]):
+        assert (a - b).abs().max() <= bound * a.abs().max()
+    assert [m.shape for m in mem2] == [m.shape for m in mem3] and mf2.shape == mf3.shape
+    # the stride-4 FPN step moved to index 1, the stride-8 map's input projection became its lateral
+    pd3, pd2 = three.pixel_decoder, two.pixel_decoder
+    assert torch.equal(pd2.lateral_convs[1].conv.weight, pd3.lateral_convs[0].conv.weight)
+    assert torch.equal(pd2.output_convs[1].conv.weight, pd3.output_convs[0].conv.weight)
+    assert torch.equal(pd2.lateral_convs[0].conv.weight, pd3.input_convs[2].conv.weight)
+    with pytest.raises(ValueError, match="new < old"):
+        fewer_encoder_levels(three.state_dict(), 2, 2, heads, points)
+    with pytest.raises(ValueError, match=r"num_levels=3, num_outs=2"):
+        MSDeformAttnPixelDecoder(TINY.backbone_channels, num_levels=3, num_outs=2)
 
 
 def test_small_backbone_stays_channels_last_after_loading():

@@ -3,6 +3,7 @@ resolution, ONNX for another model, corrupt files) giving clear errors or an aut
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import onnx
@@ -14,7 +15,8 @@ from omg_seg_core.config import TINY
 from omg_seg_core.runtime.onnx_export import (SUPPORTED_OPS_FILE, UnsupportedOpsError, check_trt_ops, export_onnx,
                                               graph_ops, load_supported_ops)
 from omg_seg_core.runtime.onnx_io import (OPSET, OnnxBundle, OnnxCorruptError, OnnxMismatchError, check_resolution,
-                                          padded_size_for, read_onnx_metadata, validate_onnx, weights_sha256)
+                                          config_sha256, padded_size_for, read_onnx_metadata, validate_onnx,
+                                          weights_sha256)
 from omg_seg_core.runtime.ort_backend import OrtBackend, ensure_bundle
 
 
@@ -84,9 +86,12 @@ def test_padded_size_for_camera_aspects():
 
 
 def test_onnx_for_another_model_is_refused(copy_bundle, tiny_model):
-    other = dataclasses.replace(TINY, num_queries=TINY.num_queries + 1)
-    with pytest.raises(OnnxMismatchError, match="architecture config differs"):
-        validate_onnx(copy_bundle.path("image"), other)
+    for change in ({"num_queries": TINY.num_queries + 1}, {"num_encoder_levels": 2}):
+        with pytest.raises(OnnxMismatchError, match="architecture config differs"):
+            validate_onnx(copy_bundle.path("image"), dataclasses.replace(TINY, **change))
+    # a field added later hashes as before at the value earlier models had: their bundles keep validating
+    before = {k: v for k, v in TINY.to_dict().items() if k != "num_encoder_levels"}
+    assert config_sha256(TINY) == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()
     with pytest.raises(OnnxMismatchError, match="model 'omg_seg_tiny' != configured 'omg_seg_convl'"):
         copy_bundle.validate(dataclasses.replace(TINY, name="omg_seg_convl"))
     with pytest.raises(OnnxMismatchError, match="input size"):

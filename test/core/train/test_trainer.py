@@ -199,6 +199,27 @@ def test_lighter_model_from_a_checkpoint_with_distillation(tiny_data, tmp_path):
     assert model.cfg.num_encoder_layers == 1 and len(model.pixel_decoder.encoder.layers) == 1
 
 
+def test_fewer_encoder_levels_from_a_checkpoint(tiny_data, tmp_path):
+    """`model_changes: {num_encoder_levels: 2}` keeps the init's tensors where the cut model still has them: the
+    stride-8 input projection becomes that map's FPN lateral, the stride-4 FPN step moves to index 1 (the generic
+    name-and-shape rule alone would put the stride-4 output conv at stride 8); one distilled step runs."""
+    from omg_seg_core.model.checkpoint import load_model
+    from omg_seg_core.train.trainer import Trainer
+
+    init = Trainer(_cfg(tiny_data, tmp_path / "base")).export(tmp_path / "init.pth", half=False)
+    old = load_model(init)[0].state_dict()
+    tr = Trainer(_cfg(tiny_data, tmp_path / "lvl2", f"init_checkpoint={init}", "model_changes={num_encoder_levels: 2}",
+                      "loss.distill=5"))
+    pd, sd = "pixel_decoder.", tr.model.state_dict()
+    assert tr.model.cfg.num_encoder_levels == 2 and len(tr.model.pixel_decoder.input_convs) == 2
+    assert torch.equal(sd[pd + "lateral_convs.0.conv.weight"], old[pd + "input_convs.2.conv.weight"])
+    for name in ("lateral_convs.1.conv.weight", "output_convs.1.conv.weight", "output_convs.1.gn.weight"):
+        assert torch.equal(sd[pd + name], old[pd + name.replace(".1.", ".0.")]), name
+    assert not torch.equal(sd[pd + "output_convs.0.conv.weight"], old[pd + "output_convs.0.conv.weight"])
+    s = tr.train_step()
+    assert s["distill"] > 0 and torch.isfinite(torch.tensor(s["total"]))
+
+
 def test_distill_term_moves_the_student_toward_the_teacher(tiny_data, tmp_path):
     from omg_seg_core.train.trainer import Trainer
 
