@@ -25,7 +25,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ..structures import Segments
+from ..structures import Segments, mask_extent
 
 #: A partition's filter converts the guide to float32 planes once (12 bytes per pixel; its windows cover the whole
 #: frame anyway) for frames up to this many pixels (1280x720: 12 MB); larger frames convert each window's pixels as
@@ -103,13 +103,14 @@ class GuidedFilter:
 
     def _window(self, mask: np.ndarray) -> Optional[tuple[slice, slice]]:
         """The low-resolution rows / columns where filtering `mask` can give non-zero values."""
-        ys, xs = np.nonzero(mask.any(1)), np.nonzero(mask.any(0))
-        if not ys[0].size:
+        box = mask_extent(mask)
+        if box is None:
             return None
+        x0, y0, x1, y1 = box
         s, m = self.subsample, 2 * self.radius + 2
         h, w = self.low_shape
-        return (slice(max(0, ys[0][0] // s - m), min(h, ys[0][-1] // s + 1 + m)),
-                slice(max(0, xs[0][0] // s - m), min(w, xs[0][-1] // s + 1 + m)))
+        return (slice(max(0, y0 // s - m), min(h, (y1 - 1) // s + 1 + m)),
+                slice(max(0, x0 // s - m), min(w, (x1 - 1) // s + 1 + m)))
 
     def __call__(self, mask: np.ndarray) -> np.ndarray:
         """mask bool or float [H, W] -> filtered float32 [H, W] (about 0 outside, 1 inside, edges snapped)."""

@@ -91,7 +91,7 @@ def _fuse(mask_logits: torch.Tensor, scores: torch.Tensor, meta: ImageMeta, mask
                 continue
             gt = v > best  # strict: on ties the earlier query stays
             torch.maximum(best, v, out=best)
-            idx.masked_fill_(gt, k)
+            idx[gt] = k  # masked_fill_ of int16 is not vectorised on CPU (~3x slower at 320x240)
         # the winner's own sigmoid >= thr, for the pixels a query of THIS chunk holds now (later chunks only take
         # pixels over, and then write their own): one gather per chunk instead of a select per query
         own = _take(fg, idx, sl.start)
@@ -278,9 +278,12 @@ def instance_results(cls_logits: torch.Tensor, mask_logits: torch.Tensor, meta: 
     mask_scores = torch.empty(uq.numel())
     for sl in _chunks(uq.numel(), meta):
         up = upsample_mask_logits(mask_logits[uq[sl]], meta)
-        b = (up > thr).float()
-        mask_scores[sl] = ((up.sigmoid() * b).flatten(1).sum(1) / (b.flatten(1).sum(1) + 1e-6)).cpu()
-        binary[sl] = b.bool().cpu()
+        b = up > thr
+        # official: (sigmoid * b.float()).sum / (b.float().sum + 1e-6), the same floats; the bytes of the bool mask
+        # turned float (~9x faster than bool -> float on CPU) and the sigmoid taken in place
+        bf = b.view(torch.uint8).float()
+        mask_scores[sl] = (up.sigmoid_().mul_(bf).flatten(1).sum(1) / (bf.flatten(1).sum(1) + 1e-6)).cpu()
+        binary[sl] = b.cpu()
     det_scores = scores_per_image.cpu() * mask_scores[inv.cpu()]
 
     order = torch.sort(det_scores, descending=True, stable=True).indices

@@ -23,7 +23,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from ..structures import Segments, more_thing_ids
+from ..structures import Segments, mask_extent, more_thing_ids
 
 
 def _box_gap(a: np.ndarray, b: np.ndarray) -> float:
@@ -57,10 +57,10 @@ def gap_pixels(gap: float, image_size: tuple[int, int]) -> float:
 
 def split_mask(mask: np.ndarray, gap_px: float, min_fraction: float) -> list[np.ndarray]:
     """Pieces (bool masks like `mask`, largest first) of one bool [H, W] mask; [mask] when it stays whole."""
-    ys, xs = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
-    if ys.size == 0:
+    box = mask_extent(mask)
+    if box is None:
         return [mask]
-    y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    x0, y0, x1, y1 = box
     crop = np.ascontiguousarray(mask[y0:y1, x0:x1], np.uint8)
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(crop, connectivity=8)
     if n <= 2:  # background + one part

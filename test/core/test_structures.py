@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from omg_seg_core.structures import Segments
+from omg_seg_core.structures import Segments, mask_extent, masks_to_boxes
 
 
 def test_empty_segments_support_every_accessor() -> None:
@@ -23,6 +23,28 @@ def test_areas_and_boxes_follow_the_masks() -> None:
     assert seg.boxes.tolist() == [[2, 1, 5, 3], [0, 0, 1, 1]]  # xyxy, exclusive max
     assert seg.select([1]).class_names == ["table"]
 
+
+
+def test_masks_to_boxes_matches_the_extremes_of_each_mask() -> None:
+    """Against the definition (min / max + 1 of the pixel indices), on scattered and blob masks, an empty one, a
+    one-pixel one at the far corner, and masks given as a strided view (every other column)."""
+    rng = np.random.default_rng(3)
+    masks = rng.random((6, 37, 53)) < 0.02
+    masks[1] = False
+    masks[2] = False
+    masks[2, 36, 52] = True
+    masks[3, 5:9, 40:41] = True
+    for m in (masks, masks[:, :, ::2], masks[::-1]):
+        want = np.zeros((len(m), 4), np.float32)
+        for i, mask in enumerate(m):
+            ys, xs = np.nonzero(mask)
+            if ys.size:
+                want[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        np.testing.assert_array_equal(masks_to_boxes(m), want)
+    assert masks_to_boxes(np.zeros((2, 0, 5), bool)).tolist() == [[0, 0, 0, 0]] * 2
+    weights = np.zeros((4, 5), np.float32)
+    weights[1:3, 2] = 0.25                          # a numeric mask: its nonzero pixels
+    assert mask_extent(weights) == (2, 1, 3, 3) and mask_extent(weights * 0) is None
 
 def _overlapping() -> Segments:
     rng = np.random.default_rng(0)
