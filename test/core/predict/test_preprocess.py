@@ -32,6 +32,21 @@ def test_preprocess_normalises_and_pads_with_zeros():
     assert x16.dtype == torch.float16
 
 
+
+def test_preprocess_is_the_official_normalisation_of_any_image_layout():
+    """(x - mean) / std in float32 on every pixel, exactly: both are single IEEE float32 subtractions and divisions
+    (the same on any CPU), here against torch's ops on the whole image, also for a non-contiguous view (BGR->RGB
+    flip, as cv_bridge users write) and an image needing no padding."""
+    rng = np.random.default_rng(5)
+    for img in (rng.integers(0, 256, (240, 320, 3), np.uint8),
+                rng.integers(0, 256, (256, 320, 3), np.uint8)[..., ::-1]):
+        x, meta = preprocess(img, 320, 32)
+        h, w = meta.img_shape
+        ref = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()
+        ref = (ref - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        torch.testing.assert_close(x[0, :, :h, :w], ref, rtol=0, atol=0)
+        assert torch.all(x[0, :, h:] == 0) and torch.all(x[0, :, :, w:] == 0)
+
 def test_preprocess_resizes_content_not_just_shape():
     img = np.zeros((100, 200, 3), np.uint8)
     img[:, 100:] = 255                       # right half white
