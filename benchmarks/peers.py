@@ -22,9 +22,11 @@ are skipped with a message.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -84,7 +86,8 @@ def yolo(threads: int, images: list[np.ndarray], out_dir: Path) -> dict[str, Cal
     import onnxruntime as ort
 
     m = YOLO("yolo11n-seg.yaml", task="segment")
-    onnx = Path(m.export(format="onnx", imgsz=(256, 320), simplify=False, dynamic=False, verbose=False))
+    with contextlib.chdir(out_dir):  # a model built from its yaml exports to the working directory
+        onnx = Path(m.export(format="onnx", imgsz=(256, 320), simplify=False, dynamic=False, verbose=False)).resolve()
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -153,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1))
     print(f"wrote {args.json}")
+    shutil.rmtree(tmp, ignore_errors=True)  # the YOLO export and ultralytics' settings
     return out
 
 
