@@ -24,7 +24,6 @@ def test_areas_and_boxes_follow_the_masks() -> None:
     assert seg.select([1]).class_names == ["table"]
 
 
-
 def test_masks_to_boxes_matches_the_extremes_of_each_mask() -> None:
     """Against the definition (min / max + 1 of the pixel indices), on scattered and blob masks, an empty one, a
     one-pixel one at the far corner, and masks given as a strided view (every other column)."""
@@ -45,6 +44,7 @@ def test_masks_to_boxes_matches_the_extremes_of_each_mask() -> None:
     weights = np.zeros((4, 5), np.float32)
     weights[1:3, 2] = 0.25                          # a numeric mask: its nonzero pixels
     assert mask_extent(weights) == (2, 1, 3, 3) and mask_extent(weights * 0) is None
+
 
 def _overlapping() -> Segments:
     rng = np.random.default_rng(0)

@@ -32,7 +32,6 @@ def test_preprocess_normalises_and_pads_with_zeros():
     assert x16.dtype == torch.float16
 
 
-
 def test_preprocess_is_the_official_normalisation_of_any_image_layout():
     """(x - mean) / std in float32 on every pixel, exactly: both are single IEEE float32 subtractions and divisions
     (the same on any CPU), here against torch's ops on the whole image, also for a non-contiguous view (BGR->RGB
@@ -46,6 +45,7 @@ def test_preprocess_is_the_official_normalisation_of_any_image_layout():
         ref = (ref - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
         torch.testing.assert_close(x[0, :, :h, :w], ref, rtol=0, atol=0)
         assert torch.all(x[0, :, h:] == 0) and torch.all(x[0, :, :, w:] == 0)
+
 
 def test_preprocess_resizes_content_not_just_shape():
     img = np.zeros((100, 200, 3), np.uint8)
