@@ -16,6 +16,7 @@ from scipy.ndimage import distance_transform_edt
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD
 from ..model.prompt_encoder import points_to_boxes
+from ..structures import mask_extent
 
 
 @dataclass
@@ -85,9 +86,11 @@ def click_point(mask: np.ndarray, rng: Optional[np.random.Generator] = None) -> 
 
 
 def mask_box(mask: np.ndarray) -> np.ndarray:
-    """Tight xyxy box (x2/y2 exclusive) float32 [4] of a non-empty bool mask."""
-    ys, xs = np.nonzero(mask)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+    """Tight xyxy box (x2/y2 exclusive) float32 [4] of a non-empty bool mask (structures.mask_extent)."""
+    box = mask_extent(mask)
+    if box is None:
+        raise ValueError("mask_box: the mask is empty")
+    return np.array(box, np.float32)
 
 
 def sample_prompts(s: Sample, n: int, click_fraction: float, rng: np.random.Generator
