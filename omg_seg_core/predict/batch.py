@@ -9,7 +9,8 @@ Typed loosely (anything with the predictor's backend, device, long_side, cfg and
 does not import the predictor back.
 
 Sizes: the images are grouped by padded input size (keep-ratio resize to `long_side`, padding to the divisor) and
-each group is ONE batched image-graph call; cameras of one robot usually share a resolution, so one call. Images of
+each group is ONE batched image-graph call (or several of at most the backend's `max_batch` images, where it has
+one: a TensorRT engine's optimisation profile); cameras of one robot usually share a resolution, so one call. Images of
 different sizes are not padded to a common size: the extra zero padding would change their outputs (the model sees
 a larger letterbox, docs/runtimes.md), and a batch must give every image what `set_image` alone gives it.
 """
@@ -55,7 +56,8 @@ def encode_images(predictor: Any, images: Sequence[np.ndarray]) -> list[Encoded]
     for i, x in enumerate(xs):
         groups[(int(x.shape[-2]), int(x.shape[-1]))].append(i)
     out: list[Any] = [None] * len(images)
-    for idx in groups.values():
+    limit = getattr(predictor.backend, "max_batch", None) or len(images)  # TensorRT: its engine's profile
+    for idx in (ids[k:k + limit] for ids in groups.values() for k in range(0, len(ids), limit)):
         x = torch.cat([xs[i] for i in idx]) if len(idx) > 1 else xs[idx[0]]
         try:
             with predictor.graph_lock:  # one image-graph call at a time (OMGSegPredictor.graph_lock)

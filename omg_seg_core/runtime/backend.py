@@ -71,6 +71,8 @@ class Backend(Protocol):
 
     name: str              # "torch" | "onnxruntime" | "tensorrt"
     device: str            # "cpu" | "cuda:0" ...
+    # optional `max_batch: int`: the most images one run_image call takes (TensorRT: its engine's profile);
+    # callers split larger batches (predict/batch.py). Absent or None: any batch.
 
     def run_image(self, image: torch.Tensor) -> ImageFeatures:
         """image: float [B, 3, Hp, Wp], ImageNet-normalised RGB, zero-padded bottom/right to the pad divisor; B >= 1

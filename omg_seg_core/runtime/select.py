@@ -123,7 +123,9 @@ class PerSizeBackend:
         self._by_size: dict[tuple[int, int], Backend] = {}
         self._making: dict[tuple[int, int], threading.Event] = {}  # sizes whose backend a thread is making
         self._lock = threading.Lock()
-        self.device = self._get(first_size).device
+        first = self._get(first_size)
+        self.device = first.device
+        self.max_batch: Optional[int] = getattr(first, "max_batch", None)  # every size is built alike
 
     def _get(self, size: tuple[int, int]) -> Backend:
         while True:

@@ -15,7 +15,8 @@ second failure raises instead of looping (cache logic: trt_cache.py, TensorRT-fr
 
 Batch: the image graph's batch dimension is dynamic (onnx_io.IMAGE_BATCH_AXIS); its engine gets ONE optimisation
 profile with min 1, opt = max = `max_batch` (the node: its number of cameras, all of which usually deliver), and
-`max_batch` is part of the engine's cache key. A call with more images than that is refused with the reason.
+`max_batch` is part of the engine's cache key. A call with more images than that is refused with the reason;
+`predict.batch.encode_images` (set_images, CameraSessions) splits a larger batch into calls of at most `max_batch`.
 """
 from __future__ import annotations
 

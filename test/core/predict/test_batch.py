@@ -65,6 +65,22 @@ def test_one_graph_call_per_size_and_each_image_equals_set_image(predictor, fram
         assert {"preprocess", "image_graph", "set_image"} <= set(view.last_timings)
 
 
+def test_a_backend_max_batch_splits_the_call_and_each_image_still_equals_set_image(predictor, frames, monkeypatch):
+    """A backend that takes at most `max_batch` images a call (a TensorRT engine built for fewer cameras than a
+    library user gives CameraSessions) gets the size group in pieces instead of a batch it refuses."""
+    monkeypatch.setattr(predictor.backend, "max_batch", 2, raising=False)
+    views = [PredictorView(predictor) for _ in frames]
+    sizes = _count_calls(predictor.backend, monkeypatch)
+    set_images(views, frames)
+    assert sorted(sizes) == [1, 1, 2], "the three 320x240 frames as 2 + 1, the other size alone"
+    single = PredictorView(predictor)
+    for i, (view, rgb) in enumerate(zip(views, frames)):
+        single.set_image(rgb)
+        diff = (view.features.mask_logits - single.features.mask_logits).abs().max().item()
+        tol.check("batch_mask_logits", diff, tol.free("mask_window"), f"image {i}")
+        _same_segments(view.panoptic(), single.panoptic(), f"panoptic, image {i}")
+
+
 def test_views_share_vocabulary_and_thresholds_not_images(predictor, frames):
     a, b = PredictorView(predictor), PredictorView(predictor)
     assert isinstance(a, PredictorView) and base_of(a) is predictor and PredictorView(a).base is predictor
