@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -99,6 +98,20 @@ def yolo(threads: int, images: list[np.ndarray], out_dir: Path) -> dict[str, Cal
     return rows
 
 
+def _time_rows(rows: dict[str, Callable[[int], object]], warmup: int, rounds: int) -> dict[str, list[float]]:
+    """ms of each row's call per round after `warmup` rounds; rows alternate their order every round."""
+    times: dict[str, list[float]] = {k: [] for k in rows}
+    names = list(rows)
+    for r in range(warmup + rounds):
+        order = names if r % 2 == 0 else names[::-1]  # alternate: no row always runs right after another
+        for k in order:
+            t0 = time.perf_counter()
+            rows[k](r)
+            if r >= warmup:
+                times[k].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -122,21 +135,13 @@ def main(argv: list[str] | None = None) -> dict:
         for c in args.candidates:
             rows.update(ours(b, args.threads, images, checkpoint=c, label=c.stem))
     skipped = None
-    tmp = Path(tempfile.mkdtemp(prefix="omg_seg_peers_"))
-    try:
-        rows.update(yolo(args.threads, images, tmp))
-    except ImportError as e:
-        skipped = f"ultralytics not installed ({e}); pip install -r requirements-bench.txt for the YOLO rows"
-        print(f"skipping YOLO rows: {skipped}")
-    times: dict[str, list[float]] = {k: [] for k in rows}
-    names = list(rows)
-    for r in range(args.warmup + args.rounds):
-        order = names if r % 2 == 0 else names[::-1]  # alternate: no row always runs right after another
-        for k in order:
-            t0 = time.perf_counter()
-            rows[k](r)
-            if r >= args.warmup:
-                times[k].append((time.perf_counter() - t0) * 1e3)
+    with tempfile.TemporaryDirectory(prefix="omg_seg_peers_") as tmp:  # the YOLO export, ultralytics' settings
+        try:
+            rows.update(yolo(args.threads, images, Path(tmp)))
+        except ImportError as e:
+            skipped = f"ultralytics not installed ({e}); pip install -r requirements-bench.txt for the YOLO rows"
+            print(f"skipping YOLO rows: {skipped}")
+        times = _time_rows(rows, args.warmup, args.rounds)
     stats = {k: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)), "n": len(v)}
              for k, v in times.items()}
     ref_frame = stats.get("yolo11n-seg/predict", {}).get("median_ms")
@@ -156,7 +161,6 @@ def main(argv: list[str] | None = None) -> dict:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1))
     print(f"wrote {args.json}")
-    shutil.rmtree(tmp, ignore_errors=True)  # the YOLO export and ultralytics' settings
     return out
 
 
