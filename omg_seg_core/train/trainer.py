@@ -28,7 +28,7 @@ from tqdm import tqdm
 from ..config import ModelConfig, get_model_config
 from ..model.checkpoint import load_model, save_checkpoint
 from ..model.omg_seg import OMGSeg, build_model
-from ..model.pixel_decoder import fewer_encoder_levels
+from ..model.pixel_decoder import fewer_encoder_levels, fewer_encoder_points
 from ..text import make_text_encoder
 from ..text.sentence_text import TextProjection, set_one_text_per_call
 from ..text.vocabulary import Vocabulary
@@ -87,7 +87,8 @@ def changed_model(model: OMGSeg, changes: dict[str, Any]) -> OMGSeg:
     """A model built from `model.cfg` with `changes` applied (e.g. {"num_encoder_layers": 1}), holding every tensor
     of `model` whose name and shape it still has; the others (a new layer, a changed width) keep their fresh
     initialisation. Dropped layers are the last ones (a 1-layer encoder keeps layer 0); fewer encoder levels keep the
-    coarsest ones (`pixel_decoder.fewer_encoder_levels`). Logs what was kept."""
+    coarsest ones (`pixel_decoder.fewer_encoder_levels`), fewer sampling points the first ones
+    (`pixel_decoder.fewer_encoder_points`). Logs what was kept."""
     try:
         cfg = ModelConfig.from_dict({**model.cfg.to_dict(), **changes})
     except (TypeError, ValueError) as e:
@@ -97,6 +98,9 @@ def changed_model(model: OMGSeg, changes: dict[str, Any]) -> OMGSeg:
     if cfg.num_encoder_levels < model.cfg.num_encoder_levels:  # the given-up maps' projections become FPN laterals
         old_sd = fewer_encoder_levels(old_sd, model.cfg.num_encoder_levels, cfg.num_encoder_levels,
                                       model.cfg.num_heads, model.cfg.encoder_num_points)
+    if cfg.encoder_num_points < model.cfg.encoder_num_points:  # the nearest points of each head and level stay
+        old_sd = fewer_encoder_points(old_sd, model.cfg.encoder_num_points, cfg.encoder_num_points,
+                                      model.cfg.num_heads, cfg.num_encoder_levels)
     kept = {k: v for k, v in old_sd.items() if k in new_sd and new_sd[k].shape == v.shape}
     new.load_state_dict(kept, strict=False)
     fresh = sorted(k for k in new_sd if k not in kept)

@@ -14,7 +14,7 @@ from omg_seg_core.config import TINY, ModelConfig
 from omg_seg_core.model.backbones.base import build_backbone
 from omg_seg_core.model.classifier import classify
 from omg_seg_core.model.omg_seg import build_model
-from omg_seg_core.model.pixel_decoder import MSDeformAttnPixelDecoder, fewer_encoder_levels
+from omg_seg_core.model.pixel_decoder import MSDeformAttnPixelDecoder, fewer_encoder_levels, fewer_encoder_points
 from omg_seg_core.model.position_encoding import sine_encoding_2d, sine_encoding_3d
 from omg_seg_core.model.transformer_decoder import MultiheadAttention, unblock_full_rows
 from omg_seg_core.runtime.backend import ImageFeatures
@@ -282,6 +282,36 @@ def test_two_encoder_levels_match_three_that_never_look_at_stride_8(image):
         fewer_encoder_levels(three.state_dict(), 2, 2, heads, points)
     with pytest.raises(ValueError, match=r"num_levels=3, num_outs=2"):
         MSDeformAttnPixelDecoder(TINY.backbone_channels, num_levels=3, num_outs=2)
+
+
+def test_two_sampling_points_match_four_whose_far_points_weigh_nothing(image):
+    """`encoder_num_points: 2`: fewer_encoder_points keeps each head's and level's first two points (offsets and
+    attention weights). A 4-point model whose attention weights for points 2 and 3 are exp(-1e4) = 0 computes the
+    same memory from its first two points, so the cut model must give it too: the same sums with exact zeros left
+    out (the fixture's 1-thread re-run bound). Wrong slicing (points and levels swapped, another head's rows, the
+    x / y pairs split) moves it by O(1)."""
+    torch.manual_seed(4)
+    four = build_model(TINY).eval()
+    heads, levels = TINY.num_heads, TINY.num_encoder_levels
+    assert TINY.encoder_num_points == 4
+    with torch.no_grad():
+        for layer in four.pixel_decoder.encoder.layers:
+            attn = layer.self_attn
+            attn.sampling_offsets.bias.normal_(0, 2)   # not the ring init: each level and point has its own offset
+            attn.attention_weights.weight.normal_(0, 0.1)
+            attn.attention_weights.bias.view(heads, levels, 4)[:, :, 2:] = -1e4
+    two = build_model(ModelConfig.from_dict({**TINY.to_dict(), "encoder_num_points": 2})).eval()
+    missing, unexpected = two.load_state_dict(fewer_encoder_points(four.state_dict(), 4, 2, heads, levels))
+    assert not missing and not unexpected
+    with torch.no_grad():
+        feats = four.backbone(image)
+        mf4, mem4 = four.pixel_decoder(feats)
+        mf2, mem2 = two.pixel_decoder(feats)
+    bound = tol.no_flip("query")
+    for a, b in zip((mf4, *mem4), (mf2, *mem2)):
+        assert (a - b).abs().max() <= bound * a.abs().max()
+    with pytest.raises(ValueError, match="new < old"):
+        fewer_encoder_points(four.state_dict(), 2, 2, heads, levels)
 
 
 def test_small_backbone_stays_channels_last_after_loading():

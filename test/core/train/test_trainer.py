@@ -220,6 +220,25 @@ def test_fewer_encoder_levels_from_a_checkpoint(tiny_data, tmp_path):
     assert s["distill"] > 0 and torch.isfinite(torch.tensor(s["total"]))
 
 
+def test_fewer_encoder_points_from_a_checkpoint(tiny_data, tmp_path):
+    """`model_changes: {encoder_num_points: 2}` keeps the init's first two points of every head and level (offsets
+    and attention weights) instead of re-initialising those layers (their shapes changed)."""
+    from omg_seg_core.model.checkpoint import load_model
+    from omg_seg_core.train.trainer import Trainer
+
+    init = Trainer(_cfg(tiny_data, tmp_path / "base")).export(tmp_path / "init.pth", half=False)
+    old = load_model(init)[0]
+    tr = Trainer(_cfg(tiny_data, tmp_path / "pts2", f"init_checkpoint={init}", "model_changes={encoder_num_points: 2}"))
+    heads, levels = old.cfg.num_heads, old.cfg.num_encoder_levels
+    for a, b in zip(old.pixel_decoder.encoder.layers, tr.model.pixel_decoder.encoder.layers):
+        for name, per_point in (("sampling_offsets", 2), ("attention_weights", 1)):
+            for t in ("weight", "bias"):
+                was = getattr(getattr(a.self_attn, name), t).detach()
+                kept = was.reshape(heads, levels, 4, per_point, -1)[:, :, :2].reshape(getattr(getattr(
+                    b.self_attn, name), t).shape)
+                assert torch.equal(getattr(getattr(b.self_attn, name), t).detach(), kept), (name, t)
+
+
 def test_distill_term_moves_the_student_toward_the_teacher(tiny_data, tmp_path):
     from omg_seg_core.train.trainer import Trainer
 
