@@ -27,8 +27,10 @@ from ..config import ModelConfig
 from .backend import ImageFeatures, PromptOutputs
 
 # 2: deformable attention grids folded into one linear layer (MSDeformAttn.fold_grid); 3: the image graph has a
-# dynamic batch dimension (exports of format 2 are static batch 1: re-exported on demand, engines rebuilt)
-FORMAT = "omg_seg_onnx/3"
+# dynamic batch dimension (exports of format 2 are static batch 1: re-exported on demand, engines rebuilt); 4: the
+# deformable samples come points-major (ms_deform_attn_core, per_level_sum), a cheaper weighted sum (older formats
+# are re-exported on demand, as always when the format differs)
+FORMAT = "omg_seg_onnx/4"
 OPSET = 17
 IMAGE_INPUT = "image"
 #: Name of the image graph's dynamic batch dimension (dim 0 of its input and of every output).
