@@ -28,7 +28,8 @@ def ms_deform_attn_core(value: torch.Tensor, spatial_shapes: Sequence[tuple[int,
     sampling_grids: float32 [B, N_q, heads, L, P, 2], (x, y) in grid_sample's [-1, 1] per level
         (= 2 * location - 1 for locations normalised to [0, 1])
     attention_weights: [B, N_q, heads, L, P] (softmaxed over L*P)
-    per_level_sum: sum the weighted samples level by level (another float summation order than mmcv's)
+    per_level_sum: the export form: sample points-major and sum the weighted samples level by level (another
+        float summation order than mmcv's)
     returns [B, N_q, heads*Dh] in value's dtype.
     """
     bs, _, num_heads, head_dim = value.shape
