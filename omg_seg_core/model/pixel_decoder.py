@@ -156,6 +156,17 @@ class MSDeformAttnPixelDecoder(nn.Module):
         return self.mask_feature(outs[-1]), outs[: self.num_outs]
 
 
+def _is_sampling_rows(parts: Sequence[str]) -> bool:
+    """Whether a pixel-decoder key (split at dots) is an encoder layer's sampling_offsets / attention_weights."""
+    return len(parts) > 2 and parts[0] == "encoder" and parts[-2] in ("sampling_offsets", "attention_weights")
+
+
+def _sampling_rows(t: torch.Tensor, layer: str, heads: int, levels: int, points: int) -> torch.Tensor:
+    """The weight or bias of MSDeformAttn's `layer` ("sampling_offsets" / "attention_weights") with its output rows
+    split as they are laid out: [heads, levels, points, 2 (x, y) or 1, *in]."""
+    return t.reshape(heads, levels, points, 2 if layer == "sampling_offsets" else 1, *t.shape[1:])
+
+
 def fewer_encoder_levels(sd: Mapping[str, torch.Tensor], old: int, new: int, heads: int, points: int,
                          prefix: str = "pixel_decoder.") -> dict[str, torch.Tensor]:
     """A state_dict holding a pixel decoder with `old` encoder levels, re-placed for one with `new` < `old`.
@@ -175,9 +186,8 @@ def fewer_encoder_levels(sd: Mapping[str, torch.Tensor], old: int, new: int, hea
             continue
         name = key[len(prefix):]
         parts = name.split(".")
-        if parts[0] == "encoder" and parts[-2] in ("sampling_offsets", "attention_weights"):
-            per_level = points * (2 if parts[-2] == "sampling_offsets" else 1)
-            t = t.reshape(heads, old, per_level, *t.shape[1:])[:, :new].reshape(-1, *t.shape[1:])
+        if _is_sampling_rows(parts):
+            t = _sampling_rows(t, parts[-2], heads, old, points)[:, :new].reshape(-1, *t.shape[1:])
         elif name == "level_encoding.weight":
             t = t[:new]
         elif parts[0] == "input_convs" and int(parts[1]) >= new:
@@ -202,9 +212,8 @@ def fewer_encoder_points(sd: Mapping[str, torch.Tensor], old: int, new: int, hea
     out: dict[str, torch.Tensor] = {}
     for key, t in sd.items():
         parts = key[len(prefix):].split(".") if key.startswith(prefix) else []
-        if parts and parts[0] == "encoder" and parts[-2] in ("sampling_offsets", "attention_weights"):
-            per_point = 2 if parts[-2] == "sampling_offsets" else 1
-            t = t.reshape(heads, levels, old, per_point, *t.shape[1:])[:, :, :new].reshape(-1, *t.shape[1:])
+        if _is_sampling_rows(parts):
+            t = _sampling_rows(t, parts[-2], heads, levels, old)[:, :, :new].reshape(-1, *t.shape[1:])
         out[key] = t
     return out
 
