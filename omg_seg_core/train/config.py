@@ -70,8 +70,8 @@ class LossConfig:
     # as a negative, so a query must tell the attribute apart, not only the object (losses.attribute_negatives).
     text_negative_words: list = field(default_factory=list)
     # Weight of the feature-distillation term (0 = off; needs init_checkpoint): mean squared difference between the
-    # pixel decoder's outputs (mask features and the three memory levels) and those of the init_checkpoint model,
-    # kept frozen as the teacher. For a lighter model made with `model_changes`: it learns the features the
+    # pixel decoder's outputs (mask features and the three memory levels) and those of the teacher (TrainConfig.
+    # teacher_checkpoint, else the init_checkpoint model), kept frozen. For a lighter model made with `model_changes`: it learns the features the
     # decoder was trained on instead of relearning the task from the dropped layers' loss.
     distill: float = 0.0
 
@@ -91,6 +91,9 @@ class TrainConfig:
     # ModelConfig fields to change from the init checkpoint's model (e.g. {num_encoder_layers: 1}): a lighter
     # model that keeps every tensor whose name and shape are unchanged (build_train_model); needs init_checkpoint.
     model_changes: dict = field(default_factory=dict)
+    # The frozen teacher of loss.distill when it is not the init_checkpoint model: a later stage of a lighter model
+    # starts from its own weights and still learns the features of the model it was cut from. Same backbone.
+    teacher_checkpoint: Optional[str] = None
     backbone_weights: Optional[str] = None  # ConvNeXt-L: the open_clip weights file (backbone + CLIP text tower)
     freeze_backbone: bool = False         # ConvNeXt-L fine-tuning: head only (backbone frozen, eval-mode)
     frozen_stages: int = 1                # small model: keep the stem + first block group fixed
@@ -116,6 +119,8 @@ class TrainConfig:
                 raise ValueError(f"{key} needs init_checkpoint (the model to change / the teacher)")
         if self.loss.distill < 0:
             raise ValueError(f"loss.distill must be >= 0, got {self.loss.distill}")
+        if self.teacher_checkpoint and not self.loss.distill > 0:
+            raise ValueError("teacher_checkpoint is the loss.distill teacher: set loss.distill > 0 too")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -51,7 +51,8 @@ def seed_everything(seed: int) -> None:
 
 def build_train_model(cfg: TrainConfig) -> tuple[OMGSeg, dict[str, Any], Optional[OMGSeg]]:
     """The model to train, its loader meta, and the frozen teacher of `loss.distill` (None when that is 0): the
-    init_checkpoint model as loaded (one load serves both; a copy when the student is that same model).
+    `teacher_checkpoint` model when set, else the init_checkpoint model as loaded (one load serves both; a copy when
+    the student is that same model).
 
     - `init_checkpoint` set: `load_model(cfg.model, weights=init_checkpoint, backbone_weights=...)` (our format, or
       the official `omg_seg_convl.pth` head + the open_clip ConvNeXt-L file for head fine-tuning);
@@ -61,7 +62,10 @@ def build_train_model(cfg: TrainConfig) -> tuple[OMGSeg, dict[str, Any], Optiona
     teacher = None
     if cfg.init_checkpoint:
         model, meta = load_model(cfg.model, weights=cfg.init_checkpoint, backbone_weights=cfg.backbone_weights)
-        if cfg.loss.distill > 0:
+        if cfg.loss.distill > 0 and cfg.teacher_checkpoint:
+            teacher = frozen(load_model(cfg.model, weights=cfg.teacher_checkpoint,
+                                        backbone_weights=cfg.backbone_weights)[0])
+        elif cfg.loss.distill > 0:
             teacher = frozen(model if cfg.model_changes else copy.deepcopy(model))
         if cfg.model_changes:
             model = changed_model(model, cfg.model_changes)

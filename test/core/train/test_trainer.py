@@ -277,8 +277,28 @@ def test_distill_without_model_changes_keeps_its_own_frozen_copy(tiny_data, tmp_
                for k in tr.model.state_dict() if k.startswith("head."))
 
 
+def test_teacher_checkpoint_is_the_distill_teacher_instead_of_the_init_model(tiny_data, tmp_path):
+    """A later stage of a cut model starts from its own weights (2 points) and distils toward the model it was cut
+    from (4 points): the teacher holds the teacher_checkpoint's tensors, the student the init_checkpoint's."""
+    from omg_seg_core.model.checkpoint import load_model
+    from omg_seg_core.train.trainer import Trainer
+
+    big = Trainer(_cfg(tiny_data, tmp_path / "base")).export(tmp_path / "big.pth", half=False)
+    cut = Trainer(_cfg(tiny_data, tmp_path / "cut", f"init_checkpoint={big}", "model_changes={encoder_num_points: 2}")
+                  ).export(tmp_path / "cut.pth", half=False)
+    tr = Trainer(_cfg(tiny_data, tmp_path / "s2", f"init_checkpoint={cut}", f"teacher_checkpoint={big}",
+                      "loss.distill=1"))
+    assert tr.model.cfg.encoder_num_points == 2 and tr.loss.teacher.cfg.encoder_num_points == 4
+    for k, v in load_model(big)[0].state_dict().items():
+        assert torch.equal(tr.loss.teacher.state_dict()[k], v), k
+    for k, v in load_model(cut)[0].state_dict().items():
+        assert torch.equal(tr.model.state_dict()[k], v), k
+    assert "distill" in tr.train_step()
+
+
 @pytest.mark.parametrize("extra, match", [
     (("model_changes={num_encoder_layers: 1}",), "model_changes needs init_checkpoint"),
+    (("init_checkpoint=x.pth", "teacher_checkpoint=y.pth"), "set loss.distill > 0"),
     (("loss.distill=1",), "loss.distill needs init_checkpoint"),
     (("init_checkpoint=x.pth", "model_changes={name: other}"), "'name' cannot change"),
     (("init_checkpoint=x.pth", "loss.distill=-1"), "loss.distill must be >= 0"),
