@@ -16,8 +16,12 @@ def test_gpu_script_dry_run_on_the_cpu(tmp_path):
     res = json.loads(out.read_text())
     tiny = res["sections"]["tiny"]["320x240"]
     assert tiny["float32"]["parity"]["mask_logits"] == 0.0  # the reference itself
+    # Plumbing, not precision: a reduced dtype must answer the same image. Measured with the shipped model on the
+    # first held-out scene of seeds 7 / 21 / 33 (2026-12-08): bf16 vs fp32 class-embedding cosine 0.990-0.9998,
+    # fp16 0.9996-1.0, while the fp32 embeddings of two of those scenes give 0.74-0.78. A max |diff| is no such
+    # check: one query whose masked attention flips moves it by 0.1 (stage 11, fp16, seed 21).
     for dtype in ("float16", "bfloat16"):
         row = tiny[dtype]
-        assert "error" in row or (row["image_graph"]["median_ms"] > 0 and row["parity"]["class_embed"] < 0.05), row
+        assert "error" in row or (row["image_graph"]["median_ms"] > 0 and row["parity"]["class_embed_cos"] > 0.95), row
     ort = res["sections"]["onnxruntime"]
     assert "skipped" in ort or ort["parity"]["mask_logits"] < 0.01, ort
