@@ -291,9 +291,8 @@ def test_two_sampling_points_match_four_whose_far_points_weigh_nothing(image):
     out (the fixture's 1-thread re-run bound). Wrong slicing (points and levels swapped, another head's rows, the
     x / y pairs split) moves it by O(1)."""
     torch.manual_seed(4)
-    four = build_model(TINY).eval()
+    four = build_model(ModelConfig.from_dict({**TINY.to_dict(), "encoder_num_points": 4})).eval()
     heads, levels = TINY.num_heads, TINY.num_encoder_levels
-    assert TINY.encoder_num_points == 4
     with torch.no_grad():
         for layer in four.pixel_decoder.encoder.layers:
             attn = layer.self_attn

@@ -220,14 +220,25 @@ def test_fewer_encoder_levels_from_a_checkpoint(tiny_data, tmp_path):
     assert s["distill"] > 0 and torch.isfinite(torch.tensor(s["total"]))
 
 
+def _four_point_init(root: Path, tmp_path: Path) -> Path:
+    """An exported fp32 omg_seg_tiny with 4 sampling points (TINY has 2 since stage 11-2p): the model a cut starts
+    from. Its offsets and attention weights are freshly initialised (more points than the init: new shapes)."""
+    from omg_seg_core.train.trainer import Trainer
+
+    two = Trainer(_cfg(root, tmp_path / "base2")).export(tmp_path / "base2.pth", half=False)
+    return Trainer(_cfg(root, tmp_path / "base4", f"init_checkpoint={two}", "model_changes={encoder_num_points: 4}")
+                   ).export(tmp_path / "init4.pth", half=False)
+
+
 def test_fewer_encoder_points_from_a_checkpoint(tiny_data, tmp_path):
     """`model_changes: {encoder_num_points: 2}` keeps the init's first two points of every head and level (offsets
     and attention weights) instead of re-initialising those layers (their shapes changed)."""
     from omg_seg_core.model.checkpoint import load_model
     from omg_seg_core.train.trainer import Trainer
 
-    init = Trainer(_cfg(tiny_data, tmp_path / "base")).export(tmp_path / "init.pth", half=False)
+    init = _four_point_init(tiny_data, tmp_path)
     old = load_model(init)[0]
+    assert old.cfg.encoder_num_points == 4
     tr = Trainer(_cfg(tiny_data, tmp_path / "pts2", f"init_checkpoint={init}", "model_changes={encoder_num_points: 2}"))
     heads, levels = old.cfg.num_heads, old.cfg.num_encoder_levels
     for a, b in zip(old.pixel_decoder.encoder.layers, tr.model.pixel_decoder.encoder.layers):
@@ -283,7 +294,7 @@ def test_teacher_checkpoint_is_the_distill_teacher_instead_of_the_init_model(tin
     from omg_seg_core.model.checkpoint import load_model
     from omg_seg_core.train.trainer import Trainer
 
-    big = Trainer(_cfg(tiny_data, tmp_path / "base")).export(tmp_path / "big.pth", half=False)
+    big = _four_point_init(tiny_data, tmp_path)
     cut = Trainer(_cfg(tiny_data, tmp_path / "cut", f"init_checkpoint={big}", "model_changes={encoder_num_points: 2}")
                   ).export(tmp_path / "cut.pth", half=False)
     tr = Trainer(_cfg(tiny_data, tmp_path / "s2", f"init_checkpoint={cut}", f"teacher_checkpoint={big}",
