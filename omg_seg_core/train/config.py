@@ -92,7 +92,8 @@ class TrainConfig:
     # model that keeps every tensor whose name and shape are unchanged (build_train_model); needs init_checkpoint.
     model_changes: dict = field(default_factory=dict)
     # The frozen teacher of loss.distill when it is not the init_checkpoint model: a later stage of a lighter model
-    # starts from its own weights and still learns the features of the model it was cut from. Same backbone.
+    # starts from its own weights and still learns the features of the model it was cut from. Its
+    # pixel decoder must give the student's shapes (embed_dim, feature levels; checked when the model is built).
     teacher_checkpoint: Optional[str] = None
     backbone_weights: Optional[str] = None  # ConvNeXt-L: the open_clip weights file (backbone + CLIP text tower)
     freeze_backbone: bool = False         # ConvNeXt-L fine-tuning: head only (backbone frozen, eval-mode)

@@ -69,6 +69,11 @@ def build_train_model(cfg: TrainConfig) -> tuple[OMGSeg, dict[str, Any], Optiona
             teacher = frozen(model if cfg.model_changes else copy.deepcopy(model))
         if cfg.model_changes:
             model = changed_model(model, cfg.model_changes)
+        if teacher is not None and any(getattr(teacher.cfg, k) != getattr(model.cfg, k)
+                                       for k in ("embed_dim", "num_feature_levels")):
+            raise ValueError(f"loss.distill: the teacher's pixel decoder (embed_dim {teacher.cfg.embed_dim}, "
+                             f"{teacher.cfg.num_feature_levels} levels) does not give the student's outputs "
+                             f"(embed_dim {model.cfg.embed_dim}, {model.cfg.num_feature_levels} levels)")
     else:
         mcfg = get_model_config(cfg.model)
         if mcfg.backbone.startswith("clip_") and not cfg.backbone_weights:

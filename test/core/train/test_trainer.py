@@ -305,6 +305,11 @@ def test_teacher_checkpoint_is_the_distill_teacher_instead_of_the_init_model(tin
     for k, v in load_model(cut)[0].state_dict().items():
         assert torch.equal(tr.model.state_dict()[k], v), k
     assert "distill" in tr.train_step()
+    wide = Trainer(_cfg(tiny_data, tmp_path / "wide", f"init_checkpoint={cut}", "model_changes={embed_dim: 32}")
+                   ).export(tmp_path / "wide.pth", half=False)
+    with pytest.raises(ValueError, match="embed_dim 32"):
+        Trainer(_cfg(tiny_data, tmp_path / "s3", f"init_checkpoint={cut}", f"teacher_checkpoint={wide}",
+                     "loss.distill=1"))
 
 
 @pytest.mark.parametrize("extra, match", [
