@@ -71,8 +71,9 @@ class LossConfig:
     text_negative_words: list = field(default_factory=list)
     # Weight of the feature-distillation term (0 = off; needs init_checkpoint): mean squared difference between the
     # pixel decoder's outputs (mask features and the three memory levels) and those of the teacher (TrainConfig.
-    # teacher_checkpoint, else the init_checkpoint model), kept frozen. For a lighter model made with `model_changes`: it learns the features the
-    # decoder was trained on instead of relearning the task from the dropped layers' loss.
+    # teacher_checkpoint, else the init_checkpoint model), kept frozen. For a lighter model made with
+    # `model_changes`: it learns the features the decoder was trained on instead of relearning the task from the
+    # dropped layers' loss.
     distill: float = 0.0
 
     def __post_init__(self) -> None:

@@ -243,6 +243,19 @@ def test_onnx_export_of_both_graphs_matches(tiny, image, tmp_path):
             assert np.abs(o - r.numpy()).max() < 1e-3, path
 
 
+def _spread_sampling(model, silent: tuple) -> None:
+    """Random sampling offsets (not the ring init: each level and point gets its own) and attention weights in
+    every deformable encoder layer of `model`; the attention logits at `silent`, an index into their
+    [heads, levels, points] layout, are set to -1e4, so those samples weigh exp(-1e4) = 0."""
+    layout = (model.cfg.num_heads, model.cfg.num_encoder_levels, model.cfg.encoder_num_points)
+    with torch.no_grad():
+        for layer in model.pixel_decoder.encoder.layers:
+            attn = layer.self_attn
+            attn.sampling_offsets.bias.normal_(0, 2)
+            attn.attention_weights.weight.normal_(0, 0.1)
+            attn.attention_weights.bias.view(layout)[silent] = -1e4
+
+
 def test_two_encoder_levels_match_three_that_never_look_at_stride_8(image):
     """`num_encoder_levels: 2` (stride 8 from the FPN): fewer_encoder_levels cuts a 3-level model's offsets,
     attention weights and level encodings to the coarse levels. A 3-level model whose attention weights for stride
@@ -252,12 +265,7 @@ def test_two_encoder_levels_match_three_that_never_look_at_stride_8(image):
     torch.manual_seed(3)
     three = build_model(TINY).eval()
     heads, points = TINY.num_heads, TINY.encoder_num_points
-    with torch.no_grad():
-        for layer in three.pixel_decoder.encoder.layers:
-            attn = layer.self_attn
-            attn.sampling_offsets.bias.normal_(0, 2)   # not the ring init: each level and point has its own offset
-            attn.attention_weights.weight.normal_(0, 0.1)
-            attn.attention_weights.bias.view(heads, 3, points)[:, 2] = -1e4
+    _spread_sampling(three, np.s_[:, 2])
     cfg2 = ModelConfig.from_dict({**TINY.to_dict(), "num_encoder_levels": 2})
     two = build_model(cfg2).eval()
     missing, unexpected = two.load_state_dict(fewer_encoder_levels(three.state_dict(), 3, 2, heads, points),
@@ -293,12 +301,7 @@ def test_two_sampling_points_match_four_whose_far_points_weigh_nothing(image):
     torch.manual_seed(4)
     four = build_model(ModelConfig.from_dict({**TINY.to_dict(), "encoder_num_points": 4})).eval()
     heads, levels = TINY.num_heads, TINY.num_encoder_levels
-    with torch.no_grad():
-        for layer in four.pixel_decoder.encoder.layers:
-            attn = layer.self_attn
-            attn.sampling_offsets.bias.normal_(0, 2)   # not the ring init: each level and point has its own offset
-            attn.attention_weights.weight.normal_(0, 0.1)
-            attn.attention_weights.bias.view(heads, levels, 4)[:, :, 2:] = -1e4
+    _spread_sampling(four, np.s_[:, :, 2:])
     two = build_model(ModelConfig.from_dict({**TINY.to_dict(), "encoder_num_points": 2})).eval()
     missing, unexpected = two.load_state_dict(fewer_encoder_points(four.state_dict(), 4, 2, heads, levels))
     assert not missing and not unexpected
