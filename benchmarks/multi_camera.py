@@ -25,7 +25,6 @@ writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -43,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from omg_seg_ros.cli.client import ClientNode  # noqa: E402
-from benchmarks.bench_util import cell, percentile  # noqa: E402
+from benchmarks.bench_util import cell, percentile, write_json  # noqa: E402
 from omg_seg_ros.cli.demo import _spawn, _stop, wait_active  # noqa: E402  (the demo's process helpers)
 
 
@@ -277,9 +276,8 @@ def main(argv: Optional[list[str]] = None) -> int:
            "rows": rows, "machine": {"cpus": os.cpu_count(), "load_avg_before": load0, "load_avg_after": os.getloadavg(),
                                      "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "")},
            "date": time.strftime("%Y-%m-%d %H:%M")}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=1))
-    print(f"\nwrote {args.json}")
+    print()
+    write_json(args.json, out)
     return 0
 
 
