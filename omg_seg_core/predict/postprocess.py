@@ -76,27 +76,31 @@ def _fuse(mask_logits: torch.Tensor, scores: torch.Tensor, meta: ImageMeta, mask
     does not depend on the others.
     """
     k_all = mask_logits.shape[0]
+    id_dtype = torch.int16 if k_all < 2**15 else torch.int32
     best = idx = winner_fg = None
     areas: list[int] = []
     for sl in _chunks(k_all, meta):
         up = upsample_mask_logits(mask_logits[sl], meta, contiguous=False).sigmoid_()
         fg = up >= mask_threshold  # bool [n, H0, W0]: one pass for the chunk, not one per query
         areas += [int(torch.count_nonzero(f)) for f in fg]  # per row: ~8x faster than a batched reduction
-        for j in range(up.shape[0]):
-            k = sl.start + j
-            v = up[j].mul_(scores[k])  # scores[k] * sigmoid, in place (the same float product)
-            if best is None:
-                best = v
-                idx = torch.zeros(v.shape, dtype=torch.int16 if k_all < 2**15 else torch.int32, device=v.device)
-                continue
-            gt = v > best  # strict: on ties the earlier query stays
-            torch.maximum(best, v, out=best)
-            idx[gt] = k  # masked_fill_ of int16 is not vectorised on CPU (~3x slower at 320x240)
-        # the winner's own sigmoid >= thr, for the pixels a query of THIS chunk holds now (later chunks only take
-        # pixels over, and then write their own): one gather per chunk instead of a select per query
-        own = _take(fg, idx, sl.start)
-        winner_fg = own if winner_fg is None else torch.where(idx >= sl.start, own, winner_fg)
-        del up, fg
+        # scores[k] * sigmoid in place (the same float products), then the chunk's argmax in one reduction:
+        # max(0) returns the first maximal index, the official argmax's tie rule
+        v = up.mul_(scores[sl].to(up.dtype)[:, None, None])
+        if v.shape[0] == 1:  # a frame so large that a chunk holds one query: no int64 index map to make
+            chunk_best, chunk_idx = v[0], torch.zeros(v.shape[1:], dtype=id_dtype, device=v.device)
+        else:
+            chunk_best, chunk_idx = v.max(0)
+            chunk_idx = chunk_idx.to(id_dtype)
+        # the winner's own sigmoid >= thr: one gather per chunk instead of a select per query
+        own = _take(fg, chunk_idx, 0)
+        if best is None:
+            best, idx, winner_fg = chunk_best, chunk_idx, own
+        else:  # a later chunk takes a pixel only when strictly better: on ties the earlier query stays
+            gt = chunk_best > best
+            torch.maximum(best, chunk_best, out=best)
+            idx = torch.where(gt, chunk_idx + sl.start, idx)
+            winner_fg = torch.where(gt, own, winner_fg)
+        del up, fg, v
     return idx, winner_fg, areas
 
 

@@ -163,17 +163,18 @@ def test_thresholds_come_from_config(golden):
     assert len(hi) > 0 and np.all(hi.scores >= 0.5)
 
 
-@pytest.mark.parametrize("chunk_pixels, band_pixels", [(16_000_000, 1 << 20), (1, 1 << 20), (16_000_000, 1)])
+@pytest.mark.parametrize("chunk_pixels, band_pixels", [(16_000_000, 1 << 20), (1, 1 << 20), (16_000_000, 1),
+                                                       (3 * 90 * 120, 1 << 20)])
 def test_streamed_fusion_equals_the_argmax_of_all_masks(monkeypatch, chunk_pixels, band_pixels):
     """The panoptic fusion streams over queries (a few bytes per pixel at any frame size): same argmax (first
     maximum wins ties, as torch.argmax), same winner foreground and per-query areas as on all masks at once."""
     from omg_seg_core.predict import postprocess
 
-    monkeypatch.setattr(postprocess, "_CHUNK_PIXELS", chunk_pixels)  # 1: one query per chunk
+    monkeypatch.setattr(postprocess, "_CHUNK_PIXELS", chunk_pixels)  # 1: one query per chunk; 3 x 90 x 120: three
     monkeypatch.setattr(postprocess, "_BAND_PIXELS", band_pixels)    # 1: one row per band
     torch.manual_seed(0)
     m = torch.randn(7, 30, 40) * 4
-    m[4] = m[2]          # exact ties: the earlier query must win
+    m[4] = m[2]          # exact ties (in one chunk or across two): the earlier query must win
     s = torch.rand(7)
     s[4] = s[2]
     meta = ImageMeta((90, 120), (90, 120), (96, 128))
