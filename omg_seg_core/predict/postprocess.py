@@ -53,13 +53,13 @@ def _chunks(n: int, meta: ImageMeta) -> list[slice]:
     return [slice(i, min(n, i + per)) for i in range(0, n, per)]
 
 
-def _take(fg: torch.Tensor, idx: torch.Tensor, start: int) -> torch.Tensor:
-    """fg bool [n, H, W], idx int [H, W] -> bool [H, W]: fg[idx - start] per pixel (idx < start reads row 0), in
-    bands of rows so the int64 index gather needs stays ~8 MB whatever the frame size."""
+def _take(fg: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """fg bool [n, H, W], idx int [H, W] in [0, n) -> bool [H, W]: fg[idx] per pixel, in bands of rows so the int64
+    index gather needs stays ~8 MB whatever the frame size."""
     out = torch.empty(idx.shape, dtype=torch.bool, device=idx.device)
     rows = max(1, _BAND_PIXELS // max(1, idx.shape[1]))
     for r in range(0, idx.shape[0], rows):
-        band = (idx[r:r + rows] - start).clamp_(min=0).long()[None]
+        band = idx[r:r + rows].long()[None]
         out[r:r + rows] = fg[:, r:r + rows].gather(0, band)[0]
     return out
 
@@ -92,7 +92,7 @@ def _fuse(mask_logits: torch.Tensor, scores: torch.Tensor, meta: ImageMeta, mask
             chunk_best, chunk_idx = v.max(0)
             chunk_idx = chunk_idx.to(id_dtype)
         # the winner's own sigmoid >= thr: one gather per chunk instead of a select per query
-        own = _take(fg, chunk_idx, 0)
+        own = _take(fg, chunk_idx)
         if best is None:
             best, idx, winner_fg = chunk_best, chunk_idx, own
         else:  # a later chunk takes a pixel only when strictly better: on ties the earlier query stays
